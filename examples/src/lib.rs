@@ -1,0 +1,1 @@
+//! Runnable examples of the rpc framework: see `examples/`.

@@ -1,0 +1,258 @@
+//! One call in flight: [`RpcCall`] on the caller's side, [`ReplyTo`] / [`ReplyMode`] on the
+//! endpoint's side, and the erased reply value between them.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+use crate::deferred::Deferred;
+use crate::error::RpcError;
+use crate::gateway::{EndpointAddress, MethodInfo};
+
+/// A reply on its way back to the caller: the value itself for a local call, its postcard
+/// encoding when it crossed (or, with forced serialization, pretended to cross) a wire.
+pub enum ReplyValue {
+    /// The reply value, moved as it is.
+    Local(Box<dyn Any + Send>),
+    /// The reply value's postcard encoding.
+    Encoded(Vec<u8>),
+}
+
+/// The outcome of one invocation as the caller receives it.
+pub type ReplyResult = Result<ReplyValue, RpcError>;
+
+/// Where the reply of one ask goes. Answered exactly once.
+pub enum ReplyTo {
+    /// A caller in this process awaiting an [`RpcCall`].
+    Caller(oneshot::Sender<ReplyResult>),
+    /// Anything else, for example a transport writing a response frame.
+    Callback(Box<dyn FnOnce(ReplyResult) + Send>),
+}
+
+impl ReplyTo {
+    /// A reply slot and the receiver an [`RpcCall`] awaits.
+    pub fn channel() -> (ReplyTo, oneshot::Receiver<ReplyResult>) {
+        let (sender, receiver) = oneshot::channel();
+        (ReplyTo::Caller(sender), receiver)
+    }
+
+    /// Delivers the outcome. A caller that has gone away (timed out, dropped its call) is not
+    /// an error: the reply is discarded.
+    pub fn send(self, result: ReplyResult) {
+        match self {
+            ReplyTo::Caller(sender) => {
+                let _ = sender.send(result);
+            }
+            ReplyTo::Callback(callback) => callback(result),
+        }
+    }
+}
+
+/// How a dispatcher hands back a method's return value: moved as it is, or encoded because the
+/// caller is on the other side of a wire (or forced serialization is on).
+#[derive(Clone, Copy)]
+pub struct ReplyMode {
+    encoded: bool,
+    method: &'static MethodInfo,
+}
+
+impl ReplyMode {
+    pub(crate) fn new(encoded: bool, method: &'static MethodInfo) -> Self {
+        ReplyMode { encoded, method }
+    }
+
+    /// The reply of an ask that returned `value`.
+    pub fn value<T: Serialize + Send + 'static>(self, value: T) -> Handled {
+        Handled::Reply(self.encode(value))
+    }
+
+    /// The reply of a method that returned a [`Deferred`].
+    pub fn deferred<T: Serialize + Send + 'static>(self, deferred: Deferred<T>) -> Handled {
+        Handled::Deferred(Box::pin(async move { self.encode(deferred.await) }))
+    }
+
+    fn encode<T: Serialize + Send + 'static>(self, value: T) -> ReplyResult {
+        if !self.encoded {
+            return Ok(ReplyValue::Local(Box::new(value)));
+        }
+        postcard::to_allocvec(&value)
+            .map(ReplyValue::Encoded)
+            .map_err(|error| RpcError::Serialization {
+                context: format!(
+                    "encoding the reply of `{}::{}`",
+                    self.method.gateway, self.method.name
+                ),
+                reason: error.to_string(),
+            })
+    }
+}
+
+/// What running one invocation produced.
+pub enum Handled {
+    /// The reply, ready now.
+    Reply(ReplyResult),
+    /// A reply that a future finishes off the main thread.
+    Deferred(BoxFuture<'static, ReplyResult>),
+    /// A tell: nothing to send back.
+    NoReply,
+}
+
+pin_project_lite::pin_project! {
+    /// An ask in flight: a future resolving to the method's return value, or to an
+    /// [`RpcError`].
+    ///
+    /// The invocation is queued when the proxy method is called, not when this future is first
+    /// polled: calls made one after another from one task run in that order even if their
+    /// futures are awaited in another order, and dropping the future does not cancel the
+    /// invocation (its reply is discarded).
+    ///
+    /// The timeout counts from the call. Override the proxy's timeout for this one call with
+    /// [`RpcCall::with_timeout`].
+    #[must_use = "the reply arrives only if the call is awaited (the invocation is sent regardless)"]
+    pub struct RpcCall<T> {
+        receiver: Option<oneshot::Receiver<ReplyResult>>,
+        error: Option<RpcError>,
+        method: &'static MethodInfo,
+        endpoint: Option<Arc<EndpointAddress>>,
+        started: Instant,
+        timeout: Duration,
+        #[pin]
+        sleep: Option<Sleep>,
+        _reply: PhantomData<fn() -> T>,
+    }
+}
+
+impl<T> RpcCall<T> {
+    pub(crate) fn pending(
+        receiver: oneshot::Receiver<ReplyResult>,
+        method: &'static MethodInfo,
+        endpoint: Arc<EndpointAddress>,
+        timeout: Duration,
+    ) -> Self {
+        RpcCall {
+            receiver: Some(receiver),
+            error: None,
+            method,
+            endpoint: Some(endpoint),
+            started: Instant::now(),
+            timeout,
+            sleep: None,
+            _reply: PhantomData,
+        }
+    }
+
+    pub(crate) fn failed(error: RpcError, method: &'static MethodInfo) -> Self {
+        RpcCall {
+            receiver: None,
+            error: Some(error),
+            method,
+            endpoint: None,
+            started: Instant::now(),
+            timeout: Duration::ZERO,
+            sleep: None,
+            _reply: PhantomData,
+        }
+    }
+
+    /// Gives this call its own timeout, counted from when the call was made.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
+    type Output = Result<T, RpcError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(error) = this.error.take() {
+            return Poll::Ready(Err(error));
+        }
+        let Some(receiver) = this.receiver.as_mut() else {
+            panic!("RpcCall polled after it completed");
+        };
+        if let Poll::Ready(outcome) = Pin::new(receiver).poll(cx) {
+            *this.receiver = None;
+            let endpoint = this.endpoint.as_deref();
+            return Poll::Ready(match outcome {
+                Ok(Ok(value)) => decode(value, this.method),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(RpcError::EndpointStopped {
+                    endpoint: endpoint.map(|e| e.name().to_owned()).unwrap_or_default(),
+                }),
+            });
+        }
+        if this.sleep.is_none() {
+            if let Some(deadline) = this.started.checked_add(*this.timeout) {
+                this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+            }
+        }
+        if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+            if sleep.poll(cx).is_ready() {
+                *this.receiver = None;
+                return Poll::Ready(Err(RpcError::Timeout {
+                    gateway: this.method.gateway,
+                    method: this.method.name,
+                    endpoint: this
+                        .endpoint
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| EndpointAddress::new("", None)),
+                    timeout: *this.timeout,
+                }));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Turns a reply back into the method's return type.
+fn decode<T: DeserializeOwned + 'static>(
+    value: ReplyValue,
+    method: &MethodInfo,
+) -> Result<T, RpcError> {
+    let context = || {
+        format!(
+            "decoding the reply of `{}::{}`",
+            method.gateway, method.name
+        )
+    };
+    match value {
+        ReplyValue::Local(value) => {
+            value
+                .downcast::<T>()
+                .map(|v| *v)
+                .map_err(|_| RpcError::Serialization {
+                    context: context(),
+                    reason: "the reply has another type than the proxy expects".to_owned(),
+                })
+        }
+        ReplyValue::Encoded(bytes) => {
+            decode_exact(&bytes).map_err(|reason| RpcError::Serialization {
+                context: context(),
+                reason,
+            })
+        }
+    }
+}
+
+/// Decodes a postcard value that must use every byte: trailing bytes mean the two sides
+/// disagree about the type.
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(format!("{} unexpected trailing bytes", rest.len())),
+        Err(error) => Err(error.to_string()),
+    }
+}

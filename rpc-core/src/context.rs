@@ -1,0 +1,223 @@
+//! [`RpcContext`]: an endpoint's handle to its own main thread (Flink's
+//! `MainThreadExecutable`), and the shared cell behind it.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::endpoint::RpcEndpoint;
+use crate::error::RpcError;
+use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
+use crate::mailbox::{Envelope, on_main_thread_of, panic_message};
+use crate::service::{RpcService, ServiceInner};
+use crate::target::LocalTarget;
+
+/// Settings every endpoint of one service shares.
+pub(crate) struct Shared {
+    /// Where `Deferred` replies and scheduled runs are spawned, also for isolated endpoints.
+    pub(crate) runtime: Handle,
+    /// The ask timeout proxies start with.
+    pub(crate) default_timeout: Duration,
+    /// Whether local calls encode and decode their invocations and replies.
+    pub(crate) force_serialization: bool,
+}
+
+/// Everything about one running endpoint except its state, which only the main loop holds.
+pub(crate) struct EndpointCell<E> {
+    /// Unique within the process; tells a self-call apart.
+    pub(crate) id: u64,
+    pub(crate) address: Arc<EndpointAddress>,
+    pub(crate) mailbox: mpsc::UnboundedSender<Envelope<E>>,
+    /// Cancelled when the stop is processed: ends pending `schedule_run_async` timers.
+    pub(crate) stopping: CancellationToken,
+    /// Cancelled once `on_stop` has finished and the endpoint's state is dropped.
+    pub(crate) terminated: CancellationToken,
+    pub(crate) shared: Arc<Shared>,
+    /// Weak, so that endpoints do not keep their service alive.
+    pub(crate) service: Weak<ServiceInner>,
+}
+
+impl<E> EndpointCell<E> {
+    /// Removes the endpoint's name from its service, so that the name can be reused.
+    pub(crate) fn unregister(&self) {
+        if let Some(service) = self.service.upgrade() {
+            service.unregister(self.address.name(), self.id);
+        }
+    }
+}
+
+/// An endpoint's handle to its own main thread: run closures on it, schedule them, call
+/// itself through a typed gateway, stop.
+///
+/// The endpoint receives one in [`RpcEndpoint::on_start`]; `start_endpoint` returns another.
+/// It is cheap to clone and may be used from any task.
+pub struct RpcContext<E> {
+    cell: Arc<EndpointCell<E>>,
+}
+
+impl<E> Clone for RpcContext<E> {
+    fn clone(&self) -> Self {
+        RpcContext {
+            cell: Arc::clone(&self.cell),
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for RpcContext<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcContext")
+            .field("endpoint", &self.cell.address.name())
+            .finish()
+    }
+}
+
+impl<E: RpcEndpoint> RpcContext<E> {
+    pub(crate) fn from_cell(cell: Arc<EndpointCell<E>>) -> Self {
+        RpcContext { cell }
+    }
+
+    /// The endpoint's name.
+    pub fn name(&self) -> &str {
+        self.cell.address.name()
+    }
+
+    /// Queues `f` to run on the main thread, after everything already queued.
+    ///
+    /// Returns [`RpcError::EndpointStopped`] if the endpoint has stopped; `f` is then dropped.
+    pub fn run_async(&self, f: impl FnOnce(&mut E) + Send + 'static) -> Result<(), RpcError> {
+        self.cell
+            .mailbox
+            .send(Envelope::Run(Box::new(f)))
+            .map_err(|_| self.stopped())
+    }
+
+    /// Queues `f` to run on the main thread and returns its result.
+    ///
+    /// Fails with [`RpcError::EndpointStopped`] if the endpoint stops before running it,
+    /// [`RpcError::HandlerPanicked`] if `f` panics, and [`RpcError::WouldDeadlock`] when
+    /// issued from this endpoint's own main thread (which could never run it while waiting).
+    pub fn call_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut E) -> R + Send + 'static,
+    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static {
+        let queued = if on_main_thread_of(self.cell.id) {
+            Err(RpcError::WouldDeadlock {
+                endpoint: self.name().to_owned(),
+                gateway: "RpcContext",
+                method: "call_async",
+            })
+        } else {
+            let (sender, receiver) = oneshot::channel();
+            let closure = move |endpoint: &mut E| {
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint)));
+                let _ = sender.send(result.map_err(|panic| panic_message(&*panic)));
+            };
+            self.cell
+                .mailbox
+                .send(Envelope::Run(Box::new(closure)))
+                .map(|()| receiver)
+                .map_err(|_| self.stopped())
+        };
+        let name = self.name().to_owned();
+        async move {
+            match queued?.await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(message)) => Err(RpcError::HandlerPanicked {
+                    endpoint: name,
+                    gateway: "RpcContext".to_owned(),
+                    method: "call_async".to_owned(),
+                    message,
+                }),
+                Err(_) => Err(RpcError::EndpointStopped { endpoint: name }),
+            }
+        }
+    }
+
+    /// Runs `f` on the main thread once `delay` has passed, unless the endpoint stops first:
+    /// a scheduled closure never runs after the stop. Dropping the returned handle does not
+    /// cancel the run; [`ScheduledRun::cancel`] does.
+    pub fn schedule_run_async(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut E) + Send + 'static,
+    ) -> ScheduledRun {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancelled);
+        let cell = Arc::clone(&self.cell);
+        let task = self.cell.shared.runtime.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {
+                    let closure = move |endpoint: &mut E| {
+                        if !flag.load(Ordering::Acquire) {
+                            f(endpoint);
+                        }
+                    };
+                    let _ = cell.mailbox.send(Envelope::Run(Box::new(closure)));
+                }
+                () = cell.stopping.cancelled() => {}
+            }
+        });
+        ScheduledRun {
+            cancelled,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// A typed proxy to this endpoint itself, for any gateway it implements. Calls through it
+    /// are queued like any other caller's; an *ask* issued from the main thread itself fails
+    /// with [`RpcError::WouldDeadlock`] (a tell is fine).
+    pub fn self_gateway<G: Dispatch<E>>(&self) -> G {
+        let target = Arc::new(LocalTarget::<E, G>::new(Arc::clone(&self.cell)));
+        G::from_handle(GatewayHandle::new(target, self.cell.shared.default_timeout))
+    }
+
+    /// Asks the endpoint to stop once the invocations queued so far have run. A second stop
+    /// is a no-op. Await [`RpcContext::terminated`] to know when `on_stop` has finished.
+    pub fn stop(&self) {
+        let _ = self.cell.mailbox.send(Envelope::Stop);
+    }
+
+    /// Completes when the endpoint has stopped: `on_stop` has finished and its state is
+    /// dropped (also when `on_start` failed).
+    pub fn terminated(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.cell.terminated.clone().cancelled_owned()
+    }
+
+    /// Whether the endpoint has begun stopping.
+    pub fn is_stopped(&self) -> bool {
+        self.cell.stopping.is_cancelled()
+    }
+
+    /// The service running this endpoint, while it exists.
+    pub fn service(&self) -> Option<RpcService> {
+        self.cell.service.upgrade().map(RpcService::from_inner)
+    }
+
+    fn stopped(&self) -> RpcError {
+        RpcError::EndpointStopped {
+            endpoint: self.name().to_owned(),
+        }
+    }
+}
+
+/// A closure scheduled with [`RpcContext::schedule_run_async`].
+#[derive(Debug)]
+pub struct ScheduledRun {
+    cancelled: Arc<AtomicBool>,
+    task: AbortHandle,
+}
+
+impl ScheduledRun {
+    /// Cancels the run. After this returns, the closure does not run (if it has not already).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.task.abort();
+    }
+}

@@ -1,0 +1,184 @@
+//! [`RpcEndpoint`]: the lifecycle hooks, and [`Gateways`]: what an endpoint serves.
+
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::context::{EndpointCell, RpcContext};
+use crate::error::RpcError;
+use crate::gateway::{CallTarget, Dispatch, Gateway};
+use crate::target::LocalTarget;
+
+/// The error type `on_start` may fail with: anything that converts with `?`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A server object: plain state whose methods run one at a time on its own main thread.
+///
+/// Every hook has a default, so `impl RpcEndpoint for MyEndpoint {}` is a complete
+/// implementation; list the gateways it answers with [`serves!`](crate::serves). Hooks and
+/// invocations never run concurrently, so the endpoint's state needs no lock.
+///
+/// ```
+/// use rpc_core::{BoxError, RpcContext, RpcEndpoint, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Counter {
+///     async fn add(&mut self, n: u64) -> u64;
+/// }
+///
+/// #[derive(Default)]
+/// struct Count {
+///     total: u64,
+///     ctx: Option<RpcContext<Self>>,
+/// }
+///
+/// impl RpcEndpoint for Count {
+///     rpc_core::serves!(Counter);
+///
+///     async fn on_start(&mut self, ctx: RpcContext<Self>) -> Result<(), BoxError> {
+///         self.ctx = Some(ctx); // keep the handle to the main thread
+///         Ok(())
+///     }
+/// }
+///
+/// impl Counter for Count {
+///     async fn add(&mut self, n: u64) -> u64 {
+///         self.total += n;
+///         self.total
+///     }
+/// }
+/// ```
+pub trait RpcEndpoint: Send + Sized + 'static {
+    /// Declares the gateways this endpoint serves; write it with
+    /// [`serves!`](crate::serves). The default serves none.
+    fn gateways(gateways: &mut Gateways<Self>) {
+        let _ = gateways;
+    }
+
+    /// Runs on the main thread before any invocation. `ctx` is the endpoint's handle to its
+    /// main thread (keep it to use `run_async`, `self_gateway` or `stop` later). If this
+    /// fails (or panics), the endpoint never serves: `start_endpoint` returns
+    /// [`RpcError::StartFailed`], invocations already queued get
+    /// [`RpcError::EndpointStopped`], and `on_stop` does not run.
+    fn on_start(
+        &mut self,
+        ctx: RpcContext<Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs once on the main thread when the endpoint stops, after every invocation queued
+    /// before the stop. Invocations arriving later are answered with
+    /// [`RpcError::EndpointStopped`].
+    fn on_stop(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A connection from or to `peer` was established.
+    fn on_connected(&mut self, peer: SocketAddr) {
+        let _ = peer;
+    }
+
+    /// The connection from or to `peer` was closed or lost.
+    fn on_disconnected(&mut self, peer: SocketAddr) {
+        let _ = peer;
+    }
+
+    /// The connection to `peer` failed with `error`.
+    fn on_network_error(&mut self, peer: SocketAddr, error: &RpcError) {
+        let _ = (peer, error);
+    }
+}
+
+/// How an endpoint is run.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointOptions {
+    pub(crate) isolated: bool,
+}
+
+impl EndpointOptions {
+    /// The defaults: the endpoint's main thread is a task on the service's runtime.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs the endpoint's main thread on a dedicated OS thread (Spark's
+    /// `IsolatedRpcEndpoint`), so that a CPU-heavy or blocking endpoint cannot starve the
+    /// others. Its `Deferred` replies and scheduled runs still use the service's runtime.
+    pub fn isolated(mut self, isolated: bool) -> Self {
+        self.isolated = isolated;
+        self
+    }
+}
+
+/// The gateways one endpoint serves, built when it starts. Filled by
+/// [`serves!`](crate::serves); each gateway brings its supertrait gateways.
+pub struct Gateways<E: RpcEndpoint> {
+    cell: Arc<EndpointCell<E>>,
+    entries: Vec<GatewayEntry>,
+    conflicts: Vec<String>,
+}
+
+/// One gateway an endpoint serves.
+pub(crate) struct GatewayEntry {
+    pub(crate) name: &'static str,
+    type_id: TypeId,
+    /// An `Arc<dyn CallTarget<G>>` for local proxies.
+    local: Box<dyn Any + Send + Sync>,
+}
+
+impl<E: RpcEndpoint> Gateways<E> {
+    pub(crate) fn new(cell: Arc<EndpointCell<E>>) -> Self {
+        Gateways {
+            cell,
+            entries: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+
+    /// Adds gateway `G` (its client type) and its supertrait gateways.
+    pub fn add<G: Dispatch<E>>(&mut self) {
+        if self.entries.iter().any(|e| e.type_id == TypeId::of::<G>()) {
+            return;
+        }
+        if self.entries.iter().any(|e| e.name == G::NAME) {
+            self.conflicts.push(G::NAME.to_owned());
+            return;
+        }
+        let target: Arc<dyn CallTarget<G>> =
+            Arc::new(LocalTarget::<E, G>::new(Arc::clone(&self.cell)));
+        self.entries.push(GatewayEntry {
+            name: G::NAME,
+            type_id: TypeId::of::<G>(),
+            local: Box::new(target),
+        });
+        G::register_supers(self);
+    }
+
+    /// The entries, or an error naming gateways that two different traits both claim.
+    pub(crate) fn finish(self) -> Result<Vec<GatewayEntry>, String> {
+        if self.conflicts.is_empty() {
+            Ok(self.entries)
+        } else {
+            Err(format!(
+                "two different gateway traits are both named {}; give one another name with \
+                 #[rpc_gateway(name = \"...\")]",
+                self.conflicts.join(", ")
+            ))
+        }
+    }
+}
+
+impl GatewayEntry {
+    /// The local call target for `G`, if this entry is `G`.
+    pub(crate) fn local<G: Gateway>(&self) -> Option<Arc<dyn CallTarget<G>>> {
+        if self.type_id != TypeId::of::<G>() {
+            return None;
+        }
+        self.local
+            .downcast_ref::<Arc<dyn CallTarget<G>>>()
+            .map(Arc::clone)
+    }
+}

@@ -1,0 +1,206 @@
+//! [`RpcError`]: every way a call can fail, one variant per failure point.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::gateway::EndpointAddress;
+
+/// Why a call, a connect or an endpoint start failed.
+///
+/// Every variant carries what a user needs to act on it; the `Display` messages are written to
+/// be logged as they are. Domain errors of a gateway method (`-> Result<T, MyError>`) are *not*
+/// `RpcError`s: they arrive as the `Ok` value of the call, exactly as the endpoint returned
+/// them.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// An ask got no reply within its timeout. The invocation may still run later; its reply
+    /// is then discarded.
+    #[error("call to `{gateway}::{method}` on {endpoint} timed out after {timeout:?}")]
+    Timeout {
+        /// The gateway the method belongs to.
+        gateway: &'static str,
+        /// The method called.
+        method: &'static str,
+        /// The endpoint called (its name and, if remote, its address).
+        endpoint: EndpointAddress,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+
+    /// The connection carrying the call was lost before the reply arrived. The next call
+    /// through the same proxy opens a new connection.
+    #[error("connection to {address} lost: {reason}")]
+    Disconnected {
+        /// The remote address.
+        address: SocketAddr,
+        /// What ended the connection.
+        reason: String,
+    },
+
+    /// No connection could be opened to the remote service.
+    #[error("cannot connect to {address}: {reason}")]
+    ConnectFailed {
+        /// The address as given to `connect`.
+        address: String,
+        /// Why the connection failed.
+        reason: String,
+    },
+
+    /// No endpoint with this name is running in the target service.
+    #[error("no endpoint named `{endpoint}` is running {}", where_(address))]
+    EndpointNotFound {
+        /// The name asked for.
+        endpoint: String,
+        /// The remote service's address, or `None` for this process.
+        address: Option<SocketAddr>,
+    },
+
+    /// The endpoint exists but does not serve the gateway asked for.
+    #[error(
+        "endpoint `{endpoint}` does not serve gateway `{gateway}` (it serves: {}); implement the \
+         gateway trait for the endpoint and list it in `rpc_core::serves!(..)` in its \
+         `impl RpcEndpoint`",
+        list(served)
+    )]
+    IncompatibleGateway {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The gateway asked for.
+        gateway: String,
+        /// The gateways the endpoint does serve.
+        served: Vec<String>,
+    },
+
+    /// Client and server were built from different definitions of the same gateway.
+    #[error(
+        "gateway `{gateway}` of endpoint `{endpoint}` differs between client and server: client \
+         fingerprint {client:#018x}, server fingerprint {server:#018x}; build both from the same \
+         gateway definition"
+    )]
+    FingerprintMismatch {
+        /// The gateway's name.
+        gateway: String,
+        /// The endpoint's name.
+        endpoint: String,
+        /// The fingerprint the client was compiled with.
+        client: u64,
+        /// The fingerprint the server was compiled with.
+        server: u64,
+    },
+
+    /// The peer speaks another version of the wire protocol.
+    #[error("peer {address} speaks protocol version {theirs}, this side speaks version {ours}")]
+    VersionMismatch {
+        /// The peer's address.
+        address: SocketAddr,
+        /// Our protocol version.
+        ours: u16,
+        /// The peer's protocol version.
+        theirs: u16,
+    },
+
+    /// A value could not be encoded or decoded.
+    #[error("serialization failed while {context}: {reason}")]
+    Serialization {
+        /// What was being encoded or decoded, naming the gateway method.
+        context: String,
+        /// The codec's explanation.
+        reason: String,
+    },
+
+    /// A frame exceeds the configured maximum frame size; it was not sent.
+    #[error("frame of {size} bytes exceeds the maximum frame size of {max} bytes")]
+    FrameTooLarge {
+        /// The frame's size in bytes.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+
+    /// The endpoint has stopped (or stopped while the invocation was queued behind its stop).
+    #[error("endpoint `{endpoint}` is stopped")]
+    EndpointStopped {
+        /// The endpoint's name.
+        endpoint: String,
+    },
+
+    /// The handler panicked; the endpoint keeps serving.
+    #[error("handler `{gateway}::{method}` of endpoint `{endpoint}` panicked: {message}")]
+    HandlerPanicked {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The gateway the method belongs to.
+        gateway: String,
+        /// The method that panicked.
+        method: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// The peer could not prove it knows the shared secret, or we could not.
+    #[error("authentication with {address} failed: {reason}")]
+    Unauthenticated {
+        /// The peer's address.
+        address: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+
+    /// An endpoint issued an ask to itself from its own main thread. The reply could never
+    /// come, since the main thread is busy running the caller, so the call fails instead of
+    /// hanging.
+    #[error(
+        "endpoint `{endpoint}` called `{gateway}::{method}` on itself from its own main thread, \
+         which can never be answered while the caller occupies the main thread; use \
+         `RpcContext::run_async` or a tell instead, or return `Deferred` and issue the call off \
+         the main thread"
+    )]
+    WouldDeadlock {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The gateway the method belongs to.
+        gateway: &'static str,
+        /// The method called.
+        method: &'static str,
+    },
+
+    /// The endpoint's `on_start` failed (or panicked); it never served.
+    #[error("endpoint `{endpoint}` failed to start: {source}")]
+    StartFailed {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The error `on_start` returned.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// An endpoint with this name is already running in the service.
+    #[error(
+        "an endpoint named `{endpoint}` is already running in this service; stop it first or pick another name"
+    )]
+    NameInUse {
+        /// The name asked for.
+        endpoint: String,
+    },
+
+    /// The service has been shut down; it starts no endpoints and makes no calls.
+    #[error("the rpc service is shut down")]
+    ServiceShutDown,
+}
+
+fn where_(address: &Option<SocketAddr>) -> String {
+    match address {
+        Some(address) => format!("at {address}"),
+        None => "in this service".to_owned(),
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "no gateway".to_owned()
+    } else {
+        items.join(", ")
+    }
+}

@@ -1,0 +1,170 @@
+//! Typed, RMI-style RPC for Rust: annotate a trait, implement it on a plain struct, call it
+//! through a generated typed proxy.
+//!
+//! ```
+//! use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+//!
+//! #[rpc_gateway]
+//! pub trait HelloGateway {
+//!     /// An ask: the caller awaits the reply.
+//!     async fn say_hi(&mut self, name: String) -> String;
+//!     /// A tell: one-way, no reply.
+//!     fn heartbeat(&mut self, executor_id: String);
+//! }
+//!
+//! #[derive(Default)]
+//! struct Hello {
+//!     beats: u64, // plain state: no Mutex, no Arc
+//! }
+//!
+//! impl RpcEndpoint for Hello {
+//!     rpc_core::serves!(HelloGateway);
+//! }
+//!
+//! impl HelloGateway for Hello {
+//!     async fn say_hi(&mut self, name: String) -> String {
+//!         format!("hi, {name}")
+//!     }
+//!     fn heartbeat(&mut self, _executor_id: String) {
+//!         self.beats += 1;
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rpc_core::RpcError> {
+//! // The endpoint is an ordinary value: test it by calling its methods.
+//! assert_eq!(Hello::default().say_hi("neo".into()).await, "hi, neo");
+//!
+//! // Or run it as an endpoint and call it through the generated proxy.
+//! let service = RpcService::new();
+//! service.start_endpoint("hello", Hello::default()).await?;
+//! let hello: HelloGatewayClient = service.gateway("hello")?;
+//! assert_eq!(hello.say_hi("neo".into()).await?, "hi, neo");
+//! hello.heartbeat("exec-1".into())?;
+//! service.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`endpoint`](RpcEndpoint): the [`RpcEndpoint`] trait (lifecycle hooks) and [`Gateways`].
+//! - `mailbox`: the per-endpoint mailbox and main loop that runs invocations one at a time.
+//! - [`context`](RpcContext): [`RpcContext`], an endpoint's handle to its main thread.
+//! - [`service`](RpcService): [`RpcService`], which starts endpoints and hands out gateways.
+//! - `gateway`: the traits the macro targets and the untyped handle inside every proxy.
+//! - `call`: [`RpcCall`], an ask in flight, and the reply plumbing.
+//! - `target`: the local call target (the network one lives in `rpc-netty`).
+//! - [`deferred`](Deferred): [`Deferred`], a reply finished off the main thread.
+//! - [`error`](RpcError): [`RpcError`].
+//!
+//! rpc-core does no I/O: it has no sockets. The network transport lives in `rpc-netty`.
+
+#![warn(missing_docs)]
+
+mod call;
+mod context;
+mod deferred;
+mod endpoint;
+mod error;
+mod gateway;
+mod mailbox;
+mod service;
+mod target;
+
+pub use call::RpcCall;
+pub use context::{RpcContext, ScheduledRun};
+pub use deferred::Deferred;
+pub use endpoint::{BoxError, EndpointOptions, Gateways, RpcEndpoint};
+pub use error::RpcError;
+pub use gateway::{CallTarget, EndpointAddress, Gateway};
+pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
+
+/// Turns a trait into an RPC gateway.
+///
+/// From one trait it generates:
+///
+/// - the trait itself, with each `async fn` rewritten to return `impl Future + Send` (an
+///   implementor still writes `async fn`; its future must be `Send`);
+/// - `{Trait}Client`: the typed proxy, one method per trait method;
+/// - `{Trait}Invocation`: the invocation message (a serde enum, one variant per method);
+/// - the dispatcher that runs an invocation on an endpoint implementing the trait;
+/// - a compile-time fingerprint of the method signatures, checked when a client connects.
+///
+/// # Methods
+///
+/// | in the trait | kind | on the proxy |
+/// | --- | --- | --- |
+/// | `async fn m(&mut self, a: A) -> T` | ask | `fn m(&self, a: A) -> RpcCall<T>`, awaited for `Result<T, RpcError>` |
+/// | `async fn m(&mut self, a: A)` | ask with no value | `fn m(&self, a: A) -> RpcCall<()>` |
+/// | `fn m(&mut self, a: A) -> Deferred<T>` | ask replied off the main thread | `fn m(&self, a: A) -> RpcCall<T>` |
+/// | `fn m(&mut self, a: A)` | tell (one-way) | `fn m(&self, a: A) -> Result<(), RpcError>` |
+///
+/// `T` may be `Result<V, E>`: a domain error reaches the caller as the value, as the endpoint
+/// returned it. `&self` works wherever `&mut self` does (the endpoint must then be `Sync` for
+/// its futures to be `Send`). Default method bodies are allowed. Arguments and return values
+/// must be owned and implement serde's `Serialize` and `Deserialize`, plus `Send + 'static`.
+///
+/// Rejected at compile time, each with an error on the offending tokens: generic traits or
+/// methods, associated types and consts, references and `impl Trait` in signatures, `Self` in
+/// signatures, pattern arguments, receivers other than `&mut self`/`&self`, a missing
+/// receiver, a non-async method with a return value, `unsafe`/`const`/`extern` methods,
+/// method names that collide with the proxy's own (`with_timeout`, `timeout`, `endpoint`,
+/// `clone`), supertraits that are not gateways, unknown attribute arguments, and the
+/// attribute on anything but a trait.
+///
+/// # Arguments
+///
+/// `#[rpc_gateway(name = "cluster.TaskExecutorGateway")]` sets the gateway's name in the
+/// handshake (default: the trait's identifier).
+///
+/// # Supertraits
+///
+/// A gateway may extend other gateways (`trait Sub: Base`). An endpoint serving `Sub`
+/// serves `Base` too, so proxies of either type reach it.
+pub use rpc_macros::rpc_gateway;
+
+/// Declares the gateways an endpoint serves, inside its `impl RpcEndpoint`.
+///
+/// ```
+/// # use rpc_core::{RpcEndpoint, rpc_gateway};
+/// # #[rpc_gateway] pub trait HelloGateway { async fn hi(&mut self) -> String; }
+/// # #[rpc_gateway] pub trait AdminGateway { fn shutdown(&mut self); }
+/// struct Hello;
+/// impl RpcEndpoint for Hello {
+///     rpc_core::serves!(HelloGateway, AdminGateway);
+/// }
+/// # impl HelloGateway for Hello { async fn hi(&mut self) -> String { String::new() } }
+/// # impl AdminGateway for Hello { fn shutdown(&mut self) {} }
+/// ```
+///
+/// It expands to [`RpcEndpoint::gateways`]. A gateway the endpoint does not implement is a
+/// compile error; each gateway brings its supertrait gateways.
+pub use rpc_macros::serves;
+
+/// Items the generated code names. Not a public API: no stability guarantees.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::call::{Handled, ReplyMode, ReplyTo, ReplyValue};
+    pub use crate::gateway::{
+        CallTarget, Dispatch, Gateway, GatewayHandle, MethodInfo, MethodKind, fingerprint,
+    };
+    pub use serde;
+
+    /// Spanned on each argument type: it must be able to cross the wire.
+    pub fn assert_argument<T>()
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+    }
+
+    /// Spanned on each return type: it must be able to cross the wire.
+    pub fn assert_reply<T>()
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+    }
+
+    /// Spanned on each supertrait: it must be a gateway.
+    pub fn assert_gateway<G: Gateway>() {}
+}

@@ -1,0 +1,261 @@
+//! The mailbox and the main loop: how an endpoint runs its invocations one at a time.
+//!
+//! Everything that touches an endpoint's state goes through its mailbox as an [`Envelope`]:
+//! invocations from proxies, `run_async` closures and the stop request. One task (or, for an
+//! isolated endpoint, one OS thread) owns the endpoint and takes envelopes in arrival order,
+//! awaiting each to completion before taking the next. That task is the endpoint's *main
+//! thread*.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::call::{Handled, ReplyMode, ReplyTo};
+use crate::context::{EndpointCell, RpcContext};
+use crate::endpoint::RpcEndpoint;
+use crate::error::RpcError;
+use crate::gateway::{Dispatch, Gateway, MethodInfo};
+
+tokio::task_local! {
+    /// The id of the endpoint whose main thread is running, if any: lets a proxy see that
+    /// an ask would wait on the very thread that has to answer it.
+    static MAIN_THREAD: u64;
+}
+
+/// Whether the current task is the main thread of endpoint `id`.
+pub(crate) fn on_main_thread_of(id: u64) -> bool {
+    MAIN_THREAD
+        .try_with(|current| *current == id)
+        .unwrap_or(false)
+}
+
+/// One item in an endpoint's mailbox.
+pub(crate) enum Envelope<E> {
+    /// An invocation of a gateway method.
+    Invoke(Box<dyn Invoke<E>>),
+    /// A closure from `run_async`, `call_async` or `schedule_run_async`.
+    Run(Box<dyn FnOnce(&mut E) + Send>),
+    /// Stop once everything queued before this has run.
+    Stop,
+}
+
+/// A type-erased invocation of some gateway `G` that endpoint `E` serves.
+pub(crate) trait Invoke<E>: Send {
+    /// Runs the method on the main thread and delivers the reply.
+    fn run<'a>(
+        self: Box<Self>,
+        endpoint: &'a mut E,
+        cell: &'a EndpointCell<E>,
+    ) -> BoxFuture<'a, ()>;
+
+    /// Answers the caller with `error` without running the method.
+    fn reject(self: Box<Self>, error: RpcError);
+}
+
+/// An invocation of gateway `G` with its reply slot.
+pub(crate) struct Invocation<G: Gateway> {
+    invocation: G::Invocation,
+    method: &'static MethodInfo,
+    /// `None` for a tell.
+    reply: Option<ReplyTo>,
+    /// Whether the reply must be encoded (remote caller or forced serialization).
+    encoded: bool,
+}
+
+impl<G: Gateway> Invocation<G> {
+    pub(crate) fn new(
+        invocation: G::Invocation,
+        method: &'static MethodInfo,
+        reply: Option<ReplyTo>,
+        encoded: bool,
+    ) -> Self {
+        Invocation {
+            invocation,
+            method,
+            reply,
+            encoded,
+        }
+    }
+}
+
+impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
+    fn run<'a>(
+        self: Box<Self>,
+        endpoint: &'a mut E,
+        cell: &'a EndpointCell<E>,
+    ) -> BoxFuture<'a, ()> {
+        let Invocation {
+            invocation,
+            method,
+            reply,
+            encoded,
+        } = *self;
+        Box::pin(async move {
+            let mode = ReplyMode::new(encoded, method);
+            let outcome = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode))
+                .catch_unwind()
+                .await;
+            match outcome {
+                Ok(Handled::Reply(result)) => {
+                    if let Some(reply) = reply {
+                        reply.send(result);
+                    }
+                }
+                Ok(Handled::Deferred(future)) => {
+                    let name = cell.address.name().to_owned();
+                    cell.shared.runtime.spawn(async move {
+                        let result = AssertUnwindSafe(future)
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|panic| Err(panicked(&name, method, &*panic)));
+                        if let Some(reply) = reply {
+                            reply.send(result);
+                        }
+                    });
+                }
+                Ok(Handled::NoReply) => {}
+                Err(panic) => {
+                    let error = panicked(cell.address.name(), method, &*panic);
+                    if let Some(reply) = reply {
+                        reply.send(Err(error));
+                    }
+                }
+            }
+        })
+    }
+
+    fn reject(self: Box<Self>, error: RpcError) {
+        if let Some(reply) = self.reply {
+            reply.send(Err(error));
+        }
+    }
+}
+
+/// Logs a handler panic and turns it into the error its caller receives.
+fn panicked(endpoint: &str, method: &MethodInfo, panic: &(dyn Any + Send)) -> RpcError {
+    let message = panic_message(panic);
+    tracing::error!(
+        endpoint,
+        gateway = method.gateway,
+        method = method.name,
+        "handler panicked: {message}; the endpoint keeps serving"
+    );
+    RpcError::HandlerPanicked {
+        endpoint: endpoint.to_owned(),
+        gateway: method.gateway.to_owned(),
+        method: method.name.to_owned(),
+        message,
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "the panic payload is not a string".to_owned()
+    }
+}
+
+/// An `on_start` that panicked, as an error.
+#[derive(Debug, thiserror::Error)]
+#[error("on_start panicked: {0}")]
+struct StartPanicked(String);
+
+/// The main thread of one endpoint, from `on_start` to termination.
+pub(crate) async fn run<E: RpcEndpoint>(
+    endpoint: E,
+    cell: Arc<EndpointCell<E>>,
+    mailbox: mpsc::UnboundedReceiver<Envelope<E>>,
+    started: oneshot::Sender<Result<(), RpcError>>,
+) {
+    let id = cell.id;
+    MAIN_THREAD
+        .scope(id, main_loop(endpoint, cell, mailbox, started))
+        .await;
+}
+
+async fn main_loop<E: RpcEndpoint>(
+    mut endpoint: E,
+    cell: Arc<EndpointCell<E>>,
+    mut mailbox: mpsc::UnboundedReceiver<Envelope<E>>,
+    started: oneshot::Sender<Result<(), RpcError>>,
+) {
+    let name = cell.address.name().to_owned();
+    let start = AssertUnwindSafe(endpoint.on_start(RpcContext::from_cell(Arc::clone(&cell))))
+        .catch_unwind()
+        .await;
+    let start = match start {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(RpcError::StartFailed {
+            endpoint: name.clone(),
+            source: Arc::from(error),
+        }),
+        Err(panic) => Err(RpcError::StartFailed {
+            endpoint: name.clone(),
+            source: Arc::new(StartPanicked(panic_message(&*panic))),
+        }),
+    };
+    if let Err(error) = start {
+        tracing::warn!(endpoint = %name, "{error}");
+        cell.stopping.cancel();
+        mailbox.close();
+        reject_all(&mut mailbox, &name);
+        drop(endpoint);
+        cell.unregister();
+        cell.terminated.cancel();
+        let _ = started.send(Err(error));
+        return;
+    }
+    let _ = started.send(Ok(()));
+    tracing::debug!(endpoint = %name, "endpoint started");
+
+    while let Some(envelope) = mailbox.recv().await {
+        match envelope {
+            Envelope::Invoke(invocation) => invocation.run(&mut endpoint, &cell).await,
+            Envelope::Run(closure) => {
+                if let Err(panic) =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| closure(&mut endpoint)))
+                {
+                    tracing::error!(
+                        endpoint = %name,
+                        "run_async closure panicked: {}; the endpoint keeps serving",
+                        panic_message(&*panic)
+                    );
+                }
+            }
+            Envelope::Stop => break,
+        }
+    }
+
+    // Stopping: nothing new gets in, on_stop runs once, and whatever was queued behind the
+    // stop is answered, not dropped.
+    cell.stopping.cancel();
+    mailbox.close();
+    if let Err(panic) = AssertUnwindSafe(endpoint.on_stop()).catch_unwind().await {
+        tracing::error!(endpoint = %name, "on_stop panicked: {}", panic_message(&*panic));
+    }
+    reject_all(&mut mailbox, &name);
+    drop(endpoint);
+    cell.unregister();
+    cell.terminated.cancel();
+    tracing::debug!(endpoint = %name, "endpoint stopped");
+}
+
+/// Answers every envelope left in a closed mailbox with `EndpointStopped`.
+fn reject_all<E>(mailbox: &mut mpsc::UnboundedReceiver<Envelope<E>>, name: &str) {
+    while let Ok(envelope) = mailbox.try_recv() {
+        if let Envelope::Invoke(invocation) = envelope {
+            invocation.reject(RpcError::EndpointStopped {
+                endpoint: name.to_owned(),
+            });
+        }
+        // Closures are dropped unrun; a `call_async` caller sees its reply slot closed and
+        // reports `EndpointStopped`.
+    }
+}

@@ -1,0 +1,381 @@
+//! [`RpcService`]: starts endpoints by name, hands out typed gateways to them, stops them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{EndpointCell, RpcContext, Shared};
+use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
+use crate::error::RpcError;
+use crate::gateway::{EndpointAddress, Gateway, GatewayHandle};
+use crate::mailbox::{self, Envelope};
+
+/// The ask timeout of a service unless set otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs endpoints and hands out typed gateways to them.
+///
+/// Cheap to clone: clones share one service. When the last clone is dropped, every endpoint
+/// is asked to stop; call [`RpcService::shutdown`] to also wait for their `on_stop`.
+///
+/// Must be created inside a tokio runtime, whose handle it keeps for its endpoints.
+///
+/// ```
+/// use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Echo {
+///     async fn echo(&mut self, text: String) -> String;
+/// }
+///
+/// struct Parrot;
+/// impl RpcEndpoint for Parrot {
+///     rpc_core::serves!(Echo);
+/// }
+/// impl Echo for Parrot {
+///     async fn echo(&mut self, text: String) -> String {
+///         text
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let service = RpcService::new();
+/// service.start_endpoint("parrot", Parrot).await?;
+/// let parrot: EchoClient = service.gateway("parrot")?;
+/// assert_eq!(parrot.echo("hi".into()).await?, "hi");
+/// service.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RpcService {
+    inner: Arc<ServiceInner>,
+}
+
+pub(crate) struct ServiceInner {
+    shared: Arc<Shared>,
+    registry: Mutex<Registry>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct Registry {
+    endpoints: HashMap<String, Arc<dyn AnyEndpoint>>,
+    shut_down: bool,
+}
+
+/// A running endpoint with its type erased.
+trait AnyEndpoint: Send + Sync {
+    fn id(&self) -> u64;
+    fn gateways(&self) -> &[GatewayEntry];
+    fn stop(&self);
+    fn terminated(&self) -> CancellationToken;
+}
+
+struct Registered<E> {
+    cell: Arc<EndpointCell<E>>,
+    gateways: Vec<GatewayEntry>,
+}
+
+impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
+    fn id(&self) -> u64 {
+        self.cell.id
+    }
+
+    fn gateways(&self) -> &[GatewayEntry] {
+        &self.gateways
+    }
+
+    fn stop(&self) {
+        let _ = self.cell.mailbox.send(Envelope::Stop);
+    }
+
+    fn terminated(&self) -> CancellationToken {
+        self.cell.terminated.clone()
+    }
+}
+
+/// Configures an [`RpcService`].
+#[derive(Debug, Clone)]
+pub struct RpcServiceBuilder {
+    default_timeout: Duration,
+    force_serialization: bool,
+}
+
+impl Default for RpcServiceBuilder {
+    fn default() -> Self {
+        RpcServiceBuilder {
+            default_timeout: DEFAULT_TIMEOUT,
+            force_serialization: false,
+        }
+    }
+}
+
+impl RpcServiceBuilder {
+    /// The ask timeout every proxy starts with (default 10 s). Proxies override it with
+    /// `with_timeout`, calls with [`RpcCall::with_timeout`](crate::RpcCall::with_timeout).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Makes local calls encode and decode their arguments and replies exactly as the wire
+    /// would, so that tests run in one process catch types that would fail remotely. Off by
+    /// default: local calls move their values.
+    pub fn force_serialization(mut self, force: bool) -> Self {
+        self.force_serialization = force;
+        self
+    }
+
+    /// Builds the service on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn build(self) -> RpcService {
+        RpcService {
+            inner: Arc::new(ServiceInner {
+                shared: Arc::new(Shared {
+                    runtime: Handle::current(),
+                    default_timeout: self.default_timeout,
+                    force_serialization: self.force_serialization,
+                }),
+                registry: Mutex::default(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+}
+
+impl Default for RpcService {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RpcService {
+    /// An in-process service with the default settings.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new() -> Self {
+        RpcServiceBuilder::default().build()
+    }
+
+    /// Configures a service.
+    pub fn builder() -> RpcServiceBuilder {
+        RpcServiceBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<ServiceInner>) -> Self {
+        RpcService { inner }
+    }
+
+    /// The ask timeout proxies from this service start with.
+    pub fn default_timeout(&self) -> Duration {
+        self.inner.shared.default_timeout
+    }
+
+    /// Starts `endpoint` under `name` and waits for its `on_start`.
+    ///
+    /// Invocations may be queued as soon as the name is registered; they run after `on_start`.
+    /// Fails with [`RpcError::NameInUse`], [`RpcError::ServiceShutDown`], or
+    /// [`RpcError::StartFailed`] carrying `on_start`'s error.
+    pub async fn start_endpoint<E: RpcEndpoint>(
+        &self,
+        name: impl Into<String>,
+        endpoint: E,
+    ) -> Result<RpcContext<E>, RpcError> {
+        self.start_endpoint_with(name, endpoint, EndpointOptions::default())
+            .await
+    }
+
+    /// [`RpcService::start_endpoint`] with options, for example an isolated main thread.
+    pub async fn start_endpoint_with<E: RpcEndpoint>(
+        &self,
+        name: impl Into<String>,
+        endpoint: E,
+        options: EndpointOptions,
+    ) -> Result<RpcContext<E>, RpcError> {
+        let name = name.into();
+        let start_failed = |reason: String| RpcError::StartFailed {
+            endpoint: name.clone(),
+            source: Arc::from(BoxedReason(reason)),
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let cell = Arc::new(EndpointCell {
+            id,
+            address: Arc::new(EndpointAddress::new(name.as_str(), None)),
+            mailbox: sender,
+            stopping: CancellationToken::new(),
+            terminated: CancellationToken::new(),
+            shared: Arc::clone(&self.inner.shared),
+            service: Arc::downgrade(&self.inner),
+        });
+        let mut gateways = Gateways::new(Arc::clone(&cell));
+        E::gateways(&mut gateways);
+        let gateways = gateways.finish().map_err(start_failed)?;
+        let runtime = if options.isolated {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| start_failed(format!("cannot build its isolated runtime: {e}")))?;
+            Some(runtime)
+        } else {
+            None
+        };
+
+        {
+            let mut registry = self.inner.registry();
+            if registry.shut_down {
+                return Err(RpcError::ServiceShutDown);
+            }
+            if registry.endpoints.contains_key(&name) {
+                return Err(RpcError::NameInUse { endpoint: name });
+            }
+            let registered = Registered {
+                cell: Arc::clone(&cell),
+                gateways,
+            };
+            registry
+                .endpoints
+                .insert(name.clone(), Arc::new(registered));
+        }
+
+        let (started, start_outcome) = oneshot::channel();
+        let main_thread = mailbox::run(endpoint, Arc::clone(&cell), receiver, started);
+        match runtime {
+            None => {
+                self.inner.shared.runtime.spawn(main_thread);
+            }
+            Some(runtime) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("rpc-endpoint-{name}"))
+                    .spawn(move || runtime.block_on(main_thread));
+                if let Err(error) = spawned {
+                    self.inner.unregister(&name, id);
+                    return Err(start_failed(format!("cannot spawn its thread: {error}")));
+                }
+            }
+        }
+        match start_outcome.await {
+            Ok(Ok(())) => Ok(RpcContext::from_cell(cell)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(start_failed(
+                "its main thread ended before on_start finished (the runtime is shutting down)"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// A typed proxy to the endpoint `name` of this service.
+    ///
+    /// Fails with [`RpcError::EndpointNotFound`], or [`RpcError::IncompatibleGateway`] when
+    /// the endpoint does not serve `G`.
+    pub fn gateway<G: Gateway>(&self, name: &str) -> Result<G, RpcError> {
+        let registry = self.inner.registry();
+        let endpoint = registry
+            .endpoints
+            .get(name)
+            .ok_or_else(|| RpcError::EndpointNotFound {
+                endpoint: name.to_owned(),
+                address: None,
+            })?;
+        let target = endpoint
+            .gateways()
+            .iter()
+            .find_map(GatewayEntry::local::<G>)
+            .ok_or_else(|| RpcError::IncompatibleGateway {
+                endpoint: name.to_owned(),
+                gateway: G::NAME.to_owned(),
+                served: endpoint
+                    .gateways()
+                    .iter()
+                    .map(|g| g.name.to_owned())
+                    .collect(),
+            })?;
+        Ok(G::from_handle(GatewayHandle::new(
+            target,
+            self.inner.shared.default_timeout,
+        )))
+    }
+
+    /// The names of the running endpoints, sorted.
+    pub fn endpoint_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.registry().endpoints.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Stops the endpoint `name` (after the invocations already queued) and waits until its
+    /// `on_stop` has finished.
+    pub async fn stop_endpoint(&self, name: &str) -> Result<(), RpcError> {
+        let endpoint = self
+            .inner
+            .registry()
+            .endpoints
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RpcError::EndpointNotFound {
+                endpoint: name.to_owned(),
+                address: None,
+            })?;
+        endpoint.stop();
+        endpoint.terminated().cancelled_owned().await;
+        Ok(())
+    }
+
+    /// Stops every endpoint and waits until each `on_stop` has finished. Afterwards the
+    /// service starts no endpoint ([`RpcError::ServiceShutDown`]). Calling it again is a
+    /// no-op.
+    pub async fn shutdown(&self) {
+        let endpoints: Vec<Arc<dyn AnyEndpoint>> = {
+            let mut registry = self.inner.registry();
+            registry.shut_down = true;
+            registry.endpoints.values().cloned().collect()
+        };
+        for endpoint in &endpoints {
+            endpoint.stop();
+        }
+        for endpoint in endpoints {
+            endpoint.terminated().cancelled_owned().await;
+        }
+    }
+}
+
+impl ServiceInner {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // The registry stays consistent across a panic (every update is one insert or
+        // remove), so a poisoned lock is still safe to use.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes `name` if it still belongs to endpoint `id`.
+    pub(crate) fn unregister(&self, name: &str, id: u64) {
+        let mut registry = self.registry();
+        if registry.endpoints.get(name).is_some_and(|e| e.id() == id) {
+            registry.endpoints.remove(name);
+        }
+    }
+}
+
+impl Drop for ServiceInner {
+    fn drop(&mut self) {
+        for endpoint in self.registry().endpoints.values() {
+            endpoint.stop();
+        }
+    }
+}
+
+/// A start failure the framework itself detected.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BoxedReason(String);

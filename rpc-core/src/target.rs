@@ -1,0 +1,100 @@
+//! [`LocalTarget`]: the call target of a proxy to an endpoint in this process.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::call::ReplyTo;
+use crate::context::EndpointCell;
+use crate::endpoint::RpcEndpoint;
+use crate::error::RpcError;
+use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
+use crate::mailbox::{Envelope, Invocation, on_main_thread_of};
+
+/// Puts invocations straight into an endpoint's mailbox: no network and, unless the service
+/// forces it, no serialization.
+pub(crate) struct LocalTarget<E: RpcEndpoint, G> {
+    cell: Arc<EndpointCell<E>>,
+    _gateway: PhantomData<fn() -> G>,
+}
+
+impl<E: RpcEndpoint, G> LocalTarget<E, G> {
+    pub(crate) fn new(cell: Arc<EndpointCell<E>>) -> Self {
+        LocalTarget {
+            cell,
+            _gateway: PhantomData,
+        }
+    }
+}
+
+impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
+    fn enqueue(
+        &self,
+        method: &'static MethodInfo,
+        invocation: G::Invocation,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), RpcError> {
+        let encoded = self.cell.shared.force_serialization;
+        let invocation = if encoded {
+            roundtrip::<G>(invocation, method)?
+        } else {
+            invocation
+        };
+        let envelope = Envelope::Invoke(Box::new(Invocation::<G>::new(
+            invocation, method, reply, encoded,
+        )));
+        self.cell
+            .mailbox
+            .send(envelope)
+            .map_err(|_| RpcError::EndpointStopped {
+                endpoint: self.cell.address.name().to_owned(),
+            })
+    }
+}
+
+impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
+    fn endpoint(&self) -> &Arc<EndpointAddress> {
+        &self.cell.address
+    }
+
+    fn ask(
+        &self,
+        method: &'static MethodInfo,
+        invocation: G::Invocation,
+        reply: ReplyTo,
+    ) -> Result<(), RpcError> {
+        if on_main_thread_of(self.cell.id) {
+            return Err(RpcError::WouldDeadlock {
+                endpoint: self.cell.address.name().to_owned(),
+                gateway: method.gateway,
+                method: method.name,
+            });
+        }
+        self.enqueue(method, invocation, Some(reply))
+    }
+
+    fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {
+        self.enqueue(method, invocation, None)
+    }
+}
+
+/// Encodes and decodes an invocation as the wire would, so that a type that cannot cross it
+/// fails here, in process, with the same error a remote call would give.
+fn roundtrip<G: Gateway>(
+    invocation: G::Invocation,
+    method: &MethodInfo,
+) -> Result<G::Invocation, RpcError> {
+    let bytes = postcard::to_allocvec(&invocation).map_err(|error| RpcError::Serialization {
+        context: format!(
+            "encoding the arguments of `{}::{}`",
+            method.gateway, method.name
+        ),
+        reason: error.to_string(),
+    })?;
+    crate::call::decode_exact(&bytes).map_err(|reason| RpcError::Serialization {
+        context: format!(
+            "decoding the arguments of `{}::{}`",
+            method.gateway, method.name
+        ),
+        reason,
+    })
+}

@@ -1,0 +1,241 @@
+//! The typed form of a gateway trait.
+//!
+//! Parsing here is lenient: it classifies what the user wrote and keeps the original syn nodes,
+//! and leaves every judgement to [`crate::check`], so that all mistakes are reported together.
+
+use syn::{
+    Attribute, FnArg, Ident, ItemTrait, Pat, ReturnType, Signature, TraitItem, TraitItemFn, Type,
+    TypeParamBound,
+};
+
+/// A trait annotated with `#[rpc_gateway]`.
+pub struct Gateway<'a> {
+    /// The trait as the user wrote it.
+    pub item: &'a ItemTrait,
+    /// The gateway's wire name: `name = "..."` or the trait's identifier.
+    pub name: String,
+    /// The RPC methods, in declaration order (the order fixes the wire's method indices).
+    pub methods: Vec<Method<'a>>,
+    /// Items other than methods (associated types, consts, macros); always an error.
+    pub other_items: Vec<&'a TraitItem>,
+    /// Supertraits that are other gateways (everything but the allowed marker bounds).
+    pub supers: Vec<&'a syn::TraitBound>,
+    /// Supertrait bounds that are neither a gateway path nor an allowed marker (`?Sized`, ...).
+    pub bad_supers: Vec<&'a TypeParamBound>,
+}
+
+/// One method of the gateway.
+pub struct Method<'a> {
+    /// The method as the user wrote it.
+    pub item: &'a TraitItemFn,
+    pub ident: &'a Ident,
+    pub receiver: Receiver<'a>,
+    pub args: Vec<Arg<'a>>,
+    pub output: Output<'a>,
+}
+
+impl Method<'_> {
+    pub fn sig(&self) -> &Signature {
+        &self.item.sig
+    }
+
+    pub fn is_async(&self) -> bool {
+        self.item.sig.asyncness.is_some()
+    }
+
+    pub fn attrs(&self) -> &[Attribute] {
+        &self.item.attrs
+    }
+
+    /// How the method is called, once [`crate::check`] has accepted it.
+    pub fn kind(&self) -> Kind {
+        match (&self.output, self.is_async()) {
+            (Output::Deferred(_), _) => Kind::Deferred,
+            (_, true) => Kind::Ask,
+            (Output::Unit, false) => Kind::Tell,
+            // Rejected by check; classify as ask so expansion never sees it.
+            (Output::Value(_), false) => Kind::Ask,
+        }
+    }
+}
+
+/// How the method is invoked through a proxy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `async fn m(..) -> T`: the caller awaits the reply.
+    Ask,
+    /// `fn m(..) -> Deferred<T>` (or `async fn`): the reply is finished off the main thread.
+    Deferred,
+    /// `fn m(..)`: one-way, no reply.
+    Tell,
+}
+
+/// The method's receiver.
+pub enum Receiver<'a> {
+    /// `&mut self`
+    RefMut,
+    /// `&self`
+    Ref,
+    /// `self`, `mut self`, `self: Box<Self>` and other forms; always an error.
+    Other(&'a syn::Receiver),
+    /// No receiver at all (an associated function); always an error.
+    Missing,
+}
+
+/// One argument after the receiver.
+pub struct Arg<'a> {
+    pub pat: &'a Pat,
+    pub ty: &'a Type,
+    /// The argument's name when the pattern is a plain identifier (`name` or `mut name`).
+    pub ident: Option<&'a Ident>,
+}
+
+/// The method's return type.
+pub enum Output<'a> {
+    /// No return type, or `-> ()`.
+    Unit,
+    /// `-> T`.
+    Value(&'a Type),
+    /// `-> Deferred<T>` (recognised by the last path segment): the inner `T`.
+    Deferred(&'a Type),
+}
+
+impl<'a> Output<'a> {
+    /// The type the caller receives (`()` for tells and unit asks).
+    pub fn reply_type(&self) -> Option<&'a Type> {
+        match self {
+            Output::Unit => None,
+            Output::Value(ty) | Output::Deferred(ty) => Some(ty),
+        }
+    }
+}
+
+impl<'a> Gateway<'a> {
+    pub fn from_syn(item: &'a ItemTrait, name: Option<String>) -> Gateway<'a> {
+        let mut methods = Vec::new();
+        let mut other_items = Vec::new();
+        for trait_item in &item.items {
+            match trait_item {
+                TraitItem::Fn(f) => methods.push(Method::from_syn(f)),
+                other => other_items.push(other),
+            }
+        }
+        let mut supers = Vec::new();
+        let mut bad_supers = Vec::new();
+        for bound in &item.supertraits {
+            match bound {
+                TypeParamBound::Trait(t) if is_marker(&t.path) => {}
+                TypeParamBound::Trait(t) if matches!(t.modifier, syn::TraitBoundModifier::None) => {
+                    supers.push(t)
+                }
+                TypeParamBound::Lifetime(l) if l.ident == "static" => {}
+                other => bad_supers.push(other),
+            }
+        }
+        Gateway {
+            item,
+            name: name.unwrap_or_else(|| item.ident.to_string()),
+            methods,
+            other_items,
+            supers,
+            bad_supers,
+        }
+    }
+
+    pub fn ident(&self) -> &Ident {
+        &self.item.ident
+    }
+
+    /// `FooGateway` -> `FooGatewayClient`.
+    pub fn client_ident(&self) -> Ident {
+        suffixed(self.ident(), "Client")
+    }
+
+    /// `FooGateway` -> `FooGatewayInvocation`.
+    pub fn invocation_ident(&self) -> Ident {
+        suffixed(self.ident(), "Invocation")
+    }
+}
+
+/// Appends `suffix` to `ident`, keeping its span so errors point at the user's identifier.
+pub fn suffixed(ident: &Ident, suffix: &str) -> Ident {
+    Ident::new(&format!("{ident}{suffix}"), ident.span())
+}
+
+/// Supertraits a gateway may carry without them being gateways: they constrain the
+/// implementor, not the protocol.
+fn is_marker(path: &syn::Path) -> bool {
+    path.segments.last().is_some_and(|s| {
+        ["Send", "Sync", "Sized", "Unpin"]
+            .iter()
+            .any(|m| s.ident == m)
+    })
+}
+
+impl<'a> Method<'a> {
+    fn from_syn(item: &'a TraitItemFn) -> Method<'a> {
+        let sig = &item.sig;
+        let mut inputs = sig.inputs.iter();
+        let receiver = match sig.inputs.first() {
+            Some(FnArg::Receiver(r)) => {
+                inputs.next();
+                match (&r.reference, r.colon_token) {
+                    (Some(_), None) if r.mutability.is_some() => Receiver::RefMut,
+                    (Some(_), None) => Receiver::Ref,
+                    _ => Receiver::Other(r),
+                }
+            }
+            _ => Receiver::Missing,
+        };
+        let args = inputs
+            .filter_map(|arg| match arg {
+                FnArg::Typed(t) => Some(Arg {
+                    pat: &t.pat,
+                    ty: &t.ty,
+                    ident: match &*t.pat {
+                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
+                        _ => None,
+                    },
+                }),
+                // A receiver in a later position is a syntax error rustc reports itself.
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let output = match &sig.output {
+            ReturnType::Default => Output::Unit,
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
+                ty => match deferred_inner(ty) {
+                    Some(inner) => Output::Deferred(inner),
+                    None => Output::Value(ty),
+                },
+            },
+        };
+        Method {
+            item,
+            ident: &sig.ident,
+            receiver,
+            args,
+            output,
+        }
+    }
+}
+
+/// Recognises `Deferred<T>` (any path ending in `Deferred` with one type argument).
+fn deferred_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    if p.qself.is_some() {
+        return None;
+    }
+    let last = p.path.segments.last()?;
+    if last.ident != "Deferred" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.iter().collect::<Vec<_>>().as_slice() {
+        [syn::GenericArgument::Type(inner)] => Some(inner),
+        _ => None,
+    }
+}

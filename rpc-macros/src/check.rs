@@ -1,0 +1,253 @@
+//! Every rule a gateway trait must satisfy.
+//!
+//! Each rule records its error in the [`Ctxt`] spanned on the offending tokens and says what to
+//! write instead; nothing stops at the first mistake.
+
+use syn::visit::Visit;
+use syn::{GenericArgument, PathArguments, TraitItem, Type};
+
+use crate::ast::{Gateway, Method, Output, Receiver};
+use crate::ctxt::Ctxt;
+
+/// Inherent methods of the generated client; a trait method with one of these names would
+/// shadow them (or, for `clone`, silently turn `client.clone()` into a remote call).
+pub const RESERVED: &[(&str, &str)] = &[
+    (
+        "with_timeout",
+        "returns a copy of the proxy with another ask timeout",
+    ),
+    ("timeout", "reads the proxy's ask timeout"),
+    ("endpoint", "names the endpoint the proxy calls"),
+    ("clone", "clones the proxy (from `Clone`)"),
+];
+
+pub fn check(gateway: &Gateway, cx: &Ctxt) {
+    check_trait(gateway, cx);
+    for method in &gateway.methods {
+        check_method(gateway, method, cx);
+    }
+}
+
+fn check_trait(gateway: &Gateway, cx: &Ctxt) {
+    let item = gateway.item;
+    if !item.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &item.generics,
+            "a gateway trait cannot have generic parameters or lifetimes: its invocation message \
+             must name concrete types; use concrete types, or define one gateway per type",
+        );
+    }
+    if let Some(where_clause) = &item.generics.where_clause {
+        cx.error_spanned_by(
+            where_clause,
+            "a gateway trait cannot have a where clause: remove it",
+        );
+    }
+    if let Some(unsafety) = &item.unsafety {
+        cx.error_spanned_by(
+            unsafety,
+            "a gateway trait cannot be `unsafe`: remove `unsafe`",
+        );
+    }
+    if let Some(auto) = &item.auto_token {
+        cx.error_spanned_by(
+            auto,
+            "a gateway trait cannot be an auto trait: remove `auto`",
+        );
+    }
+    for other in &gateway.other_items {
+        let message = match other {
+            TraitItem::Type(_) => {
+                "associated types are not allowed in a gateway trait: the invocation message \
+                 needs concrete types; write the concrete type in the method signatures instead"
+            }
+            TraitItem::Const(_) => {
+                "associated consts are not allowed in a gateway trait: it describes remote \
+                 calls only; move the constant out, as a `const` beside the trait"
+            }
+            _ => {
+                "only methods are allowed in a gateway trait: `async fn m(&mut self, ..) -> T` \
+                 (ask) or `fn m(&mut self, ..)` (tell)"
+            }
+        };
+        cx.error_spanned_by(other, message);
+    }
+    for bound in &gateway.bad_supers {
+        cx.error_spanned_by(
+            bound,
+            "a gateway's supertraits must be other #[rpc_gateway] traits (or `Send`, `Sync`, \
+             `'static`); remove this bound",
+        );
+    }
+    for sup in &gateway.supers {
+        if sup.lifetimes.is_some()
+            || sup
+                .path
+                .segments
+                .iter()
+                .any(|s| !matches!(s.arguments, PathArguments::None))
+        {
+            cx.error_spanned_by(
+                sup,
+                "a supertrait gateway cannot take generic arguments: gateways are never generic",
+            );
+        }
+    }
+}
+
+fn check_method(gateway: &Gateway, method: &Method, cx: &Ctxt) {
+    let sig = method.sig();
+    if let Some(constness) = &sig.constness {
+        cx.error_spanned_by(constness, "an rpc method cannot be `const`: remove `const`");
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        cx.error_spanned_by(
+            unsafety,
+            "an rpc method cannot be `unsafe`: a remote caller cannot uphold its contract; \
+             remove `unsafe`",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(abi, "an rpc method cannot declare an ABI: remove `extern`");
+    }
+    if let Some(variadic) = &sig.variadic {
+        cx.error_spanned_by(variadic, "an rpc method cannot be variadic: remove `...`");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &sig.generics,
+            "an rpc method cannot be generic: its invocation message needs concrete types; \
+             replace the type parameters with concrete types",
+        );
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        cx.error_spanned_by(
+            where_clause,
+            "an rpc method cannot have a where clause: it has no type parameters to constrain",
+        );
+    }
+    if let Some((name, what)) = RESERVED.iter().find(|(name, _)| method.ident == name) {
+        cx.error_spanned_by(
+            method.ident,
+            format!(
+                "method name `{name}` collides with the generated `{}::{name}`, which {what}; \
+                 rename the method",
+                gateway.client_ident()
+            ),
+        );
+    }
+
+    match &method.receiver {
+        Receiver::RefMut | Receiver::Ref => {}
+        Receiver::Other(receiver) => cx.error_spanned_by(
+            receiver,
+            "an rpc method takes `&mut self` (or `&self`): the endpoint lives on after the \
+             call, so the method cannot consume it; write `&mut self`",
+        ),
+        Receiver::Missing => cx.error_spanned_by(
+            &sig.ident,
+            format!(
+                "an rpc method needs a receiver, since it runs on the endpoint: write `fn {}(&mut self, ..)`",
+                sig.ident
+            ),
+        ),
+    }
+
+    for arg in &method.args {
+        if arg.ident.is_none() {
+            cx.error_spanned_by(
+                arg.pat,
+                "an rpc method argument must be a plain identifier, because the invocation \
+                 message names its fields after the arguments: write `name: Type`",
+            );
+        }
+        check_type(arg.ty, "an argument", cx);
+    }
+
+    match (&method.output, method.is_async()) {
+        (Output::Value(ty), false) => cx.error_spanned_by(
+            &sig.output,
+            format!(
+                "a method with a return value must be `async fn` (an ask: the caller awaits the \
+                 reply): write `async fn {}`; or remove the return type to make it a one-way \
+                 tell, or return `Deferred<{}>` to reply later off the main thread",
+                sig.ident,
+                quote::quote!(#ty)
+            ),
+        ),
+        (Output::Value(ty) | Output::Deferred(ty), _) => check_type(ty, "a return value", cx),
+        (Output::Unit, _) => {}
+    }
+}
+
+/// Rejects the types that can never cross a network: borrowed, `impl Trait`, `Self`.
+fn check_type(ty: &Type, what: &str, cx: &Ctxt) {
+    let mut visitor = TypeCheck { what, cx };
+    visitor.visit_type(ty);
+}
+
+struct TypeCheck<'a> {
+    what: &'a str,
+    cx: &'a Ctxt,
+}
+
+impl<'ast> Visit<'ast> for TypeCheck<'_> {
+    fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+        self.cx.error_spanned_by(
+            reference,
+            format!(
+                "{} of an rpc method is sent by value, so it cannot be a reference: use an owned \
+                 type (`String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`)",
+                self.what
+            ),
+        );
+    }
+
+    fn visit_type_impl_trait(&mut self, impl_trait: &'ast syn::TypeImplTrait) {
+        self.cx.error_spanned_by(
+            impl_trait,
+            format!(
+                "{} of an rpc method cannot be `impl Trait`: the invocation message needs a \
+                 concrete type; name the type",
+                self.what
+            ),
+        );
+    }
+
+    fn visit_type_path(&mut self, path: &'ast syn::TypePath) {
+        if path.qself.is_none()
+            && path
+                .path
+                .segments
+                .first()
+                .is_some_and(|s| s.ident == "Self")
+        {
+            self.cx.error_spanned_by(
+                path,
+                format!(
+                    "{} of an rpc method cannot mention `Self`: the proxy does not know the \
+                     endpoint's type; name a concrete type",
+                    self.what
+                ),
+            );
+            return;
+        }
+        syn::visit::visit_type_path(self, path);
+    }
+
+    fn visit_generic_argument(&mut self, arg: &'ast GenericArgument) {
+        if let GenericArgument::Lifetime(lifetime) = arg {
+            if lifetime.ident != "static" {
+                self.cx.error_spanned_by(
+                    lifetime,
+                    format!(
+                        "{} of an rpc method cannot borrow: use an owned type, or `'static`",
+                        self.what
+                    ),
+                );
+            }
+            return;
+        }
+        syn::visit::visit_generic_argument(self, arg);
+    }
+}

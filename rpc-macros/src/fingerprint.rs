@@ -1,0 +1,58 @@
+//! The compile-time fingerprint of a gateway's method signatures.
+//!
+//! The connect handshake compares the client's and the server's fingerprint, so that a client
+//! built against another version of a gateway is refused at connect time instead of
+//! misdecoding invocations later.
+//!
+//! What it covers: each method's position, name, kind (ask or tell), argument types and reply
+//! type, written as tokens with whitespace removed. What it does not cover: argument names
+//! (they never reach the wire), and the *definitions* of the named types: changing the fields
+//! of a struct used as an argument keeps the fingerprint; renaming the type, or writing the same
+//! type under another path (`String` versus `std::string::String`), changes it.
+//!
+//! The hash is 64-bit FNV-1a, which is stable across compilers and platforms. A gateway that
+//! extends other gateways mixes in their fingerprints at compile time
+//! (`rpc_core::__private::fingerprint`), so a change to a supertrait changes it too.
+
+use quote::ToTokens;
+
+use crate::ast::{Gateway, Kind};
+
+/// The canonical text the fingerprint hashes, one line per method.
+pub fn canonical(gateway: &Gateway) -> String {
+    let mut text = String::new();
+    for method in &gateway.methods {
+        let kind = match method.kind() {
+            // A deferred reply is an ask on the wire.
+            Kind::Ask | Kind::Deferred => "ask",
+            Kind::Tell => "tell",
+        };
+        let args: Vec<String> = method.args.iter().map(|a| tokens(a.ty)).collect();
+        let reply = method
+            .output
+            .reply_type()
+            .map(tokens)
+            .unwrap_or_else(|| "()".to_owned());
+        text.push_str(&format!(
+            "{kind} {}({})->{reply};",
+            method.ident,
+            args.join(",")
+        ));
+    }
+    text
+}
+
+/// 64-bit FNV-1a.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn tokens(ty: &syn::Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}

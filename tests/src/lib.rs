@@ -1,0 +1,1 @@
+//! End-to-end and compile-fail tests of the rpc framework: see `tests/`.
