@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use crate::codec;
 use crate::deferred::Deferred;
 use crate::error::RpcError;
 use crate::gateway::{EndpointAddress, MethodInfo};
@@ -85,15 +86,14 @@ impl ReplyMode {
         if !self.encoded {
             return Ok(ReplyValue::Local(Box::new(value)));
         }
-        postcard::to_allocvec(&value)
-            .map(ReplyValue::Encoded)
-            .map_err(|error| RpcError::Serialization {
-                context: format!(
-                    "encoding the reply of `{}::{}`",
-                    self.method.gateway, self.method.name
-                ),
-                reason: error.to_string(),
-            })
+        let method = self.method;
+        codec::encode(&value, || {
+            format!(
+                "encoding the reply of `{}::{}`",
+                method.gateway, method.name
+            )
+        })
+        .map(ReplyValue::Encoded)
     }
 }
 
@@ -238,21 +238,6 @@ fn decode<T: DeserializeOwned + 'static>(
                     reason: "the reply has another type than the proxy expects".to_owned(),
                 })
         }
-        ReplyValue::Encoded(bytes) => {
-            decode_exact(&bytes).map_err(|reason| RpcError::Serialization {
-                context: context(),
-                reason,
-            })
-        }
-    }
-}
-
-/// Decodes a postcard value that must use every byte: trailing bytes mean the two sides
-/// disagree about the type.
-pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(format!("{} unexpected trailing bytes", rest.len())),
-        Err(error) => Err(error.to_string()),
+        ReplyValue::Encoded(bytes) => codec::decode(&bytes, context),
     }
 }

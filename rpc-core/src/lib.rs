@@ -54,6 +54,7 @@
 //! - [`service`](RpcService): [`RpcService`], which starts endpoints and hands out gateways.
 //! - `gateway`: the traits the macro targets and the untyped handle inside every proxy.
 //! - `call`: [`RpcCall`], an ask in flight, and the reply plumbing.
+//! - `codec`: the one place values are encoded and decoded (postcard).
 //! - `target`: the local call target (the network one lives in `rpc-netty`).
 //! - [`deferred`](Deferred): [`Deferred`], a reply finished off the main thread.
 //! - [`error`](RpcError): [`RpcError`].
@@ -63,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod call;
+mod codec;
 mod context;
 mod deferred;
 mod endpoint;

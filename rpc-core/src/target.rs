@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::call::ReplyTo;
+use crate::codec;
 use crate::context::EndpointCell;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
@@ -83,18 +84,12 @@ fn roundtrip<G: Gateway>(
     invocation: G::Invocation,
     method: &MethodInfo,
 ) -> Result<G::Invocation, RpcError> {
-    let bytes = postcard::to_allocvec(&invocation).map_err(|error| RpcError::Serialization {
-        context: format!(
-            "encoding the arguments of `{}::{}`",
+    let what = |verb: &str| {
+        format!(
+            "{verb} the arguments of `{}::{}`",
             method.gateway, method.name
-        ),
-        reason: error.to_string(),
-    })?;
-    crate::call::decode_exact(&bytes).map_err(|reason| RpcError::Serialization {
-        context: format!(
-            "decoding the arguments of `{}::{}`",
-            method.gateway, method.name
-        ),
-        reason,
-    })
+        )
+    };
+    let bytes = codec::encode(&invocation, || what("encoding"))?;
+    codec::decode(&bytes, || what("decoding"))
 }

@@ -1,0 +1,56 @@
+//! The one place values are encoded and decoded (postcard), with errors a user can act on.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::RpcError;
+
+/// Encodes `value`; `context` says what it is, for the error ("encoding the reply of ...").
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    context: impl FnOnce() -> String,
+) -> Result<Vec<u8>, RpcError> {
+    postcard::to_allocvec(value).map_err(|error| RpcError::Serialization {
+        context: context(),
+        reason: reason(error),
+    })
+}
+
+/// Decodes a value that must use every byte: trailing bytes mean that the two sides disagree
+/// about the type.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    context: impl FnOnce() -> String,
+) -> Result<T, RpcError> {
+    let failed = |reason: String| RpcError::Serialization {
+        context: context(),
+        reason,
+    };
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(failed(format!(
+            "{} bytes left over after the value: the two sides disagree about its type",
+            rest.len()
+        ))),
+        Err(error) => Err(failed(reason(error))),
+    }
+}
+
+/// postcard's explanation, made specific where postcard's own text is not.
+fn reason(error: postcard::Error) -> String {
+    match error {
+        postcard::Error::SerdeSerCustom => {
+            "a `Serialize` implementation returned an error (the codec does not keep its message)"
+                .to_owned()
+        }
+        postcard::Error::SerdeDeCustom => {
+            "a `Deserialize` implementation rejected the data (the codec does not keep its message)"
+                .to_owned()
+        }
+        postcard::Error::SerializeSeqLengthUnknown => {
+            "a sequence was serialized without a known length, which the wire format needs"
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
+}
