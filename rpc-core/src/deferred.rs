@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 /// struct Cache {
 ///     backend: LookupClient,
 ///     ctx: Option<RpcContext<Self>>,
-///     hits: u64,
+///     entries: std::collections::HashMap<String, String>,
 /// }
 ///
 /// impl RpcEndpoint for Cache {
@@ -48,15 +48,18 @@ use std::task::{Context, Poll};
 ///
 /// impl Front for Cache {
 ///     fn get(&mut self, key: String) -> Deferred<Option<String>> {
-///         self.hits += 1; // on the main thread
+///         // On the main thread: answer from the cache if we can.
+///         if let Some(value) = self.entries.get(&key) {
+///             return Deferred::ready(Some(value.clone()));
+///         }
 ///         let backend = self.backend.clone();
 ///         let ctx = self.ctx.clone();
 ///         Deferred::new(async move {
-///             // off the main thread: other invocations run meanwhile
-///             let value = backend.find(key).await.ok().flatten();
-///             if let Some(ctx) = ctx {
-///                 // back on the main thread to record the outcome
-///                 let _ = ctx.call_async(|cache| cache.hits += 0).await;
+///             // Off the main thread: other invocations run meanwhile.
+///             let value = backend.find(key.clone()).await.ok().flatten();
+///             if let (Some(ctx), Some(v)) = (ctx, value.clone()) {
+///                 // Back on the main thread to remember the answer.
+///                 let _ = ctx.call_async(move |cache| cache.entries.insert(key, v)).await;
 ///             }
 ///             value
 ///         })

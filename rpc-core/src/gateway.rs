@@ -164,10 +164,7 @@ impl<G: Gateway> GatewayHandle<G> {
     }
 
     /// Sends an ask for method number `method` and returns the call to await.
-    pub fn ask<T>(&self, method: usize, invocation: G::Invocation) -> RpcCall<T>
-    where
-        T: DeserializeOwned + Send + 'static,
-    {
+    pub fn ask<T>(&self, method: usize, invocation: G::Invocation) -> RpcCall<T> {
         let method = &G::METHODS[method];
         let (reply, receiver) = ReplyTo::channel();
         match self.target.ask(method, invocation, reply) {

@@ -125,6 +125,7 @@ impl<'a> Gateway<'a> {
         for bound in &item.supertraits {
             match bound {
                 TypeParamBound::Trait(t) if is_marker(&t.path) => {}
+                TypeParamBound::Trait(t) if is_std_trait(&t.path) => bad_supers.push(bound),
                 TypeParamBound::Trait(t) if matches!(t.modifier, syn::TraitBoundModifier::None) => {
                     supers.push(t)
                 }
@@ -170,6 +171,33 @@ fn is_marker(path: &syn::Path) -> bool {
             .iter()
             .any(|m| s.ident == m)
     })
+}
+
+/// Common standard-library traits that are certainly not gateways; without this a user
+/// writing `trait G: Debug` would be told that `DebugClient` does not exist.
+fn is_std_trait(path: &syn::Path) -> bool {
+    const STD: &[&str] = &[
+        "Any",
+        "Clone",
+        "Copy",
+        "Debug",
+        "Default",
+        "Display",
+        "Eq",
+        "Hash",
+        "Ord",
+        "PartialEq",
+        "PartialOrd",
+        "Error",
+        "Future",
+        "Iterator",
+        "Fn",
+        "FnMut",
+        "FnOnce",
+    ];
+    path.segments
+        .last()
+        .is_some_and(|s| STD.iter().any(|t| s.ident == t))
 }
 
 impl<'a> Method<'a> {

@@ -76,7 +76,8 @@ fn check_trait(gateway: &Gateway, cx: &Ctxt) {
         cx.error_spanned_by(
             bound,
             "a gateway's supertraits must be other #[rpc_gateway] traits (or `Send`, `Sync`, \
-             `'static`); remove this bound",
+             `'static`): the proxy forwards only gateway methods; remove this bound (require it \
+             of the endpoint type instead)",
         );
     }
     for sup in &gateway.supers {

@@ -69,7 +69,19 @@ fn item_head(item: &Item) -> TokenStream {
 /// What is emitted beside the errors: the user's trait unchanged and a stub client, so that
 /// code using them does not fail a second time for the same mistake.
 fn fallback(gateway: &Gateway) -> TokenStream {
-    let item = gateway.item;
+    let mut item = gateway.item.clone();
+    // Pattern arguments are already reported; `_` keeps rustc from reporting them again.
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(f) = trait_item {
+            for input in &mut f.sig.inputs {
+                if let syn::FnArg::Typed(arg) = input {
+                    if !matches!(*arg.pat, syn::Pat::Ident(_)) && f.default.is_none() {
+                        *arg.pat = syn::parse_quote!(_);
+                    }
+                }
+            }
+        }
+    }
     let vis = &item.vis;
     let client = gateway.client_ident();
     quote! {
@@ -298,9 +310,15 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
         };
         let body = match (m.kind(), &m.output) {
             (Kind::Tell, _) => quote!({ #call; ::rpc_core::__private::Handled::NoReply }),
-            (Kind::Deferred, _) => quote!(__rpc_reply.deferred(#call)),
             (Kind::Ask, Output::Unit) => quote!({ #call; __rpc_reply.value(()) }),
-            (Kind::Ask, _) => quote!(__rpc_reply.value(#call)),
+            // Spanned on the return type, so a reply that cannot be encoded is reported there.
+            (Kind::Deferred, Output::Deferred(ty)) => quote_spanned! {ty.span()=>
+                ::rpc_core::__private::ReplyMode::deferred::<#ty>(__rpc_reply, #call)
+            },
+            (_, Output::Value(ty) | Output::Deferred(ty)) => quote_spanned! {ty.span()=>
+                ::rpc_core::__private::ReplyMode::value::<#ty>(__rpc_reply, #call)
+            },
+            (Kind::Deferred, Output::Unit) => quote!(__rpc_reply.deferred(#call)),
         };
         quote!(#invocation::#method { #(#fields),* } => #body)
     });
