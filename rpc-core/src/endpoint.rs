@@ -9,6 +9,7 @@ use crate::context::{EndpointCell, RpcContext};
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, Gateway};
 use crate::target::LocalTarget;
+use crate::transport::{InboundSink, RemoteSink};
 
 /// The error type `on_start` may fail with: anything that converts with `?`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -124,9 +125,12 @@ pub struct Gateways<E: RpcEndpoint> {
 /// One gateway an endpoint serves.
 pub(crate) struct GatewayEntry {
     pub(crate) name: &'static str,
+    pub(crate) fingerprint: u64,
     type_id: TypeId,
     /// An `Arc<dyn CallTarget<G>>` for local proxies.
     local: Box<dyn Any + Send + Sync>,
+    /// Where a transport delivers encoded invocations of this gateway.
+    pub(crate) inbound: Arc<dyn InboundSink>,
 }
 
 impl<E: RpcEndpoint> Gateways<E> {
@@ -151,8 +155,10 @@ impl<E: RpcEndpoint> Gateways<E> {
             Arc::new(LocalTarget::<E, G>::new(Arc::clone(&self.cell)));
         self.entries.push(GatewayEntry {
             name: G::NAME,
+            fingerprint: G::FINGERPRINT,
             type_id: TypeId::of::<G>(),
             local: Box::new(target),
+            inbound: Arc::new(RemoteSink::<E, G>::new(Arc::clone(&self.cell))),
         });
         G::register_supers(self);
     }

@@ -185,6 +185,16 @@ pub enum RpcError {
         endpoint: String,
     },
 
+    /// The remote service failed the call for a reason this side does not know (a newer peer,
+    /// or a protocol violation it reported).
+    #[error("the service at {address} failed the call: {message}")]
+    Remote {
+        /// The remote service's address.
+        address: SocketAddr,
+        /// What the remote service reported.
+        message: String,
+    },
+
     /// The service has been shut down; it starts no endpoints and makes no calls.
     #[error("the rpc service is shut down")]
     ServiceShutDown,

@@ -55,7 +55,9 @@
 //! - `gateway`: the traits the macro targets and the untyped handle inside every proxy.
 //! - `call`: [`RpcCall`], an ask in flight, and the reply plumbing.
 //! - `codec`: the one place values are encoded and decoded (postcard).
-//! - `target`: the local call target (the network one lives in `rpc-netty`).
+//! - `target`: the local call target.
+//! - [`transport`]: the seam a network transport (`rpc-netty`) implements: remote call target,
+//!   inbound sinks, connection events.
 //! - [`deferred`](Deferred): [`Deferred`], a reply finished off the main thread.
 //! - [`error`](RpcError): [`RpcError`].
 //!
@@ -73,6 +75,7 @@ mod gateway;
 mod mailbox;
 mod service;
 mod target;
+pub mod transport;
 
 pub use call::RpcCall;
 pub use context::{RpcContext, ScheduledRun};

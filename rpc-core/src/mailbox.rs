@@ -117,7 +117,15 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
                         }
                     });
                 }
-                Ok(Handled::NoReply) => {}
+                Ok(Handled::NoReply) => {
+                    // Only a remote peer can ask a tell; it still gets an answer.
+                    if let Some(reply) = reply {
+                        reply.send(Err(RpcError::Serialization {
+                            context: format!("calling `{}::{}`", method.gateway, method.name),
+                            reason: "the method is a tell: it has no reply to ask for".to_owned(),
+                        }));
+                    }
+                }
                 Err(panic) => {
                     let error = panicked(cell.address.name(), method, &*panic);
                     if let Some(reply) = reply {
@@ -129,8 +137,13 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
     }
 
     fn reject(self: Box<Self>, error: RpcError) {
-        if let Some(reply) = self.reply {
-            reply.send(Err(error));
+        match self.reply {
+            Some(reply) => reply.send(Err(error)),
+            None => tracing::warn!(
+                gateway = self.method.gateway,
+                method = self.method.name,
+                "dropped a tell: {error}"
+            ),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! [`RpcService`]: starts endpoints by name, hands out typed gateways to them, stops them.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -14,6 +15,9 @@ use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
 use crate::error::RpcError;
 use crate::gateway::{EndpointAddress, Gateway, GatewayHandle};
 use crate::mailbox::{self, Envelope};
+use crate::transport::{
+    Binding, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
+};
 
 /// The ask timeout of a service unless set otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +66,8 @@ pub(crate) struct ServiceInner {
     shared: Arc<Shared>,
     registry: Mutex<Registry>,
     next_id: AtomicU64,
+    /// The network transport, for a service built by one (set once, right after creation).
+    transport: OnceLock<Arc<dyn Transport>>,
 }
 
 #[derive(Default)]
@@ -76,6 +82,7 @@ trait AnyEndpoint: Send + Sync {
     fn gateways(&self) -> &[GatewayEntry];
     fn stop(&self);
     fn terminated(&self) -> CancellationToken;
+    fn connection_event(&self, event: ConnectionEvent);
 }
 
 struct Registered<E> {
@@ -98,6 +105,15 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
 
     fn terminated(&self) -> CancellationToken {
         self.cell.terminated.clone()
+    }
+
+    fn connection_event(&self, event: ConnectionEvent) {
+        let hook = move |endpoint: &mut E| match &event {
+            ConnectionEvent::Connected(peer) => endpoint.on_connected(*peer),
+            ConnectionEvent::Disconnected(peer) => endpoint.on_disconnected(*peer),
+            ConnectionEvent::NetworkError(peer, error) => endpoint.on_network_error(*peer, error),
+        };
+        let _ = self.cell.mailbox.send(Envelope::Run(Box::new(hook)));
     }
 }
 
@@ -133,7 +149,7 @@ impl RpcServiceBuilder {
         self
     }
 
-    /// Builds the service on the current tokio runtime.
+    /// Builds an in-process service on the current tokio runtime.
     ///
     /// # Panics
     ///
@@ -148,8 +164,24 @@ impl RpcServiceBuilder {
                 }),
                 registry: Mutex::default(),
                 next_id: AtomicU64::new(1),
+                transport: OnceLock::new(),
             }),
         }
+    }
+
+    /// Builds a service that reaches other processes through the transport `make` returns.
+    /// `make` receives the handle the transport uses to deliver inbound invocations. For
+    /// transport crates; users call, for example, `rpc_netty::NettyRpc::bind`.
+    pub fn build_with_transport<T: Transport>(
+        self,
+        make: impl FnOnce(ServiceHandle) -> T,
+    ) -> RpcService {
+        let service = self.build();
+        let transport = make(ServiceHandle {
+            inner: Arc::downgrade(&service.inner),
+        });
+        let _ = service.inner.transport.set(Arc::new(transport));
+        service
     }
 }
 
@@ -308,6 +340,42 @@ impl RpcService {
         )))
     }
 
+    /// The address this service listens on, if it has a transport that listens.
+    pub fn local_address(&self) -> Option<SocketAddr> {
+        self.inner.transport.get().and_then(|t| t.local_address())
+    }
+
+    /// A typed proxy to the endpoint `endpoint` of the service at `address`, after checking
+    /// that it exists and serves this very gateway (protocol version, gateway name,
+    /// fingerprint). An address of this service itself gives a local proxy: no network.
+    ///
+    /// The connection to `address` is opened on first use and shared by every proxy to it.
+    pub async fn connect<G: Gateway>(&self, address: &str, endpoint: &str) -> Result<G, RpcError> {
+        let Some(transport) = self.inner.transport.get().cloned() else {
+            return Err(RpcError::ConnectFailed {
+                address: address.to_owned(),
+                reason: "this RpcService runs in process only (it has no transport); build it \
+                         with rpc_netty to reach other processes, or use `gateway` for local \
+                         endpoints"
+                    .to_owned(),
+            });
+        };
+        let address = transport.resolve(address).await?;
+        if is_local(transport.local_address(), address) {
+            return self.gateway(endpoint);
+        }
+        let binding = Binding {
+            endpoint: endpoint.to_owned(),
+            gateway: G::NAME.to_owned(),
+            fingerprint: G::FINGERPRINT,
+        };
+        let channel = transport.connect(address, binding).await?;
+        Ok(G::from_handle(GatewayHandle::new(
+            Arc::new(RemoteTarget::<G>::new(channel)),
+            self.inner.shared.default_timeout,
+        )))
+    }
+
     /// The names of the running endpoints, sorted.
     pub fn endpoint_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inner.registry().endpoints.keys().cloned().collect();
@@ -348,7 +416,20 @@ impl RpcService {
         for endpoint in endpoints {
             endpoint.terminated().cancelled_owned().await;
         }
+        if let Some(transport) = self.inner.transport.get() {
+            transport.shutdown().await;
+        }
     }
+}
+
+/// Whether `target` is this service's own listening address (also when it listens on all
+/// interfaces and `target` is a loopback address).
+fn is_local(local: Option<SocketAddr>, target: SocketAddr) -> bool {
+    local.is_some_and(|local| {
+        local.port() == target.port()
+            && (local.ip() == target.ip()
+                || (local.ip().is_unspecified() && target.ip().is_loopback()))
+    })
 }
 
 impl ServiceInner {
@@ -356,6 +437,46 @@ impl ServiceInner {
         // The registry stays consistent across a panic (every update is one insert or
         // remove), so a poisoned lock is still safe to use.
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The inbound sink for a remote client's binding, or why there is none.
+    pub(crate) fn resolve(&self, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
+        let registry = self.registry();
+        let endpoint = registry.endpoints.get(&binding.endpoint).ok_or_else(|| {
+            RpcError::EndpointNotFound {
+                endpoint: binding.endpoint.clone(),
+                address: None,
+            }
+        })?;
+        let entry = endpoint
+            .gateways()
+            .iter()
+            .find(|g| g.name == binding.gateway)
+            .ok_or_else(|| RpcError::IncompatibleGateway {
+                endpoint: binding.endpoint.clone(),
+                gateway: binding.gateway.clone(),
+                served: endpoint
+                    .gateways()
+                    .iter()
+                    .map(|g| g.name.to_owned())
+                    .collect(),
+            })?;
+        if entry.fingerprint != binding.fingerprint {
+            return Err(RpcError::FingerprintMismatch {
+                gateway: binding.gateway.clone(),
+                endpoint: binding.endpoint.clone(),
+                client: binding.fingerprint,
+                server: entry.fingerprint,
+            });
+        }
+        Ok(Arc::clone(&entry.inbound))
+    }
+
+    /// Delivers a connection event to every running endpoint.
+    pub(crate) fn connection_event(&self, event: ConnectionEvent) {
+        for endpoint in self.registry().endpoints.values() {
+            endpoint.connection_event(event.clone());
+        }
     }
 
     /// Removes `name` if it still belongs to endpoint `id`.

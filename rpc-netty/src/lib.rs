@@ -1,9 +1,147 @@
-//! The network transport of the rpc framework: frame codec, wire protocol, connections,
-//! handshake and the TCP service.
+//! The network transport of the rpc framework: the same endpoints and generated gateways,
+//! across processes and machines over TCP.
 //!
-//! This crate is a placeholder until the transport lands; every endpoint and gateway written
-//! against `rpc_core` will work across processes through it without changes.
+//! ```no_run
+//! # use rpc_core::{RpcEndpoint, rpc_gateway};
+//! # #[rpc_gateway] pub trait HelloGateway { async fn say_hi(&mut self, name: String) -> String; }
+//! # struct Hello;
+//! # impl RpcEndpoint for Hello { rpc_core::serves!(HelloGateway); }
+//! # impl HelloGateway for Hello { async fn say_hi(&mut self, n: String) -> String { n } }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // A server listening on a port (0: any free one).
+//! let server = rpc_netty::bind("127.0.0.1:0").await?;
+//! server.start_endpoint("hello-service", Hello).await?;
+//! let address = server.local_address().unwrap().to_string();
+//!
+//! // A pure client: no listening port; replies come back on its own connection.
+//! let client = rpc_netty::client();
+//! let hello: HelloGatewayClient = client.connect(&address, "hello-service").await?;
+//! println!("{}", hello.say_hi("neo".into()).await?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Both are ordinary [`rpc_core::RpcService`]s: `start_endpoint`, `gateway`, `connect` and
+//! `shutdown` work as in process, and a `connect` to the service's own address gives a local
+//! proxy that skips the network.
+//!
+//! # Layout
+//!
+//! - [`frame`]: the frame codec (length prefix, kind, request id, body).
+//! - [`protocol`]: each frame kind's body, the handshake, and errors on the wire.
+//! - `server`: the listener and one task per inbound connection.
+//! - `client`: one outbound connection per remote address, its pending calls and bindings.
+//! - `io`: the batching writer both sides share.
+//! - `transport`: the [`rpc_core::transport::Transport`] tying them to a service.
+//!
+//! `PROTOCOL.md` in this crate documents the wire format byte by byte.
 
 #![warn(missing_docs)]
 
+mod client;
+mod config;
+pub mod frame;
+mod io;
+pub mod protocol;
+mod server;
+mod transport;
+
+use std::io::Result as IoResult;
+use std::time::Duration;
+
 pub use rpc_core;
+use rpc_core::{RpcService, RpcServiceBuilder};
+use tokio::net::{TcpListener, ToSocketAddrs};
+
+use crate::config::NettyConfig;
+use crate::transport::NettyTransport;
+
+/// A service listening on `address` with the default settings. Port 0 picks a free port;
+/// [`RpcService::local_address`] tells which.
+pub async fn bind(address: impl ToSocketAddrs) -> IoResult<RpcService> {
+    NettyBuilder::new().bind(address).await
+}
+
+/// A service that only connects out (no listening port), with the default settings.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn client() -> RpcService {
+    NettyBuilder::new().client()
+}
+
+/// Configures a networked [`RpcService`].
+#[derive(Debug, Clone, Default)]
+pub struct NettyBuilder {
+    service: RpcServiceBuilder,
+    config: NettyConfig,
+}
+
+impl NettyBuilder {
+    /// The defaults: 10 s ask timeout, 16 MiB frames, 5 s connect timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The ask timeout proxies start with.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.service = self.service.default_timeout(timeout);
+        self
+    }
+
+    /// Makes calls to endpoints in this same service encode as remote ones would.
+    pub fn force_serialization(mut self, force: bool) -> Self {
+        self.service = self.service.force_serialization(force);
+        self
+    }
+
+    /// The largest frame sent or accepted, counting kind, request id and body (default
+    /// 16 MiB). A call whose frame would be larger fails with `FrameTooLarge` before anything
+    /// is written; a peer announcing a larger frame is disconnected before anything is
+    /// allocated for it.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// How long opening a connection may take before `ConnectFailed` (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a peer may take to complete the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// A service listening on `address`.
+    pub async fn bind(self, address: impl ToSocketAddrs) -> IoResult<RpcService> {
+        let listener = TcpListener::bind(address).await?;
+        Ok(self.serve(listener))
+    }
+
+    /// A service accepting connections on an already bound `listener`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn serve(self, listener: TcpListener) -> RpcService {
+        let config = self.config;
+        self.service
+            .build_with_transport(|handle| NettyTransport::new(handle, config, Some(listener)))
+    }
+
+    /// A service that only connects out.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn client(self) -> RpcService {
+        let config = self.config;
+        self.service
+            .build_with_transport(|handle| NettyTransport::new(handle, config, None))
+    }
+}

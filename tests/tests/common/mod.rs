@@ -1,12 +1,13 @@
 //! The harness every gateway-semantics test runs on, so that one test body is checked in each
-//! mode: in process, in process with forced serialization (and, with the transport, over TCP).
+//! mode: in process, in process with forced serialization, and over loopback TCP.
 
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::time::Duration;
 
-use rpc_core::{Gateway, RpcError, RpcService, RpcServiceBuilder};
+use rpc_core::{DEFAULT_TIMEOUT, Gateway, RpcError, RpcService};
+use rpc_netty::NettyBuilder;
 
 /// How the test reaches its endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,43 +16,84 @@ pub enum Mode {
     InProcess,
     /// Same, but the service forces every invocation and reply through postcard.
     Serialized,
+    /// A server service on 127.0.0.1 and a separate client-only service connecting to it.
+    Tcp,
 }
 
 /// Where endpoints run and how the test gets gateways to them.
 pub struct Harness {
     /// The service running the endpoints under test.
     pub server: RpcService,
+    /// The service calls come from: the server itself, or a client-only service over TCP.
+    pub client: RpcService,
     pub mode: Mode,
 }
 
 impl Harness {
     pub async fn new(mode: Mode) -> Harness {
-        Harness::with(mode, RpcService::builder()).await
+        Harness::with_timeout(mode, DEFAULT_TIMEOUT).await
     }
 
-    pub async fn with(mode: Mode, builder: RpcServiceBuilder) -> Harness {
-        let builder = match mode {
-            Mode::InProcess => builder,
-            Mode::Serialized => builder.force_serialization(true),
-        };
-        Harness {
-            server: builder.build(),
-            mode,
+    /// A harness whose proxies start with `timeout`.
+    pub async fn with_timeout(mode: Mode, timeout: Duration) -> Harness {
+        match mode {
+            Mode::InProcess | Mode::Serialized => {
+                let server = RpcService::builder()
+                    .default_timeout(timeout)
+                    .force_serialization(mode == Mode::Serialized)
+                    .build();
+                Harness {
+                    client: server.clone(),
+                    server,
+                    mode,
+                }
+            }
+            Mode::Tcp => {
+                let server = NettyBuilder::new()
+                    .default_timeout(timeout)
+                    .bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                let client = NettyBuilder::new().default_timeout(timeout).client();
+                Harness {
+                    server,
+                    client,
+                    mode,
+                }
+            }
         }
     }
 
     /// A proxy to endpoint `name`, reached the way this mode reaches it.
     pub async fn gateway<G: Gateway>(&self, name: &str) -> Result<G, RpcError> {
-        self.server.gateway(name)
+        match self.mode {
+            Mode::InProcess | Mode::Serialized => self.server.gateway(name),
+            Mode::Tcp => {
+                let address = self.server.local_address().expect("the server listens");
+                self.client.connect(&address.to_string(), name).await
+            }
+        }
     }
 
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        self.client.shutdown().await;
     }
+}
+
+/// Logs to the test's captured output; `RUST_LOG=debug` shows the transport's decisions.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
 }
 
 /// Every test is bounded: a hang fails instead of blocking the suite.
 pub async fn bounded<F: Future>(test: F) -> F::Output {
+    init_tracing();
     tokio::time::timeout(Duration::from_secs(60), test)
         .await
         .expect("test did not finish within 60 s")
@@ -72,6 +114,11 @@ macro_rules! in_every_mode {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn serialized() {
                 common::bounded(super::$test(common::Mode::Serialized)).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tcp() {
+                common::bounded(super::$test(common::Mode::Tcp)).await
             }
         }
     )*};

@@ -1,0 +1,203 @@
+//! The seam between rpc-core and a network transport (`rpc-netty`).
+//!
+//! rpc-core does no I/O. A transport moves *encoded* invocations and replies; everything typed
+//! stays here:
+//!
+//! - outbound, [`RpcService::connect`](crate::RpcService::connect) asks the [`Transport`] for a
+//!   [`RemoteChannel`] to one endpoint's gateway, and wraps it in a call target that encodes
+//!   each invocation with the gateway's types;
+//! - inbound, the transport resolves a [`Binding`] through the [`ServiceHandle`] into an
+//!   [`InboundSink`], which decodes invocations and queues them in the endpoint's mailbox.
+//!
+//! Users do not implement these traits; they are public so that a transport crate can.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use futures::future::BoxFuture;
+
+pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
+use crate::codec;
+use crate::context::EndpointCell;
+use crate::endpoint::RpcEndpoint;
+use crate::error::RpcError;
+use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
+use crate::mailbox::{Envelope, Invocation};
+use crate::service::ServiceInner;
+
+/// What a client asks of a remote service when it connects a gateway: this endpoint, serving
+/// this gateway, built from these signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The gateway's name.
+    pub gateway: String,
+    /// The client's compile-time fingerprint of the gateway.
+    pub fingerprint: u64,
+}
+
+/// A network transport an [`RpcService`](crate::RpcService) uses to reach other processes.
+pub trait Transport: Send + Sync + 'static {
+    /// The address this service listens on, if it listens.
+    fn local_address(&self) -> Option<SocketAddr>;
+
+    /// Resolves a user-given address (`"10.0.0.7:7000"`, `"host:7000"`).
+    fn resolve(&self, address: &str) -> BoxFuture<'static, Result<SocketAddr, RpcError>>;
+
+    /// Opens (or reuses) the connection to `address` and checks that the service there runs
+    /// `binding`: the handshake of `connect`.
+    fn connect(
+        &self,
+        address: SocketAddr,
+        binding: Binding,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteChannel>, RpcError>>;
+
+    /// Stops listening and closes every connection, after flushing what is queued.
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
+}
+
+/// A checked route to one gateway of one remote endpoint.
+pub trait RemoteChannel: Send + Sync + 'static {
+    /// The remote endpoint.
+    fn endpoint(&self) -> &Arc<EndpointAddress>;
+
+    /// Sends an encoded ask; `reply` receives the encoded reply or an error, exactly once
+    /// (unless this returns an error, in which case the caller answers itself).
+    fn ask(&self, payload: Vec<u8>, reply: ReplyTo) -> Result<(), RpcError>;
+
+    /// Sends an encoded tell.
+    fn tell(&self, payload: Vec<u8>) -> Result<(), RpcError>;
+}
+
+/// Where a transport delivers the encoded invocations of one bound gateway.
+pub trait InboundSink: Send + Sync + 'static {
+    /// Decodes one invocation and queues it in the endpoint's mailbox. `reply` is `None` for a
+    /// tell. An invocation that does not decode is answered with
+    /// [`RpcError::Serialization`] and affects no one else.
+    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>);
+}
+
+/// Something that happened to a connection, delivered to every endpoint's connection hooks.
+#[derive(Debug, Clone)]
+pub enum ConnectionEvent {
+    /// A connection from or to this peer was established.
+    Connected(SocketAddr),
+    /// The connection from or to this peer was closed or lost.
+    Disconnected(SocketAddr),
+    /// The connection to this peer failed.
+    NetworkError(SocketAddr, RpcError),
+}
+
+/// The transport's handle to its service: resolve inbound bindings, report connection events.
+/// Weak: it does not keep the service alive.
+#[derive(Clone)]
+pub struct ServiceHandle {
+    pub(crate) inner: Weak<ServiceInner>,
+}
+
+impl ServiceHandle {
+    /// Finds the sink for `binding`, or the error to send back: the endpoint does not exist,
+    /// does not serve the gateway, or serves a different version of it.
+    pub fn resolve(&self, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
+        match self.inner.upgrade() {
+            Some(inner) => inner.resolve(binding),
+            None => Err(RpcError::ServiceShutDown),
+        }
+    }
+
+    /// Delivers a connection event to every running endpoint's hooks, on its main thread.
+    pub fn connection_event(&self, event: ConnectionEvent) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.connection_event(event);
+        }
+    }
+}
+
+/// The call target of a proxy to a remote endpoint: encodes, then hands to the transport.
+pub(crate) struct RemoteTarget<G> {
+    channel: Arc<dyn RemoteChannel>,
+    _gateway: PhantomData<fn() -> G>,
+}
+
+impl<G> RemoteTarget<G> {
+    pub(crate) fn new(channel: Arc<dyn RemoteChannel>) -> Self {
+        RemoteTarget {
+            channel,
+            _gateway: PhantomData,
+        }
+    }
+}
+
+fn arguments(method: &MethodInfo) -> String {
+    format!(
+        "encoding the arguments of `{}::{}`",
+        method.gateway, method.name
+    )
+}
+
+impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
+    fn endpoint(&self) -> &Arc<EndpointAddress> {
+        self.channel.endpoint()
+    }
+
+    fn ask(
+        &self,
+        method: &'static MethodInfo,
+        invocation: G::Invocation,
+        reply: ReplyTo,
+    ) -> Result<(), RpcError> {
+        let payload = codec::encode(&invocation, || arguments(method))?;
+        self.channel.ask(payload, reply)
+    }
+
+    fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {
+        let payload = codec::encode(&invocation, || arguments(method))?;
+        self.channel.tell(payload)
+    }
+}
+
+/// The inbound sink of gateway `G` on endpoint `E`.
+pub(crate) struct RemoteSink<E, G> {
+    cell: Arc<EndpointCell<E>>,
+    _gateway: PhantomData<fn() -> G>,
+}
+
+impl<E, G> RemoteSink<E, G> {
+    pub(crate) fn new(cell: Arc<EndpointCell<E>>) -> Self {
+        RemoteSink {
+            cell,
+            _gateway: PhantomData,
+        }
+    }
+}
+
+impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
+    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>) {
+        let invocation = codec::decode::<G::Invocation>(payload, || {
+            format!("decoding an invocation of gateway `{}`", G::NAME)
+        });
+        let invocation = match invocation {
+            Ok(invocation) => invocation,
+            Err(error) => {
+                tracing::warn!(endpoint = self.cell.address.name(), "{error}");
+                if let Some(reply) = reply {
+                    reply.send(Err(error));
+                }
+                return;
+            }
+        };
+        let method = &G::METHODS[G::method_index(&invocation)];
+        let envelope = Envelope::Invoke(Box::new(Invocation::<G>::new(
+            invocation, method, reply, true,
+        )));
+        if let Err(rejected) = self.cell.mailbox.send(envelope) {
+            if let Envelope::Invoke(invocation) = rejected.0 {
+                invocation.reject(RpcError::EndpointStopped {
+                    endpoint: self.cell.address.name().to_owned(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The connecting side: one connection per remote address, shared by every proxy to it.
+//!
+//! A connection is opened lazily by the first call (or `connect`) to its address. Calls are
+//! queued at once: frames wait in the connection's outbox while it connects and handshakes.
+//! Each call registers its reply slot under a request id; when the connection ends, every
+//! call still waiting fails at once with `Disconnected`, the connection leaves the pool, and
+//! the next call opens a new one.
+//!
+//! A proxy is bound to `(endpoint, gateway, fingerprint)`. On each connection that binding gets
+//! a client-chosen *slot*: the first call on a new connection sends a `Bind` frame for it and
+//! its own `Request` right behind, without waiting (the server handles frames in order, and
+//! answers calls on a slot whose bind failed with the bind's error).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use futures::{SinkExt, StreamExt};
+use rpc_core::transport::{
+    Binding, ConnectionEvent, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
+};
+use rpc_core::{EndpointAddress, RpcError};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NettyConfig;
+use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
+use crate::io::write_frames;
+use crate::protocol::{self, PROTOCOL_VERSION, SLOT_LEN, WireError};
+
+/// The outbound connections of one service, by remote address.
+pub(crate) struct Pool {
+    connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    service: ServiceHandle,
+    config: Arc<NettyConfig>,
+    closing: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        service: ServiceHandle,
+        config: Arc<NettyConfig>,
+        closing: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Pool {
+        Pool {
+            connections: Mutex::default(),
+            service,
+            config,
+            closing,
+            tasks,
+        }
+    }
+
+    fn connections(&self) -> MutexGuard<'_, HashMap<SocketAddr, Arc<Connection>>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live connection to `peer`, opening one if there is none.
+    fn connection(self: &Arc<Self>, peer: SocketAddr) -> Result<Arc<Connection>, RpcError> {
+        if self.closing.is_cancelled() {
+            return Err(RpcError::ServiceShutDown);
+        }
+        let mut connections = self.connections();
+        if let Some(connection) = connections.get(&peer) {
+            if !connection.is_dead() {
+                return Ok(Arc::clone(connection));
+            }
+        }
+        let (outbox, queued) = mpsc::unbounded_channel();
+        let connection = Arc::new(Connection {
+            peer,
+            outbox,
+            state: Mutex::default(),
+            next_request: AtomicU64::new(1),
+            next_slot: AtomicU32::new(1),
+        });
+        connections.insert(peer, Arc::clone(&connection));
+        self.tasks
+            .spawn(drive(Arc::clone(self), Arc::clone(&connection), queued));
+        Ok(connection)
+    }
+
+    /// Removes `connection` from the pool if it is still the one for its address.
+    fn forget(&self, connection: &Arc<Connection>) {
+        let mut connections = self.connections();
+        if connections
+            .get(&connection.peer)
+            .is_some_and(|c| Arc::ptr_eq(c, connection))
+        {
+            connections.remove(&connection.peer);
+        }
+    }
+}
+
+/// One outbound connection.
+struct Connection {
+    peer: SocketAddr,
+    /// Frames for the writer; it starts draining once the handshake succeeded.
+    outbox: mpsc::UnboundedSender<Frame>,
+    state: Mutex<State>,
+    next_request: AtomicU64,
+    next_slot: AtomicU32,
+}
+
+#[derive(Default)]
+struct State {
+    /// Replies awaited, by request id.
+    pending: HashMap<u64, ReplyTo>,
+    /// The slot of each binding on this connection.
+    slots: HashMap<Binding, u32>,
+    /// Why the connection ended, once it has: new calls fail with it at once.
+    dead: Option<RpcError>,
+}
+
+impl Connection {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_dead(&self) -> bool {
+        self.state().dead.is_some()
+    }
+
+    /// Queues a frame made from a fresh request id, registering `reply` under that id. Under
+    /// the state lock, so that a call either is failed by [`Connection::fail`] or is refused.
+    fn send(
+        &self,
+        reply: Option<ReplyTo>,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> Result<(), RpcError> {
+        self.send_locked(&mut self.state(), reply, frame)
+    }
+
+    fn send_locked(
+        &self,
+        state: &mut State,
+        reply: Option<ReplyTo>,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> Result<(), RpcError> {
+        if let Some(dead) = &state.dead {
+            return Err(dead.clone());
+        }
+        let request_id = match &reply {
+            Some(_) => self.next_request.fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
+        if self.outbox.send(frame(request_id)).is_err() {
+            return Err(RpcError::Disconnected {
+                address: self.peer,
+                reason: "the connection is closed".to_owned(),
+            });
+        }
+        if let Some(reply) = reply {
+            state.pending.insert(request_id, reply);
+        }
+        Ok(())
+    }
+
+    /// Queues a call on `binding`'s slot, binding it first (pipelined, in the same critical
+    /// section, so no call can overtake its bind) if this connection has not yet.
+    fn call(
+        self: &Arc<Self>,
+        binding: &Binding,
+        reply: Option<ReplyTo>,
+        frame: impl FnOnce(u64, u32) -> Frame,
+    ) -> Result<(), RpcError> {
+        let mut state = self.state();
+        let slot = match state.slots.get(binding) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+                // If the bind fails, the calls behind it report why; forget the slot so that
+                // a later call binds again.
+                let connection = Arc::downgrade(self);
+                let key = binding.clone();
+                let on_bound = ReplyTo::Callback(Box::new(move |result| {
+                    if let (Err(error), Some(connection)) = (result, Weak::upgrade(&connection)) {
+                        tracing::warn!(peer = %connection.peer, "bind refused: {error}");
+                        connection.state().slots.remove(&key);
+                    }
+                }));
+                self.send_locked(&mut state, Some(on_bound), |id| {
+                    protocol::bind(id, slot, binding)
+                })?;
+                state.slots.insert(binding.clone(), slot);
+                slot
+            }
+        };
+        self.send_locked(&mut state, reply, |id| frame(id, slot))
+    }
+
+    /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`.
+    fn bind_checked(self: &Arc<Self>, binding: &Binding, reply: ReplyTo) -> Result<(), RpcError> {
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let connection = Arc::downgrade(self);
+        let key = binding.clone();
+        let on_bound = ReplyTo::Callback(Box::new(move |result| {
+            if let (Ok(_), Some(connection)) = (&result, Weak::upgrade(&connection)) {
+                connection.state().slots.insert(key, slot);
+            }
+            reply.send(result);
+        }));
+        self.send(Some(on_bound), |id| protocol::bind(id, slot, binding))
+    }
+
+    /// Delivers the answer to request `request_id`.
+    fn complete(&self, request_id: u64, result: Result<ReplyValue, RpcError>) {
+        let reply = self.state().pending.remove(&request_id);
+        match reply {
+            Some(reply) => reply.send(result),
+            None => tracing::debug!(peer = %self.peer, request_id, "a reply nobody awaits"),
+        }
+    }
+
+    /// Ends the connection: every call still waiting fails with `error`, at once.
+    fn fail(&self, error: RpcError) {
+        let pending = {
+            let mut state = self.state();
+            state.dead.get_or_insert(error.clone());
+            std::mem::take(&mut state.pending)
+        };
+        for reply in pending.into_values() {
+            reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// Opens, runs and finally tears down one connection.
+async fn drive(
+    pool: Arc<Pool>,
+    connection: Arc<Connection>,
+    queued: mpsc::UnboundedReceiver<Frame>,
+) {
+    let peer = connection.peer;
+    let mut connected = false;
+    let error = run(&pool, &connection, queued, &mut connected).await;
+    connection.fail(error.clone());
+    pool.forget(&connection);
+    if connected {
+        tracing::info!(%peer, "connection closed: {error}");
+        pool.service
+            .connection_event(ConnectionEvent::Disconnected(peer));
+    } else {
+        tracing::warn!(%peer, "{error}");
+        pool.service
+            .connection_event(ConnectionEvent::NetworkError(peer, error));
+    }
+}
+
+/// Connects, handshakes and relays frames; returns why the connection ended.
+async fn run(
+    pool: &Pool,
+    connection: &Connection,
+    queued: mpsc::UnboundedReceiver<Frame>,
+    connected: &mut bool,
+) -> RpcError {
+    let peer = connection.peer;
+    let config = &pool.config;
+    let disconnected = |reason: String| RpcError::Disconnected {
+        address: peer,
+        reason,
+    };
+    let stream = tokio::select! {
+        stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(peer)) => stream,
+        () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
+    };
+    let stream = match stream {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            return RpcError::ConnectFailed {
+                address: peer.to_string(),
+                reason: error.to_string(),
+            };
+        }
+        Err(_) => {
+            return RpcError::ConnectFailed {
+                address: peer.to_string(),
+                reason: format!("no connection within {:?}", config.connect_timeout),
+            };
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, FrameCodec::new(config.max_frame_size));
+    if let Err(error) = framed.send(protocol::handshake(PROTOCOL_VERSION)).await {
+        return disconnected(format!("sending the handshake failed: {error}"));
+    }
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(config.handshake_timeout, framed.next()) => answer,
+        () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
+    };
+    match answer {
+        Ok(Some(Ok(frame))) if frame.kind == FrameKind::HandshakeOk => {}
+        Ok(Some(Ok(frame))) if frame.kind == FrameKind::HandshakeReject => {
+            return match protocol::parse_version(&frame.body) {
+                Some(theirs) if theirs != PROTOCOL_VERSION => RpcError::VersionMismatch {
+                    address: peer,
+                    ours: PROTOCOL_VERSION,
+                    theirs,
+                },
+                _ => disconnected(format!(
+                    "the server refused the handshake: {}",
+                    String::from_utf8_lossy(frame.body.get(2..).unwrap_or_default())
+                )),
+            };
+        }
+        Ok(Some(Ok(frame))) => {
+            return disconnected(format!(
+                "the server answered the handshake with a {:?} frame",
+                frame.kind
+            ));
+        }
+        Ok(Some(Err(error))) => return disconnected(format!("during the handshake: {error}")),
+        Ok(None) => {
+            return disconnected("the server closed the connection during the handshake".to_owned());
+        }
+        Err(_) => {
+            return disconnected(format!(
+                "no handshake answer within {:?}",
+                config.handshake_timeout
+            ));
+        }
+    }
+    *connected = true;
+    tracing::info!(%peer, "connected");
+    pool.service
+        .connection_event(ConnectionEvent::Connected(peer));
+
+    let closing = pool.closing.child_token();
+    let (sink, mut frames) = framed.split();
+    let writer = tokio::spawn({
+        let closing = closing.clone();
+        async move {
+            if let Err(error) = write_frames(sink, queued, closing.clone()).await {
+                tracing::debug!(%peer, "writing to the connection failed: {error}");
+                closing.cancel();
+            }
+        }
+    });
+    let error = loop {
+        let frame = tokio::select! {
+            frame = frames.next() => frame,
+            () = closing.cancelled() => break if pool.closing.is_cancelled() {
+                disconnected("this service is shutting down".to_owned())
+            } else {
+                disconnected("writing to the connection failed".to_owned())
+            },
+        };
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                tracing::warn!(%peer, "closing the connection: {error}");
+                break disconnected(error.to_string());
+            }
+            None => break disconnected("the server closed the connection".to_owned()),
+        };
+        match frame.kind {
+            FrameKind::Response => {
+                connection.complete(
+                    frame.request_id,
+                    Ok(ReplyValue::Encoded(frame.body.to_vec())),
+                );
+            }
+            FrameKind::Bound => {
+                connection.complete(frame.request_id, Ok(ReplyValue::Encoded(Vec::new())))
+            }
+            FrameKind::Failure => {
+                let error = WireError::decode(&frame.body, peer);
+                connection.complete(frame.request_id, Err(error));
+            }
+            FrameKind::Ping => {
+                let _ = connection.outbox.send(Frame::new(
+                    FrameKind::Pong,
+                    frame.request_id,
+                    Vec::new(),
+                ));
+            }
+            FrameKind::Pong => {}
+            other => {
+                let reason = format!("a server may not send {other:?} frames");
+                tracing::warn!(%peer, "closing the connection: {reason}");
+                break disconnected(reason);
+            }
+        }
+    };
+    closing.cancel();
+    let _ = writer.await;
+    error
+}
+
+/// The checked `connect`: binds on the (possibly new) connection and waits for the verdict.
+pub(crate) async fn connect(
+    pool: Arc<Pool>,
+    peer: SocketAddr,
+    binding: Binding,
+) -> Result<Arc<dyn RemoteChannel>, RpcError> {
+    let connection = pool.connection(peer)?;
+    let (reply, verdict) = ReplyTo::channel();
+    connection.bind_checked(&binding, reply)?;
+    match verdict.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            return Err(RpcError::Disconnected {
+                address: peer,
+                reason: "the connection ended during the bind".to_owned(),
+            });
+        }
+    }
+    let endpoint = Arc::new(EndpointAddress::new(binding.endpoint.as_str(), Some(peer)));
+    Ok(Arc::new(Remote {
+        pool,
+        peer,
+        binding,
+        endpoint,
+    }))
+}
+
+/// A proxy's route to one remote endpoint's gateway.
+struct Remote {
+    pool: Arc<Pool>,
+    peer: SocketAddr,
+    binding: Binding,
+    endpoint: Arc<EndpointAddress>,
+}
+
+impl Remote {
+    fn call(
+        &self,
+        kind: FrameKind,
+        payload: Vec<u8>,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), RpcError> {
+        let size = HEADER_LEN + SLOT_LEN + payload.len();
+        let max = self.pool.config.max_frame_size;
+        if size > max {
+            return Err(RpcError::FrameTooLarge { size, max });
+        }
+        let connection = self.pool.connection(self.peer)?;
+        connection.call(&self.binding, reply, |id, slot| {
+            protocol::call(kind, id, slot, &payload)
+        })
+    }
+}
+
+impl RemoteChannel for Remote {
+    fn endpoint(&self) -> &Arc<EndpointAddress> {
+        &self.endpoint
+    }
+
+    fn ask(&self, payload: Vec<u8>, reply: ReplyTo) -> Result<(), RpcError> {
+        self.call(FrameKind::Request, payload, Some(reply))
+    }
+
+    fn tell(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+        self.call(FrameKind::Tell, payload, None)
+    }
+}

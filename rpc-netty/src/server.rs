@@ -1,0 +1,243 @@
+//! The accepting side: the listener loop and one task per inbound connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rpc_core::transport::{ConnectionEvent, InboundSink, ReplyTo, ReplyValue, ServiceHandle};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NettyConfig;
+use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
+use crate::io::write_frames;
+use crate::protocol::{self, BindBody, PROTOCOL_VERSION, WireError};
+
+/// Accepts connections until `closing` fires; each is served by its own task.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    service: ServiceHandle,
+    config: Arc<NettyConfig>,
+    closing: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = closing.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let connection = serve(
+                    stream,
+                    peer,
+                    service.clone(),
+                    Arc::clone(&config),
+                    closing.child_token(),
+                );
+                tasks.spawn(connection);
+            }
+            Err(error) => {
+                // Out of file descriptors, for example: back off instead of spinning.
+                tracing::warn!("accepting a connection failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Why a connection was closed, for the log.
+type CloseReason = String;
+
+/// Serves one inbound connection: handshake, then binds and calls until either side closes.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: ServiceHandle,
+    config: Arc<NettyConfig>,
+    closing: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let framed = Framed::new(stream, FrameCodec::new(config.max_frame_size));
+    let (sink, mut frames) = framed.split();
+    let (outbox, queued) = mpsc::unbounded_channel();
+    let writer = tokio::spawn({
+        let closing = closing.clone();
+        async move {
+            if let Err(error) = write_frames(sink, queued, closing.clone()).await {
+                tracing::debug!(%peer, "writing to the connection failed: {error}");
+                closing.cancel();
+            }
+        }
+    });
+
+    let handshake = tokio::select! {
+        first = tokio::time::timeout(config.handshake_timeout, frames.next()) => first,
+        () = closing.cancelled() => Ok(None),
+    };
+    let accepted = match handshake {
+        Ok(Some(Ok(frame))) if frame.kind == FrameKind::Handshake => {
+            match protocol::parse_handshake(frame.body) {
+                Ok(PROTOCOL_VERSION) => Ok(()),
+                Ok(theirs) => {
+                    let reason = format!(
+                        "protocol version mismatch: the client speaks version {theirs}, this \
+                         server speaks version {PROTOCOL_VERSION}"
+                    );
+                    let _ = outbox.send(protocol::handshake_reject(&reason));
+                    Err(reason)
+                }
+                Err(reason) => Err(reason),
+            }
+        }
+        Ok(Some(Ok(frame))) => Err(format!(
+            "the first frame is {:?}, not a handshake",
+            frame.kind
+        )),
+        Ok(Some(Err(error))) => Err(error.to_string()),
+        Ok(None) => Err("closed before the handshake".to_owned()),
+        Err(_) => Err(format!(
+            "no handshake within {:?}",
+            config.handshake_timeout
+        )),
+    };
+    if let Err(reason) = accepted {
+        tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
+        drop(outbox);
+        closing.cancel();
+        let _ = writer.await;
+        return;
+    }
+    let _ = outbox.send(protocol::handshake_ok());
+    tracing::info!(%peer, "connection accepted");
+    service.connection_event(ConnectionEvent::Connected(peer));
+
+    let mut connection = Inbound {
+        peer,
+        service: &service,
+        outbox: &outbox,
+        max_frame: config.max_frame_size,
+        slots: HashMap::new(),
+    };
+    let reason: CloseReason = loop {
+        let frame = tokio::select! {
+            frame = frames.next() => frame,
+            () = closing.cancelled() => break "the connection is closing".to_owned(),
+        };
+        match frame {
+            None => break "the peer closed the connection".to_owned(),
+            Some(Err(error)) => {
+                tracing::warn!(%peer, "closing the connection: {error}");
+                break error.to_string();
+            }
+            Some(Ok(frame)) => {
+                if let Err(violation) = connection.handle(frame) {
+                    tracing::warn!(%peer, "closing the connection: {violation}");
+                    break violation;
+                }
+            }
+        }
+    };
+    tracing::info!(%peer, "connection closed: {reason}");
+    closing.cancel();
+    let _ = writer.await;
+    service.connection_event(ConnectionEvent::Disconnected(peer));
+}
+
+/// The state of one inbound connection after its handshake.
+struct Inbound<'a> {
+    peer: SocketAddr,
+    service: &'a ServiceHandle,
+    outbox: &'a mpsc::UnboundedSender<Frame>,
+    max_frame: usize,
+    /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
+    /// bind failed get the bind's error.
+    slots: HashMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
+}
+
+impl Inbound<'_> {
+    /// Handles one frame; an error is a protocol violation that closes the connection.
+    fn handle(&mut self, frame: Frame) -> Result<(), String> {
+        match frame.kind {
+            FrameKind::Bind => {
+                let body: BindBody = postcard::from_bytes(&frame.body)
+                    .map_err(|e| format!("undecodable bind: {e}"))?;
+                let binding = body.binding();
+                let bound = self.service.resolve(&binding).map_err(|error| {
+                    tracing::warn!(peer = %self.peer, "bind refused: {error}");
+                    WireError::from_rpc(&error)
+                });
+                let answer = match &bound {
+                    Ok(_) => Frame::new(FrameKind::Bound, frame.request_id, Vec::new()),
+                    Err(error) => protocol::failure(frame.request_id, error),
+                };
+                self.slots.insert(body.slot, bound);
+                self.send(answer);
+            }
+            FrameKind::Request | FrameKind::Tell => {
+                let (slot, payload) = protocol::split_call(frame.body)?;
+                let ask = frame.kind == FrameKind::Request;
+                match self.slots.get(&slot) {
+                    Some(Ok(sink)) => {
+                        let reply = ask.then(|| self.reply_to(frame.request_id));
+                        sink.invoke(&payload, reply);
+                    }
+                    Some(Err(error)) if ask => {
+                        self.send(protocol::failure(frame.request_id, error));
+                    }
+                    None if ask => {
+                        self.send(protocol::failure(
+                            frame.request_id,
+                            &WireError::UnknownSlot { slot },
+                        ));
+                    }
+                    _ => {
+                        tracing::warn!(peer = %self.peer, slot, "dropped a tell to an unbound slot")
+                    }
+                }
+            }
+            FrameKind::Ping => self.send(Frame::new(FrameKind::Pong, frame.request_id, Vec::new())),
+            FrameKind::Pong | FrameKind::Cancel => {}
+            other => return Err(format!("a client may not send {other:?} frames")),
+        }
+        Ok(())
+    }
+
+    fn send(&self, frame: Frame) {
+        let _ = self.outbox.send(frame);
+    }
+
+    /// Where the reply of request `request_id` goes: a `Response` or `Failure` frame on this
+    /// connection. A reply too large for a frame becomes a `FrameTooLarge` failure.
+    fn reply_to(&self, request_id: u64) -> ReplyTo {
+        let outbox = self.outbox.clone();
+        let max_frame = self.max_frame;
+        ReplyTo::Callback(Box::new(move |result| {
+            let frame = match result {
+                Ok(ReplyValue::Encoded(bytes)) if HEADER_LEN + bytes.len() <= max_frame => {
+                    Frame::new(FrameKind::Response, request_id, bytes)
+                }
+                Ok(ReplyValue::Encoded(bytes)) => {
+                    let error = WireError::FrameTooLarge {
+                        size: (HEADER_LEN + bytes.len()) as u64,
+                        max: max_frame as u64,
+                    };
+                    tracing::warn!("a reply exceeds the maximum frame size: {error:?}");
+                    protocol::failure(request_id, &error)
+                }
+                Ok(ReplyValue::Local(_)) => protocol::failure(
+                    request_id,
+                    &WireError::Other {
+                        message: "the reply was not encoded".to_owned(),
+                    },
+                ),
+                Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
+            };
+            let _ = outbox.send(frame);
+        }))
+    }
+}

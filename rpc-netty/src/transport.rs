@@ -1,0 +1,97 @@
+//! [`NettyTransport`]: the listener and the connection pool, behind rpc-core's `Transport`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rpc_core::RpcError;
+use rpc_core::transport::{Binding, RemoteChannel, ServiceHandle, Transport};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{self, Pool};
+use crate::config::NettyConfig;
+use crate::server;
+
+/// The TCP transport of one service.
+pub(crate) struct NettyTransport {
+    local: Option<SocketAddr>,
+    pool: Arc<Pool>,
+    /// Cancelled on shutdown: stops the listener and closes every connection.
+    closing: CancellationToken,
+    /// Every connection task, so that shutdown can wait for them.
+    tasks: TaskTracker,
+}
+
+impl NettyTransport {
+    pub(crate) fn new(
+        service: ServiceHandle,
+        config: NettyConfig,
+        listener: Option<TcpListener>,
+    ) -> NettyTransport {
+        let config = Arc::new(config);
+        let closing = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let local = listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(listener) = listener {
+            if let Some(address) = local {
+                tracing::info!(%address, "listening");
+            }
+            tasks.spawn(server::accept(
+                listener,
+                service.clone(),
+                Arc::clone(&config),
+                closing.clone(),
+                tasks.clone(),
+            ));
+        }
+        let pool = Arc::new(Pool::new(service, config, closing.clone(), tasks.clone()));
+        NettyTransport {
+            local,
+            pool,
+            closing,
+            tasks,
+        }
+    }
+}
+
+impl Transport for NettyTransport {
+    fn local_address(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    fn resolve(&self, address: &str) -> BoxFuture<'static, Result<SocketAddr, RpcError>> {
+        let address = address.to_owned();
+        Box::pin(async move {
+            if let Ok(parsed) = address.parse() {
+                return Ok(parsed);
+            }
+            let failed = |reason: String| RpcError::ConnectFailed {
+                address: address.clone(),
+                reason,
+            };
+            let mut found = tokio::net::lookup_host(address.as_str())
+                .await
+                .map_err(|e| failed(format!("cannot resolve the address: {e}")))?;
+            found
+                .next()
+                .ok_or_else(|| failed("the address resolves to nothing".to_owned()))
+        })
+    }
+
+    fn connect(
+        &self,
+        address: SocketAddr,
+        binding: Binding,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteChannel>, RpcError>> {
+        Box::pin(client::connect(Arc::clone(&self.pool), address, binding))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        self.closing.cancel();
+        self.tasks.close();
+        let tasks = self.tasks.clone();
+        Box::pin(async move { tasks.wait().await })
+    }
+}
