@@ -1,83 +1,67 @@
-//! Spark's classic Hello service: `say_hi`, `say_bye` and a one-way `heartbeat`.
+//! Spark's classic Hello service over TCP.
 //!
-//! Run it with `cargo run --example hello`.
+//! ```text
+//! cargo run --example hello                         # server and client in one process, loopback
+//! cargo run --example hello -- server 127.0.0.1:7070  # serve until Ctrl-C
+//! cargo run --example hello -- client 127.0.0.1:7070  # call a running server
+//! ```
 
-use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
-use serde::{Deserialize, Serialize};
-
-/// Why the endpoint refuses to say goodbye.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
-pub enum ByeError {
-    /// Nobody by this name was greeted.
-    #[error("never said hi to {0}")]
-    Stranger(String),
-}
-
-/// The gateway: what a client may ask of the Hello service.
-#[rpc_gateway]
-pub trait HelloGateway {
-    /// Greets `name` and remembers it.
-    async fn say_hi(&mut self, name: String) -> String;
-    /// Says goodbye to someone greeted before.
-    async fn say_bye(&mut self, name: String) -> Result<String, ByeError>;
-    /// One-way liveness signal from an executor.
-    fn heartbeat(&mut self, executor_id: String);
-}
-
-/// The endpoint: plain state, touched only on its main thread.
-#[derive(Default)]
-struct Hello {
-    greeted: Vec<String>,
-    heartbeats: u64,
-}
-
-impl RpcEndpoint for Hello {
-    rpc_core::serves!(HelloGateway);
-
-    async fn on_stop(&mut self) {
-        println!(
-            "hello endpoint stopping after {} heartbeats, {} still greeted",
-            self.heartbeats,
-            self.greeted.len()
-        );
-    }
-}
-
-impl HelloGateway for Hello {
-    async fn say_hi(&mut self, name: String) -> String {
-        self.greeted.push(name.clone());
-        format!("hi, {name}")
-    }
-
-    async fn say_bye(&mut self, name: String) -> Result<String, ByeError> {
-        match self.greeted.iter().position(|n| *n == name) {
-            Some(i) => {
-                self.greeted.remove(i);
-                Ok(format!("bye, {name}"))
-            }
-            None => Err(ByeError::Stranger(name)),
-        }
-    }
-
-    fn heartbeat(&mut self, executor_id: String) {
-        self.heartbeats += 1;
-        println!("heartbeat from {executor_id}");
-    }
-}
+use rpc_examples::hello::{Hello, HelloGatewayClient, run_client};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let service = RpcService::new();
-    service
+    rpc_examples::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => both().await,
+        ["server", address] => server(address).await,
+        ["client", address] => client(address).await,
+        _ => Err("usage: hello [server ADDR | client ADDR]".into()),
+    }
+}
+
+/// Server and client in one process, talking over loopback TCP.
+async fn both() -> Result<(), Box<dyn std::error::Error>> {
+    let server = rpc_netty::bind("127.0.0.1:0").await?;
+    server
         .start_endpoint("hello-service", Hello::default())
         .await?;
+    let address = server.local_address().ok_or("the server has no address")?;
 
-    let hello: HelloGatewayClient = service.gateway("hello-service")?;
-    println!("{}", hello.say_hi("neo".into()).await?);
-    hello.heartbeat("exec-1".into())?;
-    println!("{:?}", hello.say_bye("neo".into()).await?);
-    println!("{:?}", hello.say_bye("smith".into()).await?);
+    let client = rpc_netty::client();
+    let hello: HelloGatewayClient = client
+        .connect(&address.to_string(), "hello-service")
+        .await?;
+    run_client(&hello).await?;
 
-    service.shutdown().await;
+    client.shutdown().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn server(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let server = rpc_netty::bind(address).await?;
+    server
+        .start_endpoint("hello-service", Hello::default())
+        .await?;
+    println!(
+        "serving hello-service on {}",
+        server.local_address().ok_or("no address")?
+    );
+    tokio::signal::ctrl_c().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn client(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let client = rpc_netty::client();
+    let hello: HelloGatewayClient = client.connect(address, "hello-service").await?;
+    run_client(&hello).await?;
+    client.shutdown().await;
     Ok(())
 }

@@ -245,7 +245,7 @@ async fn drive(
     connection.fail(error.clone());
     pool.forget(&connection);
     if connected {
-        tracing::info!(%peer, "connection closed: {error}");
+        tracing::info!(%peer, "{error}");
         pool.service
             .connection_event(ConnectionEvent::Disconnected(peer));
     } else {
@@ -319,7 +319,9 @@ async fn run(
         }
         Ok(Some(Err(error))) => return disconnected(format!("during the handshake: {error}")),
         Ok(None) => {
-            return disconnected("the server closed the connection during the handshake".to_owned());
+            return disconnected(
+                "the server closed the connection during the handshake".to_owned(),
+            );
         }
         Err(_) => {
             return disconnected(format!(
