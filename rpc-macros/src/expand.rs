@@ -143,7 +143,9 @@ fn gen_invocation(gateway: &Gateway) -> TokenStream {
         let name = m.ident;
         let fields = m.args.iter().map(|a| {
             let (ident, ty) = (a.ident, a.ty);
-            let doc = ident.map(|i| format!("The `{i}` argument.")).unwrap_or_default();
+            let doc = ident
+                .map(|i| format!("The `{i}` argument."))
+                .unwrap_or_default();
             quote!(#[doc = #doc] #ident: #ty)
         });
         let doc = format!("Invokes [`{}::{}`].", gateway.ident(), m.ident);
