@@ -21,7 +21,7 @@ pub trait Gateway: Clone + Send + Sync + Sized + 'static {
     type Invocation: Serialize + DeserializeOwned + Send + 'static;
     /// The gateway's name in handshakes and errors (the trait's name unless overridden).
     const NAME: &'static str;
-    /// The compile-time fingerprint of the method signatures, supertraits included.
+    /// The compile-time fingerprint of the gateway's own method signatures.
     const FINGERPRINT: u64;
     /// The methods, in declaration order.
     const METHODS: &'static [MethodInfo];
@@ -70,19 +70,6 @@ pub struct MethodInfo {
     pub name: &'static str,
     /// Ask or tell.
     pub kind: MethodKind,
-}
-
-/// Mixes a gateway's own fingerprint with its supertraits' (evaluated at compile time).
-pub const fn fingerprint(own: u64, supers: &[u64]) -> u64 {
-    let mut hash = own;
-    let mut i = 0;
-    while i < supers.len() {
-        hash = (hash ^ supers[i])
-            .wrapping_mul(0x0000_0100_0000_01b3)
-            .rotate_left(29);
-        i += 1;
-    }
-    hash
 }
 
 /// Which endpoint a proxy calls: its name and, when it lives in another process, the address

@@ -152,7 +152,7 @@ pub use rpc_macros::serves;
 pub mod __private {
     pub use crate::call::{Handled, ReplyMode, ReplyTo, ReplyValue};
     pub use crate::gateway::{
-        CallTarget, Dispatch, Gateway, GatewayHandle, MethodInfo, MethodKind, fingerprint,
+        CallTarget, Dispatch, Gateway, GatewayHandle, MethodInfo, MethodKind,
     };
     pub use serde;
 
@@ -171,7 +171,4 @@ pub mod __private {
         T: serde::de::DeserializeOwned + Send + 'static,
     {
     }
-
-    /// Spanned on each supertrait: it must be a gateway.
-    pub fn assert_gateway<G: Gateway>() {}
 }

@@ -9,7 +9,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Item, ItemTrait, TraitItem};
 
-use crate::ast::{Gateway, Kind, Method, Output, Receiver, suffixed};
+use crate::ast::{Gateway, Kind, Method, Output, Receiver};
 use crate::attr::Args;
 use crate::check;
 use crate::ctxt::Ctxt;
@@ -109,6 +109,18 @@ fn expand(gateway: &Gateway) -> TokenStream {
 fn gen_trait(gateway: &Gateway) -> TokenStream {
     let item: &ItemTrait = gateway.item;
     let mut item = item.clone();
+    let client = gateway.client_ident();
+    // Reached through the trait's own path, so that `serves!(Trait)` and supertraits work
+    // with whatever path names the trait where they are written.
+    item.items.push(syn::parse_quote! {
+        #[doc(hidden)]
+        fn __rpc_gateway_register(gateways: &mut ::rpc_core::Gateways<Self>)
+        where
+            Self: ::core::marker::Sized + ::rpc_core::RpcEndpoint,
+        {
+            gateways.add::<#client>();
+        }
+    });
     for trait_item in &mut item.items {
         let TraitItem::Fn(f) = trait_item else {
             continue;
@@ -252,8 +264,7 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
     let client = gateway.client_ident();
     let invocation = gateway.invocation_ident();
     let name = &gateway.name;
-    let own = fingerprint::fnv1a(&fingerprint::canonical(gateway));
-    let supers = super_clients(gateway);
+    let fingerprint = fingerprint::fnv1a(&fingerprint::canonical(gateway));
     let methods = gateway.methods.iter().map(|m| {
         let method = m.ident.to_string();
         let kind = match m.kind() {
@@ -274,10 +285,7 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
         impl ::rpc_core::__private::Gateway for #client {
             type Invocation = #invocation;
             const NAME: &'static str = #name;
-            const FINGERPRINT: u64 = ::rpc_core::__private::fingerprint(
-                #own,
-                &[#(<#supers as ::rpc_core::__private::Gateway>::FINGERPRINT),*],
-            );
+            const FINGERPRINT: u64 = #fingerprint;
             const METHODS: &'static [::rpc_core::__private::MethodInfo] = &[#(#methods),*];
 
             fn method_index(invocation: &Self::Invocation) -> usize {
@@ -297,7 +305,12 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
     let trait_ = gateway.ident();
     let client = gateway.client_ident();
     let invocation = gateway.invocation_ident();
-    let supers = super_clients(gateway);
+    let supers = gateway.supers.iter().map(|bound| {
+        let path = &bound.path;
+        quote_spanned! {path.span()=>
+            <__RpcE as #path>::__rpc_gateway_register(gateways);
+        }
+    });
     let arms = gateway.methods.iter().map(|m| {
         let method = m.ident;
         let fields: Vec<_> = m.args.iter().map(|a| a.ident).collect();
@@ -345,7 +358,7 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
             }
 
             fn register_supers(gateways: &mut ::rpc_core::Gateways<__RpcE>) {
-                #(gateways.add::<#supers>();)*
+                #(#supers)*
                 let _ = gateways;
             }
         }
@@ -369,11 +382,6 @@ fn gen_assertions(gateway: &Gateway) -> TokenStream {
             });
         }
     }
-    for sup in super_clients(gateway) {
-        checks.push(quote_spanned! {sup.span()=>
-            ::rpc_core::__private::assert_gateway::<#sup>();
-        });
-    }
     if checks.is_empty() {
         return TokenStream::new();
     }
@@ -386,19 +394,4 @@ fn gen_assertions(gateway: &Gateway) -> TokenStream {
             }
         };
     }
-}
-
-/// The client types of the supertrait gateways: `a::Base` -> `a::BaseClient`.
-fn super_clients(gateway: &Gateway) -> Vec<syn::Path> {
-    gateway
-        .supers
-        .iter()
-        .map(|bound| {
-            let mut path = bound.path.clone();
-            if let Some(last) = path.segments.last_mut() {
-                last.ident = suffixed(&last.ident, "Client");
-            }
-            path
-        })
-        .collect()
 }

@@ -10,9 +10,9 @@
 //! of a struct used as an argument keeps the fingerprint; renaming the type, or writing the same
 //! type under another path (`String` versus `std::string::String`), changes it.
 //!
-//! The hash is 64-bit FNV-1a, which is stable across compilers and platforms. A gateway that
-//! extends other gateways mixes in their fingerprints at compile time
-//! (`rpc_core::__private::fingerprint`), so a change to a supertrait changes it too.
+//! The hash is 64-bit FNV-1a, which is stable across compilers and platforms. It covers the
+//! gateway's own methods: a proxy of a gateway calls only those, and each supertrait gateway
+//! is bound, and checked, with its own fingerprint.
 
 use quote::ToTokens;
 

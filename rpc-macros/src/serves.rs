@@ -1,5 +1,7 @@
 //! `serves!(GatewayA, path::GatewayB)`: declares, inside `impl RpcEndpoint for X`, the gateways
-//! an endpoint answers. Each gateway also brings its supertrait gateways.
+//! an endpoint answers. Each gateway also brings its supertrait gateways. It reaches each
+//! gateway through the trait's own path (a hidden provided function `#[rpc_gateway]` adds), so
+//! any path that names the trait where `serves!` is written works.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -7,8 +9,6 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Path, Token};
-
-use crate::ast::suffixed;
 
 pub fn expand(input: TokenStream) -> TokenStream {
     let paths = match Punctuated::<Path, Token![,]>::parse_terminated.parse2(input) {
@@ -23,13 +23,9 @@ pub fn expand(input: TokenStream) -> TokenStream {
             return error.to_compile_error();
         }
     };
-    let adds = paths.iter().map(|path| {
-        let mut client = path.clone();
-        if let Some(last) = client.segments.last_mut() {
-            last.ident = suffixed(&last.ident, "Client");
-        }
-        quote_spanned!(path.span()=> gateways.add::<#client>();)
-    });
+    let adds = paths.iter().map(
+        |path| quote_spanned!(path.span()=> <Self as #path>::__rpc_gateway_register(gateways);),
+    );
     quote! {
         fn gateways(gateways: &mut ::rpc_core::Gateways<Self>) {
             #(#adds)*
