@@ -12,10 +12,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::call::ReplyTo;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
+use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
-use crate::mailbox::{Envelope, on_main_thread_of, panic_message};
+use crate::mailbox::{Envelope, Invocation, on_main_thread_of, panic_message};
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
 
@@ -42,6 +44,32 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) shared: Arc<Shared>,
     /// Weak, so that endpoints do not keep their service alive.
     pub(crate) service: Weak<ServiceInner>,
+}
+
+impl<E: RpcEndpoint> EndpointCell<E> {
+    /// Queues an invocation of gateway `G`. If the endpoint has stopped, the caller is
+    /// answered with `EndpointStopped` through `reply` and the same error is returned.
+    pub(crate) fn deliver<G: Dispatch<E>>(
+        &self,
+        invocation: G::Invocation,
+        method: &'static MethodInfo,
+        reply: Option<ReplyTo>,
+        encoded: bool,
+    ) -> Result<(), RpcError> {
+        let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
+        match self.mailbox.send(Envelope::Invoke(Box::new(invocation))) {
+            Ok(()) => Ok(()),
+            Err(rejected) => {
+                let stopped = RpcError::EndpointStopped {
+                    endpoint: self.address.name().to_owned(),
+                };
+                if let Envelope::Invoke(invocation) = rejected.0 {
+                    invocation.reject(stopped.clone());
+                }
+                Err(stopped)
+            }
+        }
+    }
 }
 
 impl<E> EndpointCell<E> {

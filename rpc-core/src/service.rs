@@ -76,6 +76,28 @@ struct Registry {
     shut_down: bool,
 }
 
+impl Registry {
+    /// The running endpoint `name`, or `EndpointNotFound`.
+    fn endpoint(&self, name: &str) -> Result<Arc<dyn AnyEndpoint>, RpcError> {
+        self.endpoints
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RpcError::EndpointNotFound {
+                endpoint: name.to_owned(),
+                address: None,
+            })
+    }
+}
+
+/// The error for a gateway that endpoint `name` does not serve, listing what it does serve.
+fn incompatible(name: &str, gateway: &str, served: &[GatewayEntry]) -> RpcError {
+    RpcError::IncompatibleGateway {
+        endpoint: name.to_owned(),
+        gateway: gateway.to_owned(),
+        served: served.iter().map(|g| g.name.to_owned()).collect(),
+    }
+}
+
 /// A running endpoint with its type erased.
 trait AnyEndpoint: Send + Sync {
     fn id(&self) -> u64;
@@ -313,27 +335,12 @@ impl RpcService {
     /// Fails with [`RpcError::EndpointNotFound`], or [`RpcError::IncompatibleGateway`] when
     /// the endpoint does not serve `G`.
     pub fn gateway<G: Gateway>(&self, name: &str) -> Result<G, RpcError> {
-        let registry = self.inner.registry();
-        let endpoint = registry
-            .endpoints
-            .get(name)
-            .ok_or_else(|| RpcError::EndpointNotFound {
-                endpoint: name.to_owned(),
-                address: None,
-            })?;
+        let endpoint = self.inner.registry().endpoint(name)?;
         let target = endpoint
             .gateways()
             .iter()
             .find_map(GatewayEntry::local::<G>)
-            .ok_or_else(|| RpcError::IncompatibleGateway {
-                endpoint: name.to_owned(),
-                gateway: G::NAME.to_owned(),
-                served: endpoint
-                    .gateways()
-                    .iter()
-                    .map(|g| g.name.to_owned())
-                    .collect(),
-            })?;
+            .ok_or_else(|| incompatible(name, G::NAME, endpoint.gateways()))?;
         Ok(G::from_handle(GatewayHandle::new(
             target,
             self.inner.shared.default_timeout,
@@ -386,16 +393,7 @@ impl RpcService {
     /// Stops the endpoint `name` (after the invocations already queued) and waits until its
     /// `on_stop` has finished.
     pub async fn stop_endpoint(&self, name: &str) -> Result<(), RpcError> {
-        let endpoint = self
-            .inner
-            .registry()
-            .endpoints
-            .get(name)
-            .cloned()
-            .ok_or_else(|| RpcError::EndpointNotFound {
-                endpoint: name.to_owned(),
-                address: None,
-            })?;
+        let endpoint = self.inner.registry().endpoint(name)?;
         endpoint.stop();
         endpoint.terminated().cancelled_owned().await;
         Ok(())
@@ -441,25 +439,13 @@ impl ServiceInner {
 
     /// The inbound sink for a remote client's binding, or why there is none.
     pub(crate) fn resolve(&self, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
-        let registry = self.registry();
-        let endpoint = registry.endpoints.get(&binding.endpoint).ok_or_else(|| {
-            RpcError::EndpointNotFound {
-                endpoint: binding.endpoint.clone(),
-                address: None,
-            }
-        })?;
+        let endpoint = self.registry().endpoint(&binding.endpoint)?;
         let entry = endpoint
             .gateways()
             .iter()
             .find(|g| g.name == binding.gateway)
-            .ok_or_else(|| RpcError::IncompatibleGateway {
-                endpoint: binding.endpoint.clone(),
-                gateway: binding.gateway.clone(),
-                served: endpoint
-                    .gateways()
-                    .iter()
-                    .map(|g| g.name.to_owned())
-                    .collect(),
+            .ok_or_else(|| {
+                incompatible(&binding.endpoint, &binding.gateway, endpoint.gateways())
             })?;
         if entry.fingerprint != binding.fingerprint {
             return Err(RpcError::FingerprintMismatch {

@@ -9,7 +9,7 @@ use crate::context::EndpointCell;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
-use crate::mailbox::{Envelope, Invocation, on_main_thread_of};
+use crate::mailbox::on_main_thread_of;
 
 /// Puts invocations straight into an endpoint's mailbox: no network and, unless the service
 /// forces it, no serialization.
@@ -40,15 +40,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
         } else {
             invocation
         };
-        let envelope = Envelope::Invoke(Box::new(Invocation::<G>::new(
-            invocation, method, reply, encoded,
-        )));
-        self.cell
-            .mailbox
-            .send(envelope)
-            .map_err(|_| RpcError::EndpointStopped {
-                endpoint: self.cell.address.name().to_owned(),
-            })
+        self.cell.deliver::<G>(invocation, method, reply, encoded)
     }
 }
 

@@ -23,7 +23,6 @@ use crate::context::EndpointCell;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
-use crate::mailbox::{Envelope, Invocation};
 use crate::service::ServiceInner;
 
 /// What a client asks of a remote service when it connects a gateway: this endpoint, serving
@@ -189,15 +188,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
             }
         };
         let method = &G::METHODS[G::method_index(&invocation)];
-        let envelope = Envelope::Invoke(Box::new(Invocation::<G>::new(
-            invocation, method, reply, true,
-        )));
-        if let Err(rejected) = self.cell.mailbox.send(envelope) {
-            if let Envelope::Invoke(invocation) = rejected.0 {
-                invocation.reject(RpcError::EndpointStopped {
-                    endpoint: self.cell.address.name().to_owned(),
-                });
-            }
-        }
+        // A stopped endpoint answers through `reply`; nothing more to do here.
+        let _ = self.cell.deliver::<G>(invocation, method, reply, true);
     }
 }

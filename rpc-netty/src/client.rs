@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
-use crate::io::write_frames;
+use crate::io::spawn_writer;
 use crate::protocol::{self, PROTOCOL_VERSION, SLOT_LEN, WireError};
 
 /// The outbound connections of one service, by remote address.
@@ -337,15 +337,7 @@ async fn run(
 
     let closing = pool.closing.child_token();
     let (sink, mut frames) = framed.split();
-    let writer = tokio::spawn({
-        let closing = closing.clone();
-        async move {
-            if let Err(error) = write_frames(sink, queued, closing.clone()).await {
-                tracing::debug!(%peer, "writing to the connection failed: {error}");
-                closing.cancel();
-            }
-        }
-    });
+    let writer = spawn_writer(sink, queued, closing.clone(), peer);
     let error = loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,

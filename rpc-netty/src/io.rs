@@ -1,9 +1,12 @@
 //! The writing half every connection shares.
 
+use std::net::SocketAddr;
+
 use futures::SinkExt;
 use futures::stream::SplitSink;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +20,7 @@ pub(crate) type FramedStream = Framed<TcpStream, FrameCodec>;
 ///
 /// Every frame already queued when the writer wakes goes out in one flush: under load, many
 /// replies share one system call.
-pub(crate) async fn write_frames(
+async fn write_frames(
     mut sink: SplitSink<FramedStream, Frame>,
     mut outbox: mpsc::UnboundedReceiver<Frame>,
     closing: CancellationToken,
@@ -40,4 +43,20 @@ pub(crate) async fn write_frames(
         sink.feed(frame).await?;
     }
     sink.close().await
+}
+
+/// Runs [`write_frames`] as its own task; a write failure cancels `closing`, which ends the
+/// connection's reading side too.
+pub(crate) fn spawn_writer(
+    sink: SplitSink<FramedStream, Frame>,
+    outbox: mpsc::UnboundedReceiver<Frame>,
+    closing: CancellationToken,
+    peer: SocketAddr,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(error) = write_frames(sink, outbox, closing.clone()).await {
+            tracing::debug!(%peer, "writing to the connection failed: {error}");
+            closing.cancel();
+        }
+    })
 }

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
-use crate::io::write_frames;
+use crate::io::spawn_writer;
 use crate::protocol::{self, BindBody, PROTOCOL_VERSION, WireError};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
@@ -65,15 +65,7 @@ async fn serve(
     let framed = Framed::new(stream, FrameCodec::new(config.max_frame_size));
     let (sink, mut frames) = framed.split();
     let (outbox, queued) = mpsc::unbounded_channel();
-    let writer = tokio::spawn({
-        let closing = closing.clone();
-        async move {
-            if let Err(error) = write_frames(sink, queued, closing.clone()).await {
-                tracing::debug!(%peer, "writing to the connection failed: {error}");
-                closing.cancel();
-            }
-        }
-    });
+    let writer = spawn_writer(sink, queued, closing.clone(), peer);
 
     let handshake = tokio::select! {
         first = tokio::time::timeout(config.handshake_timeout, frames.next()) => first,

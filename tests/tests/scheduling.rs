@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use rpc_core::{RpcEndpoint, RpcService};
+use rpc_core::{RpcContext, RpcEndpoint, RpcService};
 
 #[derive(Default)]
 struct Ticker {
@@ -13,12 +13,18 @@ struct Ticker {
 
 impl RpcEndpoint for Ticker {}
 
-#[tokio::test(start_paused = true)]
-async fn scheduled_closure_runs_after_its_delay() {
+/// A running ticker, its context, and its tick counter.
+async fn ticker() -> (RpcService, RpcContext<Ticker>, Arc<AtomicU32>) {
     let service = RpcService::new();
     let ticker = Ticker::default();
     let ticks = Arc::clone(&ticker.ticks);
     let ctx = service.start_endpoint("ticker", ticker).await.unwrap();
+    (service, ctx, ticks)
+}
+
+#[tokio::test(start_paused = true)]
+async fn scheduled_closure_runs_after_its_delay() {
+    let (service, ctx, ticks) = ticker().await;
 
     ctx.schedule_run_async(Duration::from_secs(5), |t| {
         t.ticks.fetch_add(1, Ordering::SeqCst);
@@ -37,10 +43,7 @@ async fn scheduled_closure_runs_after_its_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn scheduled_closure_never_runs_after_stop() {
-    let service = RpcService::new();
-    let ticker = Ticker::default();
-    let ticks = Arc::clone(&ticker.ticks);
-    let ctx = service.start_endpoint("ticker", ticker).await.unwrap();
+    let (service, ctx, ticks) = ticker().await;
 
     ctx.schedule_run_async(Duration::from_secs(5), |t| {
         t.ticks.fetch_add(1, Ordering::SeqCst);
@@ -54,11 +57,7 @@ async fn scheduled_closure_never_runs_after_stop() {
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_schedule_does_not_run() {
-    let service = RpcService::new();
-    let ctx = service
-        .start_endpoint("ticker", Ticker::default())
-        .await
-        .unwrap();
+    let (service, ctx, _) = ticker().await;
 
     let scheduled = ctx.schedule_run_async(Duration::from_secs(5), |t| {
         t.ticks.fetch_add(1, Ordering::SeqCst);

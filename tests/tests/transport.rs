@@ -76,7 +76,15 @@ impl Echo for EchoServer {
 }
 
 async fn echo_server(name: &str, endpoint: EchoServer) -> (RpcService, String) {
-    let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+    echo_server_with(NettyBuilder::new(), name, endpoint).await
+}
+
+async fn echo_server_with(
+    builder: NettyBuilder,
+    name: &str,
+    endpoint: EchoServer,
+) -> (RpcService, String) {
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
     server.start_endpoint(name, endpoint).await.unwrap();
     let address = server.local_address().unwrap().to_string();
     (server, address)
@@ -436,7 +444,6 @@ async fn sender_refuses_an_oversized_invocation_before_writing_it() {
     }
     // Nothing was written: the connection is intact.
     assert_eq!(echo.size(vec![0; 100]).await.unwrap(), 100);
-    // A reply too large for the server's frames becomes an error for that call only.
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -444,16 +451,8 @@ async fn sender_refuses_an_oversized_invocation_before_writing_it() {
 #[tokio::test]
 async fn oversized_reply_fails_that_call_only() {
     common::init_tracing();
-    let server = NettyBuilder::new()
-        .max_frame_size(1024)
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    server
-        .start_endpoint("echo", EchoServer::default())
-        .await
-        .unwrap();
-    let address = server.local_address().unwrap().to_string();
+    let limited = NettyBuilder::new().max_frame_size(1024);
+    let (server, address) = echo_server_with(limited, "echo", EchoServer::default()).await;
     let client = rpc_netty::client();
     let echo: EchoClient = client.connect(&address, "echo").await.unwrap();
     match echo.blob(4096).await {
@@ -468,16 +467,8 @@ async fn oversized_reply_fails_that_call_only() {
 #[tokio::test]
 async fn receiver_drops_a_peer_sending_frames_over_its_limit() {
     common::init_tracing();
-    let server = NettyBuilder::new()
-        .max_frame_size(1024)
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    server
-        .start_endpoint("echo", EchoServer::default())
-        .await
-        .unwrap();
-    let address = server.local_address().unwrap().to_string();
+    let limited = NettyBuilder::new().max_frame_size(1024);
+    let (server, address) = echo_server_with(limited, "echo", EchoServer::default()).await;
     // This client allows large frames; the server does not.
     let client = rpc_netty::client();
     let echo: EchoClient = client.connect(&address, "echo").await.unwrap();
