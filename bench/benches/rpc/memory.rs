@@ -1,0 +1,50 @@
+//! Resident memory per idle connection and per idle endpoint.
+
+use rpc_core::{RpcEndpoint, RpcService};
+
+use crate::ours::{Echo, EchoBenchClient};
+
+/// The process's resident set, in bytes (Linux `/proc/self/statm`).
+fn resident() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Bytes of resident memory each of `n` idle connections adds: a client service per
+/// connection, connected and used once, to one server in this process (so both ends count).
+pub async fn per_connection(n: usize) -> Option<f64> {
+    let server = rpc_netty::bind("127.0.0.1:0").await.ok()?;
+    server.start_endpoint("echo", Echo::default()).await.ok()?;
+    let address = server.local_address()?.to_string();
+    let before = resident()?;
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = rpc_netty::client();
+        let proxy: EchoBenchClient = client.connect(&address, "echo").await.ok()?;
+        proxy.echo(String::new()).await.ok()?;
+        clients.push((client, proxy));
+    }
+    let after = resident()?;
+    for (client, _) in clients {
+        client.shutdown().await;
+    }
+    server.shutdown().await;
+    Some(after.saturating_sub(before) as f64 / n as f64)
+}
+
+struct Idle;
+
+impl RpcEndpoint for Idle {}
+
+/// Bytes of resident memory each of `n` idle endpoints adds.
+pub async fn per_endpoint(n: usize) -> Option<f64> {
+    let service = RpcService::new();
+    let before = resident()?;
+    for i in 0..n {
+        service.start_endpoint(format!("idle-{i}"), Idle).await.ok()?;
+    }
+    let after = resident()?;
+    service.shutdown().await;
+    Some(after.saturating_sub(before) as f64 / n as f64)
+}

@@ -1,0 +1,178 @@
+//! The same calls through a `#[rpc_gateway]` proxy.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+use serde_bytes::ByteBuf;
+
+use crate::stats::{Latencies, Sample, Unit, bulk, concurrent, sequential};
+
+#[rpc_gateway]
+pub trait EchoBench {
+    async fn echo(&mut self, payload: String) -> String;
+    async fn bulk(&mut self, data: ByteBuf) -> ByteBuf;
+    fn tell(&mut self, n: u64);
+    async fn told(&mut self) -> u64;
+}
+
+#[derive(Default)]
+pub struct Echo {
+    told: u64,
+}
+
+impl RpcEndpoint for Echo {
+    rpc_core::serves!(EchoBench);
+}
+
+impl EchoBench for Echo {
+    async fn echo(&mut self, payload: String) -> String {
+        payload
+    }
+    async fn bulk(&mut self, data: ByteBuf) -> ByteBuf {
+        data
+    }
+    fn tell(&mut self, _n: u64) {
+        self.told += 1;
+    }
+    async fn told(&mut self) -> u64 {
+        self.told
+    }
+}
+
+/// A server with the echo endpoint, and a remote and a local proxy to it.
+pub struct Setup {
+    pub server: RpcService,
+    pub client: RpcService,
+    pub remote: EchoBenchClient,
+    pub local: EchoBenchClient,
+    pub address: String,
+}
+
+pub async fn setup() -> Setup {
+    let server = rpc_netty::bind("127.0.0.1:0").await.expect("bind");
+    server.start_endpoint("echo", Echo::default()).await.expect("start");
+    let address = server.local_address().expect("address").to_string();
+    let client = rpc_netty::client();
+    let remote = client.connect(&address, "echo").await.expect("connect");
+    let local = server.gateway("echo").expect("local gateway");
+    Setup {
+        server,
+        client,
+        remote,
+        local,
+        address,
+    }
+}
+
+impl Setup {
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+        self.server.shutdown().await;
+    }
+}
+
+fn payload() -> String {
+    "x".repeat(32)
+}
+
+pub async fn seq(id: &'static str, proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    let payload = payload();
+    sequential(id, warmup, n, |_| {
+        let call = proxy.echo(payload.clone());
+        async move {
+            call.await.expect("echo");
+        }
+    })
+    .await
+}
+
+pub async fn pipe64(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    let proxy = proxy.clone();
+    concurrent("ours.pipe64", 64, warmup / 64, n / 64, move |_| {
+        let call = proxy.echo(payload());
+        async move {
+            call.await.expect("echo");
+        }
+    })
+    .await
+}
+
+pub async fn bulk1m(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    let data = ByteBuf::from(vec![7u8; 1 << 20]);
+    bulk("ours.bulk1m", warmup, n, 1 << 20, data, |data| {
+        let call = proxy.bulk(data);
+        async move {
+            let back = call.await.expect("bulk");
+            assert_eq!(back.len(), 1 << 20);
+            back
+        }
+    })
+    .await
+}
+
+/// One-way calls per second from one caller; an ask at the end makes sure all arrived.
+pub async fn tell(proxy: &EchoBenchClient, n: usize) -> Sample {
+    let before = proxy.told().await.expect("told");
+    let start = Instant::now();
+    for i in 0..n as u64 {
+        proxy.tell(i).expect("tell");
+    }
+    let after = proxy.told().await.expect("told");
+    let elapsed = start.elapsed();
+    assert_eq!(after - before, n as u64, "every tell arrived");
+    Sample {
+        id: "ours.tell",
+        latency: None,
+        rate: n as f64 / elapsed.as_secs_f64(),
+        unit: Unit::CallsPerSec,
+    }
+}
+
+/// 100 client connections (each its own client service), 8 calls in flight on each.
+pub async fn fanin(address: &str, warmup: usize, per_task: usize) -> Sample {
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let client = rpc_netty::client();
+        let proxy: EchoBenchClient = client.connect(address, "echo").await.expect("connect");
+        clients.push((client, proxy));
+    }
+    let proxies: Arc<Vec<EchoBenchClient>> =
+        Arc::new(clients.iter().map(|(_, p)| p.clone()).collect());
+    let run = |count: usize| {
+        let handles: Vec<_> = (0..800)
+            .map(|task| {
+                let proxy = proxies[task / 8].clone();
+                tokio::spawn(async move {
+                    let mut latencies = Latencies::with_capacity(count);
+                    for _ in 0..count {
+                        let start = Instant::now();
+                        proxy.echo(payload()).await.expect("echo");
+                        latencies.push(start.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        async move {
+            let mut all = Latencies::with_capacity(800 * count);
+            for handle in handles {
+                all.extend(handle.await.expect("fan-in task"));
+            }
+            all
+        }
+    };
+    run(warmup).await;
+    let start = Instant::now();
+    let latencies = run(per_task).await;
+    let elapsed = start.elapsed();
+    for (client, _) in clients {
+        client.shutdown().await;
+    }
+    Sample {
+        id: "ours.fanin",
+        latency: Some(latencies.percentiles()),
+        rate: (800 * per_task) as f64 / elapsed.as_secs_f64(),
+        unit: Unit::CallsPerSec,
+    }
+}
