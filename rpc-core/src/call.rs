@@ -26,7 +26,7 @@ pub enum ReplyValue {
     /// The reply value, moved as it is.
     Local(Box<dyn Any + Send>),
     /// The reply value's postcard encoding.
-    Encoded(Vec<u8>),
+    Encoded(bytes::Bytes),
 }
 
 /// The outcome of one invocation as the caller receives it.

@@ -1,19 +1,25 @@
 //! The one place values are encoded and decoded (postcard), with errors a user can act on.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::RpcError;
 
+/// Room the first encoding buffer has for the value; most invocations and replies fit.
+const INITIAL_CAPACITY: usize = 128;
+
 /// Encodes `value`; `context` says what it is, for the error ("encoding the reply of ...").
 pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
     context: impl FnOnce() -> String,
-) -> Result<Vec<u8>, RpcError> {
-    postcard::to_allocvec(value).map_err(|error| RpcError::Serialization {
-        context: context(),
-        reason: reason(error),
-    })
+) -> Result<Bytes, RpcError> {
+    postcard::to_extend(value, Vec::with_capacity(INITIAL_CAPACITY))
+        .map(Bytes::from)
+        .map_err(|error| RpcError::Serialization {
+            context: context(),
+            reason: reason(error),
+        })
 }
 
 /// Decodes a value that must use every byte: trailing bytes mean that the two sides disagree

@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
@@ -64,10 +65,10 @@ pub trait RemoteChannel: Send + Sync + 'static {
 
     /// Sends an encoded ask; `reply` receives the encoded reply or an error, exactly once
     /// (unless this returns an error, in which case the caller answers itself).
-    fn ask(&self, payload: Vec<u8>, reply: ReplyTo) -> Result<(), RpcError>;
+    fn ask(&self, payload: Bytes, reply: ReplyTo) -> Result<(), RpcError>;
 
     /// Sends an encoded tell.
-    fn tell(&self, payload: Vec<u8>) -> Result<(), RpcError>;
+    fn tell(&self, payload: Bytes) -> Result<(), RpcError>;
 }
 
 /// Where a transport delivers the encoded invocations of one bound gateway.

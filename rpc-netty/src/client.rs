@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use rpc_core::transport::{
     Binding, ConnectionEvent, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
@@ -29,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
+use crate::ids::IdMap;
 use crate::io::spawn_writer;
 use crate::protocol::{self, PROTOCOL_VERSION, SLOT_LEN, WireError};
 
@@ -113,9 +115,11 @@ struct Connection {
 #[derive(Default)]
 struct State {
     /// Replies awaited, by request id.
-    pending: HashMap<u64, ReplyTo>,
+    pending: IdMap<u64, ReplyTo>,
     /// The slot of each binding on this connection.
     slots: HashMap<Binding, u32>,
+    /// Slots whose bind the server refused (rare, so a list): calls must not use them.
+    refused: Vec<u32>,
     /// Why the connection ended, once it has: new calls fail with it at once.
     dead: Option<RpcError>,
 }
@@ -171,7 +175,7 @@ impl Connection {
         binding: &Binding,
         reply: Option<ReplyTo>,
         frame: impl FnOnce(u64, u32) -> Frame,
-    ) -> Result<(), RpcError> {
+    ) -> Result<u32, RpcError> {
         let mut state = self.state();
         let slot = match state.slots.get(binding) {
             Some(slot) => *slot,
@@ -184,7 +188,9 @@ impl Connection {
                 let on_bound = ReplyTo::Callback(Box::new(move |result| {
                     if let (Err(error), Some(connection)) = (result, Weak::upgrade(&connection)) {
                         tracing::warn!(peer = %connection.peer, "bind refused: {error}");
-                        connection.state().slots.remove(&key);
+                        let mut state = connection.state();
+                        state.slots.remove(&key);
+                        state.refused.push(slot);
                     }
                 }));
                 self.send_locked(&mut state, Some(on_bound), |id| {
@@ -194,7 +200,24 @@ impl Connection {
                 slot
             }
         };
-        self.send_locked(&mut state, reply, |id| frame(id, slot))
+        self.send_locked(&mut state, reply, |id| frame(id, slot))?;
+        Ok(slot)
+    }
+
+    /// Queues a call on a slot an earlier call bound, or gives `reply` back if the server
+    /// refused that bind, for the caller to bind again.
+    fn call_on(
+        &self,
+        slot: u32,
+        reply: Option<ReplyTo>,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> Result<(), Rebind> {
+        let mut state = self.state();
+        if state.refused.contains(&slot) {
+            return Err(Rebind::Refused(reply));
+        }
+        self.send_locked(&mut state, reply, frame)
+            .map_err(Rebind::Failed)
     }
 
     /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`.
@@ -258,7 +281,7 @@ async fn drive(
 /// Connects, handshakes and relays frames; returns why the connection ended.
 async fn run(
     pool: &Pool,
-    connection: &Connection,
+    connection: &Arc<Connection>,
     queued: mpsc::UnboundedReceiver<Frame>,
     connected: &mut bool,
 ) -> RpcError {
@@ -337,7 +360,10 @@ async fn run(
 
     let closing = pool.closing.child_token();
     let (sink, mut frames) = framed.split();
-    let writer = spawn_writer(sink, queued, closing.clone(), peer);
+    let in_flight = Arc::clone(connection);
+    let writer = spawn_writer(sink, queued, closing.clone(), peer, move || {
+        in_flight.state().pending.len() > 1
+    });
     let error = loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
@@ -357,13 +383,10 @@ async fn run(
         };
         match frame.kind {
             FrameKind::Response => {
-                connection.complete(
-                    frame.request_id,
-                    Ok(ReplyValue::Encoded(frame.body.to_vec())),
-                );
+                connection.complete(frame.request_id, Ok(ReplyValue::Encoded(frame.body)));
             }
             FrameKind::Bound => {
-                connection.complete(frame.request_id, Ok(ReplyValue::Encoded(Vec::new())))
+                connection.complete(frame.request_id, Ok(ReplyValue::Encoded(Bytes::new())))
             }
             FrameKind::Failure => {
                 let error = WireError::decode(&frame.body, peer);
@@ -414,6 +437,7 @@ pub(crate) async fn connect(
         peer,
         binding,
         endpoint,
+        route: Mutex::new(None),
     }))
 }
 
@@ -423,13 +447,24 @@ struct Remote {
     peer: SocketAddr,
     binding: Binding,
     endpoint: Arc<EndpointAddress>,
+    /// The connection and slot the last call used: later calls skip the pool and the slot
+    /// table while the connection lives and the slot stays bound.
+    route: Mutex<Option<(Arc<Connection>, u32)>>,
+}
+
+/// Why a call could not use its cached route.
+enum Rebind {
+    /// The slot's bind was refused: bind again (the reply slot is handed back).
+    Refused(Option<ReplyTo>),
+    /// The connection failed.
+    Failed(RpcError),
 }
 
 impl Remote {
     fn call(
         &self,
         kind: FrameKind,
-        payload: Vec<u8>,
+        payload: Bytes,
         reply: Option<ReplyTo>,
     ) -> Result<(), RpcError> {
         let size = HEADER_LEN + SLOT_LEN + payload.len();
@@ -437,10 +472,28 @@ impl Remote {
         if size > max {
             return Err(RpcError::FrameTooLarge { size, max });
         }
+        let cached = self
+            .route
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut reply = reply;
+        if let Some((connection, slot)) = cached {
+            if !connection.is_dead() {
+                let frame = |id| protocol::call(kind, id, slot, payload.clone());
+                match connection.call_on(slot, reply, frame) {
+                    Ok(()) => return Ok(()),
+                    Err(Rebind::Failed(error)) => return Err(error),
+                    Err(Rebind::Refused(back)) => reply = back,
+                }
+            }
+        }
         let connection = self.pool.connection(self.peer)?;
-        connection.call(&self.binding, reply, |id, slot| {
-            protocol::call(kind, id, slot, &payload)
-        })
+        let slot = connection.call(&self.binding, reply, |id, slot| {
+            protocol::call(kind, id, slot, payload)
+        })?;
+        *self.route.lock().unwrap_or_else(PoisonError::into_inner) = Some((connection, slot));
+        Ok(())
     }
 }
 
@@ -449,11 +502,11 @@ impl RemoteChannel for Remote {
         &self.endpoint
     }
 
-    fn ask(&self, payload: Vec<u8>, reply: ReplyTo) -> Result<(), RpcError> {
+    fn ask(&self, payload: Bytes, reply: ReplyTo) -> Result<(), RpcError> {
         self.call(FrameKind::Request, payload, Some(reply))
     }
 
-    fn tell(&self, payload: Vec<u8>) -> Result<(), RpcError> {
+    fn tell(&self, payload: Bytes) -> Result<(), RpcError> {
         self.call(FrameKind::Tell, payload, None)
     }
 }

@@ -95,7 +95,11 @@ pub struct Frame {
     pub kind: FrameKind,
     /// Pairs a reply with its request; 0 where a kind has none.
     pub request_id: u64,
-    /// The kind-specific body.
+    /// For an outgoing call: the slot, written (big-endian) as the first 4 bytes of the body,
+    /// so that the encoded invocation need not be copied to prepend it. Decoded frames leave
+    /// it in the body.
+    pub slot: Option<u32>,
+    /// The kind-specific body (after the slot, if there is one).
     pub body: Bytes,
 }
 
@@ -105,13 +109,14 @@ impl Frame {
         Frame {
             kind,
             request_id,
+            slot: None,
             body: body.into(),
         }
     }
 
     /// The value of the length field this frame is sent with.
     pub fn wire_length(&self) -> usize {
-        HEADER_LEN + self.body.len()
+        HEADER_LEN + self.slot.map_or(0, |_| 4) + self.body.len()
     }
 }
 
@@ -200,6 +205,7 @@ impl Decoder for FrameCodec {
         Ok(Some(Frame {
             kind,
             request_id,
+            slot: None,
             body: frame.freeze(),
         }))
     }
@@ -221,6 +227,9 @@ impl Encoder<Frame> for FrameCodec {
         dst.put_u32(length as u32);
         dst.put_u8(frame.kind as u8);
         dst.put_u64(frame.request_id);
+        if let Some(slot) = frame.slot {
+            dst.put_u32(slot);
+        }
         dst.extend_from_slice(&frame.body);
         Ok(())
     }

@@ -24,6 +24,7 @@ async fn write_frames(
     mut sink: SplitSink<FramedStream, Frame>,
     mut outbox: mpsc::UnboundedReceiver<Frame>,
     closing: CancellationToken,
+    linger: impl Fn() -> bool + Send + 'static,
 ) -> Result<(), FrameError> {
     loop {
         let frame = tokio::select! {
@@ -35,6 +36,12 @@ async fn write_frames(
         sink.feed(frame).await?;
         while let Ok(frame) = outbox.try_recv() {
             sink.feed(frame).await?;
+        }
+        if linger() {
+            tokio::task::yield_now().await;
+            while let Ok(frame) = outbox.try_recv() {
+                sink.feed(frame).await?;
+            }
         }
         sink.flush().await?;
     }
@@ -52,9 +59,10 @@ pub(crate) fn spawn_writer(
     outbox: mpsc::UnboundedReceiver<Frame>,
     closing: CancellationToken,
     peer: SocketAddr,
+    linger: impl Fn() -> bool + Send + 'static,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(error) = write_frames(sink, outbox, closing.clone()).await {
+        if let Err(error) = write_frames(sink, outbox, closing.clone(), linger).await {
             tracing::debug!(%peer, "writing to the connection failed: {error}");
             closing.cancel();
         }

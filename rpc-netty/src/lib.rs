@@ -41,6 +41,7 @@
 mod client;
 mod config;
 pub mod frame;
+mod ids;
 mod io;
 pub mod protocol;
 mod server;

@@ -96,12 +96,15 @@ pub fn bind(request_id: u64, slot: u32, binding: &Binding) -> Frame {
     Frame::new(FrameKind::Bind, request_id, body)
 }
 
-/// `Request` or `Tell`: the slot, then the encoded invocation.
-pub fn call(kind: FrameKind, request_id: u64, slot: u32, payload: &[u8]) -> Frame {
-    let mut body = BytesMut::with_capacity(SLOT_LEN + payload.len());
-    body.put_u32(slot);
-    body.put_slice(payload);
-    Frame::new(kind, request_id, body.freeze())
+/// `Request` or `Tell`: the slot, then the encoded invocation (not copied: the encoder writes
+/// the slot in front of it).
+pub fn call(kind: FrameKind, request_id: u64, slot: u32, payload: Bytes) -> Frame {
+    Frame {
+        kind,
+        request_id,
+        slot: Some(slot),
+        body: payload,
+    }
 }
 
 /// Splits a `Request` or `Tell` body into slot and encoded invocation.
@@ -321,7 +324,7 @@ impl WireError {
 mod tests {
     use super::*;
     use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec};
-    use tokio_util::codec::Encoder;
+    use tokio_util::codec::{Decoder, Encoder};
 
     fn wire(frame: Frame) -> Vec<u8> {
         let mut out = BytesMut::new();
@@ -371,13 +374,18 @@ mod tests {
     #[test]
     fn call_and_failure_golden() {
         assert_eq!(
-            wire(call(FrameKind::Request, 7, 2, &[0xaa, 0xbb])),
+            wire(call(
+                FrameKind::Request,
+                7,
+                2,
+                Bytes::from_static(&[0xaa, 0xbb])
+            )),
             [
                 0, 0, 0, 15, 0x06, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 0xaa, 0xbb
             ]
         );
         assert_eq!(
-            wire(call(FrameKind::Tell, 0, 1, &[])),
+            wire(call(FrameKind::Tell, 0, 1, Bytes::new())),
             [0, 0, 0, 13, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
         );
         let stopped = WireError::EndpointStopped {
@@ -394,7 +402,13 @@ mod tests {
     fn handshake_parsing() {
         assert_eq!(parse_handshake(handshake(7).body), Ok(7));
         assert!(parse_handshake(Bytes::from_static(b"GET / HTTP/1.1")).is_err());
-        let (slot, payload) = split_call(call(FrameKind::Request, 1, 9, b"xy").body).unwrap();
+        let mut bytes =
+            BytesMut::from(&wire(call(FrameKind::Request, 1, 9, Bytes::from_static(b"xy")))[..]);
+        let decoded = FrameCodec::new(DEFAULT_MAX_FRAME)
+            .decode(&mut bytes)
+            .unwrap()
+            .unwrap();
+        let (slot, payload) = split_call(decoded.body).unwrap();
         assert_eq!((slot, &payload[..]), (9, &b"xy"[..]));
         assert!(split_call(Bytes::from_static(&[1, 2])).is_err());
     }

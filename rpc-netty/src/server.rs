@@ -1,6 +1,5 @@
 //! The accepting side: the listener loop and one task per inbound connection.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
+use crate::ids::IdMap;
 use crate::io::spawn_writer;
 use crate::protocol::{self, BindBody, PROTOCOL_VERSION, WireError};
 
@@ -65,7 +65,7 @@ async fn serve(
     let framed = Framed::new(stream, FrameCodec::new(config.max_frame_size));
     let (sink, mut frames) = framed.split();
     let (outbox, queued) = mpsc::unbounded_channel();
-    let writer = spawn_writer(sink, queued, closing.clone(), peer);
+    let writer = spawn_writer(sink, queued, closing.clone(), peer, || false);
 
     let handshake = tokio::select! {
         first = tokio::time::timeout(config.handshake_timeout, frames.next()) => first,
@@ -113,7 +113,7 @@ async fn serve(
         service: &service,
         outbox: &outbox,
         max_frame: config.max_frame_size,
-        slots: HashMap::new(),
+        slots: IdMap::default(),
     };
     let reason: CloseReason = loop {
         let frame = tokio::select! {
@@ -148,7 +148,7 @@ struct Inbound<'a> {
     max_frame: usize,
     /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
     /// bind failed get the bind's error.
-    slots: HashMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
+    slots: IdMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
 }
 
 impl Inbound<'_> {

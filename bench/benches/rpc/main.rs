@@ -143,7 +143,11 @@ fn today() -> String {
 
 fn main() -> std::io::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let counts = if smoke { Counts::smoke() } else { Counts::full() };
+    let counts = if smoke {
+        Counts::smoke()
+    } else {
+        Counts::full()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -158,7 +162,10 @@ fn main() -> std::io::Result<()> {
     let memory = runtime
         .block_on(async move {
             if skip_memory {
-                return Ok(report::Memory { per_connection: None, per_endpoint: None });
+                return Ok(report::Memory {
+                    per_connection: None,
+                    per_endpoint: None,
+                });
             }
             tokio::spawn(async move {
                 report::Memory {
@@ -181,7 +188,11 @@ fn main() -> std::io::Result<()> {
         today(),
         machine(),
         counts.runs,
-        if smoke { ", SMOKE COUNTS (not a measurement)" } else { "" }
+        if smoke {
+            ", SMOKE COUNTS (not a measurement)"
+        } else {
+            ""
+        }
     );
     let markdown = report::markdown(&runs, &memory, &heading);
     println!("{markdown}");

@@ -42,7 +42,10 @@ pub async fn per_endpoint(n: usize) -> Option<f64> {
     let service = RpcService::new();
     let before = resident()?;
     for i in 0..n {
-        service.start_endpoint(format!("idle-{i}"), Idle).await.ok()?;
+        service
+            .start_endpoint(format!("idle-{i}"), Idle)
+            .await
+            .ok()?;
     }
     let after = resident()?;
     service.shutdown().await;

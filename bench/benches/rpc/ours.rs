@@ -51,7 +51,10 @@ pub struct Setup {
 
 pub async fn setup() -> Setup {
     let server = rpc_netty::bind("127.0.0.1:0").await.expect("bind");
-    server.start_endpoint("echo", Echo::default()).await.expect("start");
+    server
+        .start_endpoint("echo", Echo::default())
+        .await
+        .expect("start");
     let address = server.local_address().expect("address").to_string();
     let client = rpc_netty::client();
     let remote = client.connect(&address, "echo").await.expect("connect");

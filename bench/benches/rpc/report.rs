@@ -84,7 +84,14 @@ fn metric(sample: &Sample, metric: &Metric) -> Option<f64> {
     }
 }
 
-fn ratio(runs: &[Vec<Sample>], name: &'static str, a: &str, b: &str, m: Metric, target: Option<Target>) -> Ratio {
+fn ratio(
+    runs: &[Vec<Sample>],
+    name: &'static str,
+    a: &str,
+    b: &str,
+    m: Metric,
+    target: Option<Target>,
+) -> Ratio {
     let per_run = runs
         .iter()
         .filter_map(|run| {
@@ -101,16 +108,27 @@ fn ratio(runs: &[Vec<Sample>], name: &'static str, a: &str, b: &str, m: Metric, 
 }
 
 fn rows(runs: &[Vec<Sample>]) -> Vec<Row> {
-    let ids: Vec<&'static str> = runs.first().map(|r| r.iter().map(|s| s.id).collect()).unwrap_or_default();
+    let ids: Vec<&'static str> = runs
+        .first()
+        .map(|r| r.iter().map(|s| s.id).collect())
+        .unwrap_or_default();
     ids.into_iter()
         .map(|id| {
-            let samples: Vec<&Sample> = runs.iter().flat_map(|r| r.iter().filter(|s| s.id == id)).collect();
-            let collect = |m: Metric| Spread::of(samples.iter().filter_map(|s| metric(s, &m)).collect());
+            let samples: Vec<&Sample> = runs
+                .iter()
+                .flat_map(|r| r.iter().filter(|s| s.id == id))
+                .collect();
+            let collect =
+                |m: Metric| Spread::of(samples.iter().filter_map(|s| metric(s, &m)).collect());
             Row {
                 id,
                 p50: collect(Metric::P50),
                 p99: collect(Metric::P99),
-                rate: collect(Metric::Rate).unwrap_or(Spread { median: 0.0, min: 0.0, max: 0.0 }),
+                rate: collect(Metric::Rate).unwrap_or(Spread {
+                    median: 0.0,
+                    min: 0.0,
+                    max: 0.0,
+                }),
                 unit: samples.first().map(|s| s.unit).unwrap_or(Unit::CallsPerSec),
             }
         })
@@ -120,14 +138,70 @@ fn rows(runs: &[Vec<Sample>]) -> Vec<Row> {
 fn ratios(runs: &[Vec<Sample>]) -> Vec<Ratio> {
     use Metric::*;
     vec![
-        ratio(runs, "ours.seq p50 / raw.seq p50", "ours.seq", "raw.seq", P50, Some(Target::AtMost(1.5))),
-        ratio(runs, "tarpc.seq p50 / raw.seq p50", "tarpc.seq", "raw.seq", P50, None),
-        ratio(runs, "ours.seq p99 / raw.seq p99", "ours.seq", "raw.seq", P99, Some(Target::AtMost(2.0))),
-        ratio(runs, "ours.pipe64 / tarpc.pipe64 calls/s", "ours.pipe64", "tarpc.pipe64", Rate, Some(Target::AtLeast(4.0))),
-        ratio(runs, "ours.pipe64 / raw.pipe64 calls/s", "ours.pipe64", "raw.pipe64", Rate, None),
-        ratio(runs, "ours.bulk1m / raw.bulk1m MB/s", "ours.bulk1m", "raw.bulk1m", Rate, Some(Target::AtLeast(0.8))),
-        ratio(runs, "tarpc.bulk1m / raw.bulk1m MB/s", "tarpc.bulk1m", "raw.bulk1m", Rate, None),
-        ratio(runs, "ours.local p50 / mpsc.seq p50", "ours.local", "mpsc.seq", P50, Some(Target::AtMost(4.0))),
+        ratio(
+            runs,
+            "ours.seq p50 / raw.seq p50",
+            "ours.seq",
+            "raw.seq",
+            P50,
+            Some(Target::AtMost(1.5)),
+        ),
+        ratio(
+            runs,
+            "tarpc.seq p50 / raw.seq p50",
+            "tarpc.seq",
+            "raw.seq",
+            P50,
+            None,
+        ),
+        ratio(
+            runs,
+            "ours.seq p99 / raw.seq p99",
+            "ours.seq",
+            "raw.seq",
+            P99,
+            Some(Target::AtMost(2.0)),
+        ),
+        ratio(
+            runs,
+            "ours.pipe64 / tarpc.pipe64 calls/s",
+            "ours.pipe64",
+            "tarpc.pipe64",
+            Rate,
+            Some(Target::AtLeast(4.0)),
+        ),
+        ratio(
+            runs,
+            "ours.pipe64 / raw.pipe64 calls/s",
+            "ours.pipe64",
+            "raw.pipe64",
+            Rate,
+            None,
+        ),
+        ratio(
+            runs,
+            "ours.bulk1m / raw.bulk1m MB/s",
+            "ours.bulk1m",
+            "raw.bulk1m",
+            Rate,
+            Some(Target::AtLeast(0.8)),
+        ),
+        ratio(
+            runs,
+            "tarpc.bulk1m / raw.bulk1m MB/s",
+            "tarpc.bulk1m",
+            "raw.bulk1m",
+            Rate,
+            None,
+        ),
+        ratio(
+            runs,
+            "ours.local p50 / mpsc.seq p50",
+            "ours.local",
+            "mpsc.seq",
+            P50,
+            Some(Target::AtMost(4.0)),
+        ),
     ]
 }
 
@@ -174,19 +248,45 @@ pub fn markdown(runs: &[Vec<Sample>], memory: &Memory, heading: &str) -> String 
             row.unit.label()
         );
     }
-    let _ = writeln!(out, "\n| ratio (same run) | median (min–max) | target | met |");
+    let _ = writeln!(
+        out,
+        "\n| ratio (same run) | median (min–max) | target | met |"
+    );
     let _ = writeln!(out, "| --- | --- | --- | --- |");
     for r in ratios(runs) {
         let met = match (r.target, r.value) {
-            (Some(t), Some(v)) => if t.met(v.median) { "yes" } else { "**no**" },
+            (Some(t), Some(v)) => {
+                if t.met(v.median) {
+                    "yes"
+                } else {
+                    "**no**"
+                }
+            }
             _ => "",
         };
-        let target = r.target.map(Target::text).unwrap_or_else(|| "reference".to_owned());
-        let _ = writeln!(out, "| {} | {} | {target} | {met} |", r.name, spread(r.value));
+        let target = r
+            .target
+            .map(Target::text)
+            .unwrap_or_else(|| "reference".to_owned());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {target} | {met} |",
+            r.name,
+            spread(r.value)
+        );
     }
-    let kib = |b: Option<f64>| b.map(|b| format!("{:.1} KiB", b / 1024.0)).unwrap_or_else(|| "–".to_owned());
-    let conn_met = memory.per_connection.map(|b| if b <= 64.0 * 1024.0 { "yes" } else { "**no**" }).unwrap_or("");
-    let ep_met = memory.per_endpoint.map(|b| if b <= 4.0 * 1024.0 { "yes" } else { "**no**" }).unwrap_or("");
+    let kib = |b: Option<f64>| {
+        b.map(|b| format!("{:.1} KiB", b / 1024.0))
+            .unwrap_or_else(|| "–".to_owned())
+    };
+    let conn_met = memory
+        .per_connection
+        .map(|b| if b <= 64.0 * 1024.0 { "yes" } else { "**no**" })
+        .unwrap_or("");
+    let ep_met = memory
+        .per_endpoint
+        .map(|b| if b <= 4.0 * 1024.0 { "yes" } else { "**no**" })
+        .unwrap_or("");
     let _ = writeln!(out, "\n| memory | resident | target | met |");
     let _ = writeln!(out, "| --- | --- | --- | --- |");
     let _ = writeln!(
@@ -194,7 +294,11 @@ pub fn markdown(runs: &[Vec<Sample>], memory: &Memory, heading: &str) -> String 
         "| per idle connection (1,000; both ends and the client's service in this process) | {} | <= 64 KiB | {conn_met} |",
         kib(memory.per_connection)
     );
-    let _ = writeln!(out, "| per idle endpoint (10,000) | {} | <= 4 KiB | {ep_met} |", kib(memory.per_endpoint));
+    let _ = writeln!(
+        out,
+        "| per idle endpoint (10,000) | {} | <= 4 KiB | {ep_met} |",
+        kib(memory.per_endpoint)
+    );
     out
 }
 
@@ -202,36 +306,95 @@ pub fn markdown(runs: &[Vec<Sample>], memory: &Memory, heading: &str) -> String 
 pub fn svg(runs: &[Vec<Sample>], heading: &str) -> String {
     use Metric::*;
     let med = |a: &str, b: &str, m: Metric| ratio(runs, "", a, b, m, None).value.map(|s| s.median);
-    let groups: Vec<(&str, Vec<(&str, Option<f64>)>, f64)> = vec![
-        ("seq p50 latency, × raw (lower is better; target ours <= 1.5)",
-         vec![("raw", Some(1.0)), ("tarpc", med("tarpc.seq", "raw.seq", P50)), ("ours", med("ours.seq", "raw.seq", P50))], 1.5),
-        ("pipe64 calls/s, × raw (higher is better)",
-         vec![("raw", Some(1.0)), ("tarpc", med("tarpc.pipe64", "raw.pipe64", Rate)), ("ours", med("ours.pipe64", "raw.pipe64", Rate))], f64::NAN),
-        ("bulk 1 MiB MB/s, × raw (higher is better; target ours >= 0.8)",
-         vec![("raw", Some(1.0)), ("tarpc", med("tarpc.bulk1m", "raw.bulk1m", Rate)), ("ours", med("ours.bulk1m", "raw.bulk1m", Rate))], 0.8),
-        ("local ask p50, × mpsc (lower is better; target ours <= 4)",
-         vec![("mpsc", Some(1.0)), ("ours", med("ours.local", "mpsc.seq", P50))], 4.0),
+    // (title, bars of (contender, ratio to the floor), target or NaN)
+    type Group<'a> = (&'a str, Vec<(&'a str, Option<f64>)>, f64);
+    let groups: Vec<Group> = vec![
+        (
+            "seq p50 latency, × raw (lower is better; target ours <= 1.5)",
+            vec![
+                ("raw", Some(1.0)),
+                ("tarpc", med("tarpc.seq", "raw.seq", P50)),
+                ("ours", med("ours.seq", "raw.seq", P50)),
+            ],
+            1.5,
+        ),
+        (
+            "pipe64 calls/s, × raw (higher is better)",
+            vec![
+                ("raw", Some(1.0)),
+                ("tarpc", med("tarpc.pipe64", "raw.pipe64", Rate)),
+                ("ours", med("ours.pipe64", "raw.pipe64", Rate)),
+            ],
+            f64::NAN,
+        ),
+        (
+            "bulk 1 MiB MB/s, × raw (higher is better; target ours >= 0.8)",
+            vec![
+                ("raw", Some(1.0)),
+                ("tarpc", med("tarpc.bulk1m", "raw.bulk1m", Rate)),
+                ("ours", med("ours.bulk1m", "raw.bulk1m", Rate)),
+            ],
+            0.8,
+        ),
+        (
+            "local ask p50, × mpsc (lower is better; target ours <= 4)",
+            vec![
+                ("mpsc", Some(1.0)),
+                ("ours", med("ours.local", "mpsc.seq", P50)),
+            ],
+            4.0,
+        ),
     ];
     let (width, left, bar, gap) = (760.0, 70.0, 18.0, 6.0);
     let mut y = 40.0;
     let mut body = String::new();
     for (title, bars, target) in &groups {
-        let scale_max = bars.iter().filter_map(|(_, v)| *v).fold(if target.is_nan() { 1.0 } else { *target }, f64::max) * 1.15;
+        let scale_max = bars
+            .iter()
+            .filter_map(|(_, v)| *v)
+            .fold(if target.is_nan() { 1.0 } else { *target }, f64::max)
+            * 1.15;
         let px = |v: f64| (width - left - 80.0) * v / scale_max;
-        let _ = writeln!(body, r#"<text x="10" y="{y}" font-size="13" font-weight="bold">{title}</text>"#);
+        let _ = writeln!(
+            body,
+            r#"<text x="10" y="{y}" font-size="13" font-weight="bold">{title}</text>"#
+        );
         y += 10.0;
         let top = y;
         for (name, value) in bars {
             let v = value.unwrap_or(0.0);
-            let color = match *name { "ours" => "#2b7bba", "tarpc" => "#e08a2c", _ => "#888" };
-            let _ = writeln!(body, r#"<text x="10" y="{}" font-size="12">{name}</text>"#, y + bar - 5.0);
-            let _ = writeln!(body, r#"<rect x="{left}" y="{y}" width="{:.1}" height="{bar}" fill="{color}"/>"#, px(v));
-            let _ = writeln!(body, r#"<text x="{:.1}" y="{}" font-size="12">{:.2}</text>"#, left + px(v) + 4.0, y + bar - 5.0, v);
+            let color = match *name {
+                "ours" => "#2b7bba",
+                "tarpc" => "#e08a2c",
+                _ => "#888",
+            };
+            let _ = writeln!(
+                body,
+                r#"<text x="10" y="{}" font-size="12">{name}</text>"#,
+                y + bar - 5.0
+            );
+            let _ = writeln!(
+                body,
+                r#"<rect x="{left}" y="{y}" width="{:.1}" height="{bar}" fill="{color}"/>"#,
+                px(v)
+            );
+            let _ = writeln!(
+                body,
+                r#"<text x="{:.1}" y="{}" font-size="12">{:.2}</text>"#,
+                left + px(v) + 4.0,
+                y + bar - 5.0,
+                v
+            );
             y += bar + gap;
         }
         if !target.is_nan() {
             let x = left + px(*target);
-            let _ = writeln!(body, r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#c00" stroke-dasharray="4 3"/>"##, top - 4.0, y - gap + 4.0);
+            let _ = writeln!(
+                body,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#c00" stroke-dasharray="4 3"/>"##,
+                top - 4.0,
+                y - gap + 4.0
+            );
         }
         y += 22.0;
     }

@@ -45,9 +45,13 @@ pub async fn server() -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let transport = serde_transport::new(framed(stream), Bincode::default());
             let channel = BaseChannel::with_defaults(transport);
-            tokio::spawn(channel.execute(EchoServer.serve()).for_each(|response| async {
-                tokio::spawn(response);
-            }));
+            tokio::spawn(
+                channel
+                    .execute(EchoServer.serve())
+                    .for_each(|response| async {
+                        tokio::spawn(response);
+                    }),
+            );
         }
     });
     address
@@ -64,7 +68,10 @@ pub async fn seq(client: &EchoClient, warmup: usize, n: usize) -> Sample {
     sequential("tarpc.seq", warmup, n, |_| {
         let (client, payload) = (client.clone(), payload.clone());
         async move {
-            client.echo(context::current(), payload).await.expect("echo");
+            client
+                .echo(context::current(), payload)
+                .await
+                .expect("echo");
         }
     })
     .await
