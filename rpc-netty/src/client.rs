@@ -17,21 +17,22 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures::StreamExt;
 use rpc_core::transport::{
     Binding, ConnectionEvent, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, RpcError};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
-use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
+use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN, encode_frame};
 use crate::ids::IdMap;
-use crate::io::spawn_writer;
+use crate::io::{Outbox, write_loop};
 use crate::protocol::{self, PROTOCOL_VERSION, SLOT_LEN, WireError};
 
 /// The outbound connections of one service, by remote address.
@@ -76,7 +77,7 @@ impl Pool {
                 return Ok(Arc::clone(connection));
             }
         }
-        let (outbox, queued) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Outbox::new(self.config.max_frame_size));
         let connection = Arc::new(Connection {
             peer,
             outbox,
@@ -86,7 +87,7 @@ impl Pool {
         });
         connections.insert(peer, Arc::clone(&connection));
         self.tasks
-            .spawn(drive(Arc::clone(self), Arc::clone(&connection), queued));
+            .spawn(drive(Arc::clone(self), Arc::clone(&connection)));
         Ok(connection)
     }
 
@@ -106,7 +107,7 @@ impl Pool {
 struct Connection {
     peer: SocketAddr,
     /// Frames for the writer; it starts draining once the handshake succeeded.
-    outbox: mpsc::UnboundedSender<Frame>,
+    outbox: Arc<Outbox>,
     state: Mutex<State>,
     next_request: AtomicU64,
     next_slot: AtomicU32,
@@ -156,7 +157,7 @@ impl Connection {
             Some(_) => self.next_request.fetch_add(1, Ordering::Relaxed),
             None => 0,
         };
-        if self.outbox.send(frame(request_id)).is_err() {
+        if self.outbox.push(frame(request_id)).is_err() {
             return Err(RpcError::Disconnected {
                 address: self.peer,
                 reason: "the connection is closed".to_owned(),
@@ -257,14 +258,11 @@ impl Connection {
 }
 
 /// Opens, runs and finally tears down one connection.
-async fn drive(
-    pool: Arc<Pool>,
-    connection: Arc<Connection>,
-    queued: mpsc::UnboundedReceiver<Frame>,
-) {
+async fn drive(pool: Arc<Pool>, connection: Arc<Connection>) {
     let peer = connection.peer;
     let mut connected = false;
-    let error = run(&pool, &connection, queued, &mut connected).await;
+    let error = run(&pool, &connection, &mut connected).await;
+    connection.outbox.close();
     connection.fail(error.clone());
     pool.forget(&connection);
     if connected {
@@ -279,12 +277,7 @@ async fn drive(
 }
 
 /// Connects, handshakes and relays frames; returns why the connection ended.
-async fn run(
-    pool: &Pool,
-    connection: &Arc<Connection>,
-    queued: mpsc::UnboundedReceiver<Frame>,
-    connected: &mut bool,
-) -> RpcError {
+async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) -> RpcError {
     let peer = connection.peer;
     let config = &pool.config;
     let disconnected = |reason: String| RpcError::Disconnected {
@@ -311,12 +304,23 @@ async fn run(
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, FrameCodec::new(config.max_frame_size));
-    if let Err(error) = framed.send(protocol::handshake(PROTOCOL_VERSION)).await {
+    let (read, mut write) = stream.into_split();
+    let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
+    // The handshake goes first, ahead of the calls already waiting in the outbox.
+    let mut handshake = BytesMut::new();
+    let sent = match encode_frame(
+        &protocol::handshake(PROTOCOL_VERSION),
+        &mut handshake,
+        usize::MAX,
+    ) {
+        Ok(()) => write.write_all(&handshake).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = sent {
         return disconnected(format!("sending the handshake failed: {error}"));
     }
     let answer = tokio::select! {
-        answer = tokio::time::timeout(config.handshake_timeout, framed.next()) => answer,
+        answer = tokio::time::timeout(config.handshake_timeout, frames.next()) => answer,
         () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
     };
     match answer {
@@ -359,10 +363,15 @@ async fn run(
         .connection_event(ConnectionEvent::Connected(peer));
 
     let closing = pool.closing.child_token();
-    let (sink, mut frames) = framed.split();
-    let in_flight = Arc::clone(connection);
-    let writer = spawn_writer(sink, queued, closing.clone(), peer, move || {
-        in_flight.state().pending.len() > 1
+    let writer = tokio::spawn({
+        let (outbox, closing) = (Arc::clone(&connection.outbox), closing.clone());
+        async move {
+            if let Err(error) = write_loop(&outbox, write, &closing).await {
+                tracing::debug!(%peer, "writing to the connection failed: {error}");
+                outbox.close();
+                closing.cancel();
+            }
+        }
     });
     let error = loop {
         let frame = tokio::select! {
@@ -393,7 +402,7 @@ async fn run(
                 connection.complete(frame.request_id, Err(error));
             }
             FrameKind::Ping => {
-                let _ = connection.outbox.send(Frame::new(
+                let _ = connection.outbox.push(Frame::new(
                     FrameKind::Pong,
                     frame.request_id,
                     Vec::new(),

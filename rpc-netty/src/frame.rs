@@ -215,24 +215,29 @@ impl Encoder<Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let length = frame.wire_length();
-        if length > self.max_frame {
-            return Err(FrameError::TooLarge {
-                size: length as u64,
-                max: self.max_frame,
-            });
-        }
-        dst.reserve(LENGTH_LEN + length);
-        // Fits: `max_frame` is at most u32::MAX.
-        dst.put_u32(length as u32);
-        dst.put_u8(frame.kind as u8);
-        dst.put_u64(frame.request_id);
-        if let Some(slot) = frame.slot {
-            dst.put_u32(slot);
-        }
-        dst.extend_from_slice(&frame.body);
-        Ok(())
+        encode_frame(&frame, dst, self.max_frame)
     }
+}
+
+/// Appends `frame`'s wire form to `dst`, refusing a frame longer than `max_frame`.
+pub fn encode_frame(frame: &Frame, dst: &mut BytesMut, max_frame: usize) -> Result<(), FrameError> {
+    let length = frame.wire_length();
+    if length > max_frame.min(u32::MAX as usize) {
+        return Err(FrameError::TooLarge {
+            size: length as u64,
+            max: max_frame,
+        });
+    }
+    dst.reserve(LENGTH_LEN + length);
+    // Fits: checked against u32::MAX above.
+    dst.put_u32(length as u32);
+    dst.put_u8(frame.kind as u8);
+    dst.put_u64(frame.request_id);
+    if let Some(slot) = frame.slot {
+        dst.put_u32(slot);
+    }
+    dst.extend_from_slice(&frame.body);
+    Ok(())
 }
 
 #[cfg(test)]

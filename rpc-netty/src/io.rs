@@ -1,70 +1,124 @@
-//! The writing half every connection shares.
+//! The writing side both ends of a connection share: an [`Outbox`] that senders encode their
+//! frames into, and the writer task that drains it.
+//!
+//! Senders (callers on the client, endpoints' replies on the server) encode each frame
+//! straight into the connection's shared buffer, under a short lock. The writer takes the
+//! whole buffer at once and writes it with one system call: under load, many frames share a
+//! write, and no frame is copied twice or queued as an object of its own.
 
-use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use futures::SinkExt;
-use futures::stream::SplitSink;
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::codec::Framed;
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{Frame, FrameCodec, FrameError};
+use crate::frame::{Frame, FrameError, encode_frame};
 
-/// A connection's frames, both ways.
-pub(crate) type FramedStream = Framed<TcpStream, FrameCodec>;
+/// A writer keeps at most this much buffer capacity between batches; a larger one (after a
+/// large frame) is given back.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
-/// Writes the frames queued in `outbox` until `closing` fires or every sender is gone, then
-/// writes what is still queued and closes the socket's write side.
-///
-/// Every frame already queued when the writer wakes goes out in one flush: under load, many
-/// replies share one system call.
-async fn write_frames(
-    mut sink: SplitSink<FramedStream, Frame>,
-    mut outbox: mpsc::UnboundedReceiver<Frame>,
-    closing: CancellationToken,
-    linger: impl Fn() -> bool + Send + 'static,
-) -> Result<(), FrameError> {
-    loop {
-        let frame = tokio::select! {
-            biased;
-            frame = outbox.recv() => frame,
-            () = closing.cancelled() => None,
-        };
-        let Some(frame) = frame else { break };
-        sink.feed(frame).await?;
-        while let Ok(frame) = outbox.try_recv() {
-            sink.feed(frame).await?;
-        }
-        if linger() {
-            tokio::task::yield_now().await;
-            while let Ok(frame) = outbox.try_recv() {
-                sink.feed(frame).await?;
-            }
-        }
-        sink.flush().await?;
-    }
-    outbox.close();
-    while let Ok(frame) = outbox.try_recv() {
-        sink.feed(frame).await?;
-    }
-    sink.close().await
+/// The frames waiting to be written on one connection.
+pub(crate) struct Outbox {
+    state: Mutex<Pending>,
+    /// Wakes the writer when the buffer goes from empty to not empty, or on close.
+    wake: Notify,
+    max_frame: usize,
 }
 
-/// Runs [`write_frames`] as its own task; a write failure cancels `closing`, which ends the
-/// connection's reading side too.
-pub(crate) fn spawn_writer(
-    sink: SplitSink<FramedStream, Frame>,
-    outbox: mpsc::UnboundedReceiver<Frame>,
-    closing: CancellationToken,
-    peer: SocketAddr,
-    linger: impl Fn() -> bool + Send + 'static,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        if let Err(error) = write_frames(sink, outbox, closing.clone(), linger).await {
-            tracing::debug!(%peer, "writing to the connection failed: {error}");
-            closing.cancel();
+struct Pending {
+    /// Encoded frames, in the order they were queued.
+    buffer: BytesMut,
+    /// No frame is accepted any more; the writer writes what is left and stops.
+    closed: bool,
+}
+
+/// The outbox no longer accepts frames: its connection is closing or closed.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl Outbox {
+    pub(crate) fn new(max_frame: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(Pending {
+                buffer: BytesMut::new(),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            max_frame,
         }
-    })
+    }
+
+    fn state(&self) -> MutexGuard<'_, Pending> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `frame`. Fails if the outbox is closed; a frame over the maximum size (which
+    /// callers check first) is dropped with a log.
+    pub(crate) fn push(&self, frame: Frame) -> Result<(), Closed> {
+        let mut pending = self.state();
+        if pending.closed {
+            return Err(Closed);
+        }
+        let was_empty = pending.buffer.is_empty();
+        if let Err(error) = encode_frame(&frame, &mut pending.buffer, self.max_frame) {
+            tracing::error!("dropped an outgoing frame: {error}");
+            return Ok(());
+        }
+        drop(pending);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Accepts no more frames; the writer writes what is queued, then stops.
+    pub(crate) fn close(&self) {
+        self.state().closed = true;
+        self.wake.notify_one();
+    }
+}
+
+/// Writes what `outbox` receives until it is closed (or `closing` fires, which closes it),
+/// then writes what is left and shuts the socket's writing side.
+pub(crate) async fn write_loop(
+    outbox: &Outbox,
+    mut socket: OwnedWriteHalf,
+    closing: &CancellationToken,
+) -> Result<(), FrameError> {
+    let mut spare = BytesMut::new();
+    loop {
+        let batch = {
+            let mut pending = outbox.state();
+            if pending.buffer.is_empty() {
+                if pending.closed {
+                    break;
+                }
+                None
+            } else {
+                Some(std::mem::replace(&mut pending.buffer, spare))
+            }
+        };
+        match batch {
+            Some(batch) => {
+                socket.write_all(&batch).await?;
+                spare = batch;
+                spare.clear();
+                if spare.capacity() > KEEP_CAPACITY {
+                    spare = BytesMut::new();
+                }
+            }
+            None => {
+                spare = BytesMut::new();
+                tokio::select! {
+                    () = outbox.wake.notified() => {}
+                    () = closing.cancelled() => outbox.close(),
+                }
+            }
+        }
+    }
+    socket.shutdown().await?;
+    Ok(())
 }

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rpc_core::transport::{ConnectionEvent, InboundSink, ReplyTo, ReplyValue, ServiceHandle};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
 use crate::ids::IdMap;
-use crate::io::spawn_writer;
+use crate::io::{Outbox, write_loop};
 use crate::protocol::{self, BindBody, PROTOCOL_VERSION, WireError};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
@@ -62,10 +61,19 @@ async fn serve(
     closing: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let framed = Framed::new(stream, FrameCodec::new(config.max_frame_size));
-    let (sink, mut frames) = framed.split();
-    let (outbox, queued) = mpsc::unbounded_channel();
-    let writer = spawn_writer(sink, queued, closing.clone(), peer, || false);
+    let (read, write) = stream.into_split();
+    let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
+    let outbox = Arc::new(Outbox::new(config.max_frame_size));
+    let writer = tokio::spawn({
+        let (outbox, closing) = (Arc::clone(&outbox), closing.clone());
+        async move {
+            if let Err(error) = write_loop(&outbox, write, &closing).await {
+                tracing::debug!(%peer, "writing to the connection failed: {error}");
+                outbox.close();
+                closing.cancel();
+            }
+        }
+    });
 
     let handshake = tokio::select! {
         first = tokio::time::timeout(config.handshake_timeout, frames.next()) => first,
@@ -80,7 +88,7 @@ async fn serve(
                         "protocol version mismatch: the client speaks version {theirs}, this \
                          server speaks version {PROTOCOL_VERSION}"
                     );
-                    let _ = outbox.send(protocol::handshake_reject(&reason));
+                    let _ = outbox.push(protocol::handshake_reject(&reason));
                     Err(reason)
                 }
                 Err(reason) => Err(reason),
@@ -99,12 +107,11 @@ async fn serve(
     };
     if let Err(reason) = accepted {
         tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
-        drop(outbox);
-        closing.cancel();
+        outbox.close();
         let _ = writer.await;
         return;
     }
-    let _ = outbox.send(protocol::handshake_ok());
+    let _ = outbox.push(protocol::handshake_ok());
     tracing::info!(%peer, "connection accepted");
     service.connection_event(ConnectionEvent::Connected(peer));
 
@@ -135,7 +142,7 @@ async fn serve(
         }
     };
     tracing::info!(%peer, "connection closed: {reason}");
-    closing.cancel();
+    outbox.close();
     let _ = writer.await;
     service.connection_event(ConnectionEvent::Disconnected(peer));
 }
@@ -144,7 +151,7 @@ async fn serve(
 struct Inbound<'a> {
     peer: SocketAddr,
     service: &'a ServiceHandle,
-    outbox: &'a mpsc::UnboundedSender<Frame>,
+    outbox: &'a Arc<Outbox>,
     max_frame: usize,
     /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
     /// bind failed get the bind's error.
@@ -200,13 +207,13 @@ impl Inbound<'_> {
     }
 
     fn send(&self, frame: Frame) {
-        let _ = self.outbox.send(frame);
+        let _ = self.outbox.push(frame);
     }
 
     /// Where the reply of request `request_id` goes: a `Response` or `Failure` frame on this
     /// connection. A reply too large for a frame becomes a `FrameTooLarge` failure.
     fn reply_to(&self, request_id: u64) -> ReplyTo {
-        let outbox = self.outbox.clone();
+        let outbox = Arc::clone(self.outbox);
         let max_frame = self.max_frame;
         ReplyTo::Callback(Box::new(move |result| {
             let frame = match result {
@@ -229,7 +236,7 @@ impl Inbound<'_> {
                 ),
                 Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
             };
-            let _ = outbox.send(frame);
+            let _ = outbox.push(frame);
         }))
     }
 }
