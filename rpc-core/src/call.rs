@@ -36,8 +36,10 @@ pub type ReplyResult = Result<ReplyValue, RpcError>;
 pub enum ReplyTo {
     /// A caller in this process awaiting an [`RpcCall`].
     Caller(oneshot::Sender<ReplyResult>),
-    /// Anything else, for example a transport writing a response frame.
+    /// Anything else.
     Callback(Box<dyn FnOnce(ReplyResult) + Send>),
+    /// A transport's route for the reply to request `.1`, for example its connection.
+    Route(std::sync::Arc<dyn crate::transport::ReplyRoute>, u64),
 }
 
 impl ReplyTo {
@@ -55,6 +57,7 @@ impl ReplyTo {
                 let _ = sender.send(result);
             }
             ReplyTo::Callback(callback) => callback(result),
+            ReplyTo::Route(route, request_id) => route.reply(request_id, result),
         }
     }
 }

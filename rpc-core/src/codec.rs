@@ -1,6 +1,6 @@
 //! The one place values are encoded and decoded (postcard), with errors a user can act on.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -20,6 +20,43 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
             context: context(),
             reason: reason(error),
         })
+}
+
+/// Appends `value`'s encoding to `out`; on failure `out` is left as it was.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut BytesMut,
+    context: impl FnOnce() -> String,
+) -> Result<(), RpcError> {
+    let start = out.len();
+    postcard::serialize_with_flavor(value, Append(&mut *out)).map_err(|error| {
+        out.truncate(start);
+        RpcError::Serialization {
+            context: context(),
+            reason: reason(error),
+        }
+    })
+}
+
+/// A postcard output that appends to a buffer, copying byte slices whole.
+struct Append<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.put_u8(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a value that must use every byte: trailing bytes mean that the two sides disagree

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::future::BoxFuture;
 
 pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
@@ -58,17 +58,29 @@ pub trait Transport: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
 
+/// Appends one encoded invocation to a transport's buffer (and leaves it as it was on
+/// failure): lets the transport place the invocation straight where it will be sent from.
+pub type EncodeInvocation<'a> = &'a mut dyn FnMut(&mut BytesMut) -> Result<(), RpcError>;
+
 /// A checked route to one gateway of one remote endpoint.
 pub trait RemoteChannel: Send + Sync + 'static {
     /// The remote endpoint.
     fn endpoint(&self) -> &Arc<EndpointAddress>;
 
-    /// Sends an encoded ask; `reply` receives the encoded reply or an error, exactly once
-    /// (unless this returns an error, in which case the caller answers itself).
-    fn ask(&self, payload: Bytes, reply: ReplyTo) -> Result<(), RpcError>;
+    /// Sends an ask whose invocation `encode` writes; `reply` receives the encoded reply or an
+    /// error, exactly once (unless this returns an error, in which case the caller answers
+    /// itself). `encode` may be called more than once (only the last output is sent).
+    fn ask(&self, encode: EncodeInvocation<'_>, reply: ReplyTo) -> Result<(), RpcError>;
 
-    /// Sends an encoded tell.
-    fn tell(&self, payload: Bytes) -> Result<(), RpcError>;
+    /// Sends a tell whose invocation `encode` writes.
+    fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError>;
+}
+
+/// Where a transport's replies go, keyed by the request they answer: one shared object per
+/// connection instead of one callback per request.
+pub trait ReplyRoute: Send + Sync + 'static {
+    /// Delivers the outcome of request `request_id`.
+    fn reply(&self, request_id: u64, result: ReplyResult);
 }
 
 /// Where a transport delivers the encoded invocations of one bound gateway.
@@ -148,13 +160,15 @@ impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
         invocation: G::Invocation,
         reply: ReplyTo,
     ) -> Result<(), RpcError> {
-        let payload = codec::encode(&invocation, || arguments(method))?;
-        self.channel.ask(payload, reply)
+        let mut encode =
+            |out: &mut BytesMut| codec::encode_into(&invocation, out, || arguments(method));
+        self.channel.ask(&mut encode, reply)
     }
 
     fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {
-        let payload = codec::encode(&invocation, || arguments(method))?;
-        self.channel.tell(payload)
+        let mut encode =
+            |out: &mut BytesMut| codec::encode_into(&invocation, out, || arguments(method));
+        self.channel.tell(&mut encode)
     }
 }
 

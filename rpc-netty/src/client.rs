@@ -20,7 +20,7 @@ use bytes::Bytes;
 use bytes::BytesMut;
 use futures::StreamExt;
 use rpc_core::transport::{
-    Binding, ConnectionEvent, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
+    Binding, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, RpcError};
 use tokio::io::AsyncWriteExt;
@@ -30,10 +30,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::NettyConfig;
-use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN, encode_frame};
+use crate::frame::{Frame, FrameCodec, FrameKind, encode_frame};
 use crate::ids::IdMap;
-use crate::io::{Outbox, write_loop};
-use crate::protocol::{self, PROTOCOL_VERSION, SLOT_LEN, WireError};
+use crate::io::{Outbox, Refused, write_loop};
+use crate::protocol::{self, PROTOCOL_VERSION, WireError};
 
 /// The outbound connections of one service, by remote address.
 pub(crate) struct Pool {
@@ -141,14 +141,16 @@ impl Connection {
         reply: Option<ReplyTo>,
         frame: impl FnOnce(u64) -> Frame,
     ) -> Result<(), RpcError> {
-        self.send_locked(&mut self.state(), reply, frame)
+        self.send_locked(&mut self.state(), reply, |outbox, id| {
+            outbox.push(frame(id)).map_err(|_| Refused::Closed)
+        })
     }
 
     fn send_locked(
         &self,
         state: &mut State,
         reply: Option<ReplyTo>,
-        frame: impl FnOnce(u64) -> Frame,
+        push: impl FnOnce(&Outbox, u64) -> Result<(), Refused>,
     ) -> Result<(), RpcError> {
         if let Some(dead) = &state.dead {
             return Err(dead.clone());
@@ -157,11 +159,15 @@ impl Connection {
             Some(_) => self.next_request.fetch_add(1, Ordering::Relaxed),
             None => 0,
         };
-        if self.outbox.push(frame(request_id)).is_err() {
-            return Err(RpcError::Disconnected {
-                address: self.peer,
-                reason: "the connection is closed".to_owned(),
-            });
+        match push(&self.outbox, request_id) {
+            Ok(()) => {}
+            Err(Refused::Call(error)) => return Err(error),
+            Err(Refused::Closed) => {
+                return Err(RpcError::Disconnected {
+                    address: self.peer,
+                    reason: "the connection is closed".to_owned(),
+                });
+            }
         }
         if let Some(reply) = reply {
             state.pending.insert(request_id, reply);
@@ -174,8 +180,9 @@ impl Connection {
     fn call(
         self: &Arc<Self>,
         binding: &Binding,
+        kind: FrameKind,
+        encode: EncodeInvocation<'_>,
         reply: Option<ReplyTo>,
-        frame: impl FnOnce(u64, u32) -> Frame,
     ) -> Result<u32, RpcError> {
         let mut state = self.state();
         let slot = match state.slots.get(binding) {
@@ -194,14 +201,18 @@ impl Connection {
                         state.refused.push(slot);
                     }
                 }));
-                self.send_locked(&mut state, Some(on_bound), |id| {
-                    protocol::bind(id, slot, binding)
+                self.send_locked(&mut state, Some(on_bound), |outbox, id| {
+                    outbox
+                        .push(protocol::bind(id, slot, binding))
+                        .map_err(|_| Refused::Closed)
                 })?;
                 state.slots.insert(binding.clone(), slot);
                 slot
             }
         };
-        self.send_locked(&mut state, reply, |id| frame(id, slot))?;
+        self.send_locked(&mut state, reply, |outbox, id| {
+            outbox.push_call(kind, id, slot, encode)
+        })?;
         Ok(slot)
     }
 
@@ -210,15 +221,18 @@ impl Connection {
     fn call_on(
         &self,
         slot: u32,
+        kind: FrameKind,
+        encode: EncodeInvocation<'_>,
         reply: Option<ReplyTo>,
-        frame: impl FnOnce(u64) -> Frame,
     ) -> Result<(), Rebind> {
         let mut state = self.state();
         if state.refused.contains(&slot) {
             return Err(Rebind::Refused(reply));
         }
-        self.send_locked(&mut state, reply, frame)
-            .map_err(Rebind::Failed)
+        self.send_locked(&mut state, reply, |outbox, id| {
+            outbox.push_call(kind, id, slot, encode)
+        })
+        .map_err(Rebind::Failed)
     }
 
     /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`.
@@ -473,14 +487,9 @@ impl Remote {
     fn call(
         &self,
         kind: FrameKind,
-        payload: Bytes,
+        encode: EncodeInvocation<'_>,
         reply: Option<ReplyTo>,
     ) -> Result<(), RpcError> {
-        let size = HEADER_LEN + SLOT_LEN + payload.len();
-        let max = self.pool.config.max_frame_size;
-        if size > max {
-            return Err(RpcError::FrameTooLarge { size, max });
-        }
         let cached = self
             .route
             .lock()
@@ -489,8 +498,7 @@ impl Remote {
         let mut reply = reply;
         if let Some((connection, slot)) = cached {
             if !connection.is_dead() {
-                let frame = |id| protocol::call(kind, id, slot, payload.clone());
-                match connection.call_on(slot, reply, frame) {
+                match connection.call_on(slot, kind, &mut *encode, reply) {
                     Ok(()) => return Ok(()),
                     Err(Rebind::Failed(error)) => return Err(error),
                     Err(Rebind::Refused(back)) => reply = back,
@@ -498,9 +506,7 @@ impl Remote {
             }
         }
         let connection = self.pool.connection(self.peer)?;
-        let slot = connection.call(&self.binding, reply, |id, slot| {
-            protocol::call(kind, id, slot, payload)
-        })?;
+        let slot = connection.call(&self.binding, kind, encode, reply)?;
         *self.route.lock().unwrap_or_else(PoisonError::into_inner) = Some((connection, slot));
         Ok(())
     }
@@ -511,11 +517,11 @@ impl RemoteChannel for Remote {
         &self.endpoint
     }
 
-    fn ask(&self, payload: Bytes, reply: ReplyTo) -> Result<(), RpcError> {
-        self.call(FrameKind::Request, payload, Some(reply))
+    fn ask(&self, encode: EncodeInvocation<'_>, reply: ReplyTo) -> Result<(), RpcError> {
+        self.call(FrameKind::Request, encode, Some(reply))
     }
 
-    fn tell(&self, payload: Bytes) -> Result<(), RpcError> {
-        self.call(FrameKind::Tell, payload, None)
+    fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError> {
+        self.call(FrameKind::Tell, encode, None)
     }
 }

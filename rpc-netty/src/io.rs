@@ -8,13 +8,15 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
+use rpc_core::RpcError;
+use rpc_core::transport::EncodeInvocation;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{Frame, FrameError, encode_frame};
+use crate::frame::{Frame, FrameError, FrameKind, LENGTH_LEN, encode_frame};
 
 /// A writer keeps at most this much buffer capacity between batches; a larger one (after a
 /// large frame) is given back.
@@ -38,6 +40,16 @@ struct Pending {
 /// The outbox no longer accepts frames: its connection is closing or closed.
 #[derive(Debug)]
 pub(crate) struct Closed;
+
+/// Why a call frame was not queued.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The connection is closing or closed.
+    Closed,
+    /// The invocation could not be encoded, or its frame would be too large; nothing was
+    /// queued.
+    Call(RpcError),
+}
 
 impl Outbox {
     pub(crate) fn new(max_frame: usize) -> Outbox {
@@ -67,6 +79,48 @@ impl Outbox {
             tracing::error!("dropped an outgoing frame: {error}");
             return Ok(());
         }
+        drop(pending);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues a `Request` or `Tell` frame whose invocation `encode` writes in place, after
+    /// the header and slot. On failure, or if the frame would exceed the maximum, the buffer
+    /// is left as it was: nothing of the call is sent.
+    pub(crate) fn push_call(
+        &self,
+        kind: FrameKind,
+        request_id: u64,
+        slot: u32,
+        encode: EncodeInvocation<'_>,
+    ) -> Result<(), Refused> {
+        let mut pending = self.state();
+        if pending.closed {
+            return Err(Refused::Closed);
+        }
+        let buffer = &mut pending.buffer;
+        let was_empty = buffer.is_empty();
+        let start = buffer.len();
+        buffer.put_u32(0); // the length, known once the invocation is written
+        buffer.put_u8(kind as u8);
+        buffer.put_u64(request_id);
+        buffer.put_u32(slot);
+        if let Err(error) = encode(buffer) {
+            buffer.truncate(start);
+            return Err(Refused::Call(error));
+        }
+        let length = buffer.len() - start - LENGTH_LEN;
+        if length > self.max_frame.min(u32::MAX as usize) {
+            buffer.truncate(start);
+            return Err(Refused::Call(RpcError::FrameTooLarge {
+                size: length,
+                max: self.max_frame,
+            }));
+        }
+        // Fits: checked against u32::MAX above.
+        buffer[start..start + LENGTH_LEN].copy_from_slice(&(length as u32).to_be_bytes());
         drop(pending);
         if was_empty {
             self.wake.notify_one();

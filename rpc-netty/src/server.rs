@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use rpc_core::transport::{ConnectionEvent, InboundSink, ReplyTo, ReplyValue, ServiceHandle};
+use rpc_core::transport::{
+    ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -119,7 +121,10 @@ async fn serve(
         peer,
         service: &service,
         outbox: &outbox,
-        max_frame: config.max_frame_size,
+        replies: Arc::new(Replies {
+            outbox: Arc::clone(&outbox),
+            max_frame: config.max_frame_size,
+        }),
         slots: IdMap::default(),
     };
     let reason: CloseReason = loop {
@@ -152,7 +157,7 @@ struct Inbound<'a> {
     peer: SocketAddr,
     service: &'a ServiceHandle,
     outbox: &'a Arc<Outbox>,
-    max_frame: usize,
+    replies: Arc<Replies>,
     /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
     /// bind failed get the bind's error.
     slots: IdMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
@@ -210,33 +215,41 @@ impl Inbound<'_> {
         let _ = self.outbox.push(frame);
     }
 
-    /// Where the reply of request `request_id` goes: a `Response` or `Failure` frame on this
-    /// connection. A reply too large for a frame becomes a `FrameTooLarge` failure.
+    /// Where the reply of request `request_id` goes: this connection's reply route.
     fn reply_to(&self, request_id: u64) -> ReplyTo {
-        let outbox = Arc::clone(self.outbox);
-        let max_frame = self.max_frame;
-        ReplyTo::Callback(Box::new(move |result| {
-            let frame = match result {
-                Ok(ReplyValue::Encoded(bytes)) if HEADER_LEN + bytes.len() <= max_frame => {
-                    Frame::new(FrameKind::Response, request_id, bytes)
-                }
-                Ok(ReplyValue::Encoded(bytes)) => {
-                    let error = WireError::FrameTooLarge {
-                        size: (HEADER_LEN + bytes.len()) as u64,
-                        max: max_frame as u64,
-                    };
-                    tracing::warn!("a reply exceeds the maximum frame size: {error:?}");
-                    protocol::failure(request_id, &error)
-                }
-                Ok(ReplyValue::Local(_)) => protocol::failure(
-                    request_id,
-                    &WireError::Other {
-                        message: "the reply was not encoded".to_owned(),
-                    },
-                ),
-                Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
-            };
-            let _ = outbox.push(frame);
-        }))
+        ReplyTo::Route(Arc::clone(&self.replies) as Arc<dyn ReplyRoute>, request_id)
+    }
+}
+
+/// Turns the outcome of each request into a `Response` or `Failure` frame on its connection.
+/// A reply too large for a frame becomes a `FrameTooLarge` failure.
+struct Replies {
+    outbox: Arc<Outbox>,
+    max_frame: usize,
+}
+
+impl ReplyRoute for Replies {
+    fn reply(&self, request_id: u64, result: ReplyResult) {
+        let frame = match result {
+            Ok(ReplyValue::Encoded(bytes)) if HEADER_LEN + bytes.len() <= self.max_frame => {
+                Frame::new(FrameKind::Response, request_id, bytes)
+            }
+            Ok(ReplyValue::Encoded(bytes)) => {
+                let error = WireError::FrameTooLarge {
+                    size: (HEADER_LEN + bytes.len()) as u64,
+                    max: self.max_frame as u64,
+                };
+                tracing::warn!("a reply exceeds the maximum frame size: {error:?}");
+                protocol::failure(request_id, &error)
+            }
+            Ok(ReplyValue::Local(_)) => protocol::failure(
+                request_id,
+                &WireError::Other {
+                    message: "the reply was not encoded".to_owned(),
+                },
+            ),
+            Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
+        };
+        let _ = self.outbox.push(frame);
     }
 }
