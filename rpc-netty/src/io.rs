@@ -152,7 +152,10 @@ pub(crate) async fn write_loop(
                 }
                 None
             } else {
-                Some(std::mem::replace(&mut pending.buffer, spare))
+                Some(std::mem::replace(
+                    &mut pending.buffer,
+                    std::mem::take(&mut spare),
+                ))
             }
         };
         match batch {
@@ -165,7 +168,6 @@ pub(crate) async fn write_loop(
                 }
             }
             None => {
-                spare = BytesMut::new();
                 tokio::select! {
                     () = outbox.wake.notified() => {}
                     () = closing.cancelled() => outbox.close(),
