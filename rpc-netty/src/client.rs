@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -33,6 +34,7 @@ use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, encode_frame};
 use crate::ids::IdMap;
 use crate::io::{Outbox, Refused, write_loop};
+use crate::liveness::{Liveness, Verdict};
 use crate::protocol::{self, PROTOCOL_VERSION, WireError};
 
 /// The outbound connections of one service, by remote address.
@@ -123,6 +125,8 @@ struct State {
     refused: Vec<u32>,
     /// Why the connection ended, once it has: new calls fail with it at once.
     dead: Option<RpcError>,
+    /// A frame was queued since the idle check last looked.
+    used: bool,
 }
 
 impl Connection {
@@ -172,7 +176,15 @@ impl Connection {
         if let Some(reply) = reply {
             state.pending.insert(request_id, reply);
         }
+        state.used = true;
         Ok(())
+    }
+
+    /// Whether the connection has been idle since the last check: nothing queued since, and
+    /// no call waiting for a reply.
+    fn take_idle(&self) -> bool {
+        let mut state = self.state();
+        !std::mem::take(&mut state.used) && state.pending.is_empty()
     }
 
     /// Queues a call on `binding`'s slot, binding it first (pipelined, in the same critical
@@ -387,9 +399,41 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             }
         }
     });
+    let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
+    let mut idle = Duration::ZERO;
     let error = loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
+            verdict = liveness.tick() => {
+                match verdict {
+                    Verdict::Alive => {}
+                    Verdict::Ping => {
+                        let _ = connection
+                            .outbox
+                            .push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+                    }
+                    Verdict::Dead(quiet) => {
+                        let reason =
+                            format!("nothing heard from the server for {quiet:?} (keep-alive)");
+                        tracing::warn!(%peer, "closing the connection: {reason}");
+                        break disconnected(reason);
+                    }
+                }
+                // Idle: no call made since the last tick and none waiting for a reply (pings
+                // and pongs do not count).
+                idle = if connection.take_idle() {
+                    idle + config.keepalive_interval
+                } else {
+                    Duration::ZERO
+                };
+                match config.idle_timeout {
+                    Some(timeout) if idle >= timeout => {
+                        tracing::info!(%peer, "closing the connection: idle for {idle:?}");
+                        break disconnected(format!("closed after being idle for {idle:?}"));
+                    }
+                    _ => continue,
+                }
+            },
             () = closing.cancelled() => break if pool.closing.is_cancelled() {
                 disconnected("this service is shutting down".to_owned())
             } else {
@@ -397,7 +441,10 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             },
         };
         let frame = match frame {
-            Some(Ok(frame)) => frame,
+            Some(Ok(frame)) => {
+                liveness.heard();
+                frame
+            }
             Some(Err(error)) => {
                 tracing::warn!(%peer, "closing the connection: {error}");
                 break disconnected(error.to_string());

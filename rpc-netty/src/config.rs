@@ -13,6 +13,12 @@ pub(crate) struct NettyConfig {
     pub(crate) connect_timeout: Duration,
     /// How long a peer may take to complete the handshake.
     pub(crate) handshake_timeout: Duration,
+    /// A connection quiet for this long is probed with a `Ping`.
+    pub(crate) keepalive_interval: Duration,
+    /// A connection quiet for this long (pings unanswered) is closed as dead.
+    pub(crate) keepalive_timeout: Duration,
+    /// An outbound connection with no call for this long is closed (the next call reopens it).
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 impl Default for NettyConfig {
@@ -21,6 +27,9 @@ impl Default for NettyConfig {
             max_frame_size: DEFAULT_MAX_FRAME,
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(300)),
         }
     }
 }

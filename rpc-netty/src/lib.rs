@@ -43,6 +43,7 @@ mod config;
 pub mod frame;
 mod ids;
 mod io;
+mod liveness;
 pub mod protocol;
 mod server;
 mod transport;
@@ -115,6 +116,23 @@ impl NettyBuilder {
     /// How long a peer may take to complete the handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Keep-alive: a connection quiet for `interval` is probed with a ping; one quiet for
+    /// `timeout` (the peer vanished without closing it, or stopped answering) is closed, and
+    /// the calls waiting on it fail with `Disconnected` (defaults: 10 s and 30 s).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive_interval = interval;
+        self.config.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Closes an outbound connection that has had no call and no traffic for `timeout`
+    /// (default 5 minutes; `None` keeps connections open). The next call reopens it.
+    /// Checked once per keep-alive interval.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
         self
     }
 

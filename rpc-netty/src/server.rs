@@ -16,6 +16,7 @@ use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
 use crate::ids::IdMap;
 use crate::io::{Outbox, write_loop};
+use crate::liveness::{Liveness, Verdict};
 use crate::protocol::{self, BindBody, PROTOCOL_VERSION, WireError};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
@@ -127,9 +128,22 @@ async fn serve(
         }),
         slots: IdMap::default(),
     };
+    let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
     let reason: CloseReason = loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
+            verdict = liveness.tick() => match verdict {
+                Verdict::Alive => continue,
+                Verdict::Ping => {
+                    let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+                    continue;
+                }
+                Verdict::Dead(quiet) => {
+                    let reason = format!("nothing heard from the peer for {quiet:?} (keep-alive)");
+                    tracing::warn!(%peer, "closing the connection: {reason}");
+                    break reason;
+                }
+            },
             () = closing.cancelled() => break "the connection is closing".to_owned(),
         };
         match frame {
@@ -139,6 +153,7 @@ async fn serve(
                 break error.to_string();
             }
             Some(Ok(frame)) => {
+                liveness.heard();
                 if let Err(violation) = connection.handle(frame) {
                     tracing::warn!(%peer, "closing the connection: {violation}");
                     break violation;
