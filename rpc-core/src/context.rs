@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
-use crate::mailbox::{Envelope, Invocation, on_main_thread_of, panic_message};
+use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
 
@@ -44,6 +44,10 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) shared: Arc<Shared>,
     /// Weak, so that endpoints do not keep their service alive.
     pub(crate) service: Weak<ServiceInner>,
+    /// Invocations in the mailbox, not yet taken by the main loop.
+    pub(crate) queued: AtomicUsize,
+    /// The most invocations the mailbox may hold.
+    pub(crate) capacity: usize,
 }
 
 impl<E: RpcEndpoint> EndpointCell<E> {
@@ -57,6 +61,15 @@ impl<E: RpcEndpoint> EndpointCell<E> {
         encoded: bool,
     ) -> Result<(), RpcError> {
         let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            let full = RpcError::MailboxFull {
+                endpoint: self.address.name().to_owned(),
+                capacity: self.capacity,
+            };
+            Box::new(invocation).reject(full.clone());
+            return Err(full);
+        }
         match self.mailbox.send(Envelope::Invoke(Box::new(invocation))) {
             Ok(()) => Ok(()),
             Err(rejected) => {

@@ -93,16 +93,39 @@ pub trait RpcEndpoint: Send + Sized + 'static {
     }
 }
 
+/// How many invocations an endpoint's mailbox holds unless set otherwise.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 65_536;
+
 /// How an endpoint is run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EndpointOptions {
     pub(crate) isolated: bool,
+    pub(crate) mailbox_capacity: usize,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        EndpointOptions {
+            isolated: false,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+        }
+    }
 }
 
 impl EndpointOptions {
-    /// The defaults: the endpoint's main thread is a task on the service's runtime.
+    /// The defaults: the endpoint's main thread is a task on the service's runtime, and its
+    /// mailbox holds up to [`DEFAULT_MAILBOX_CAPACITY`] invocations.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The most invocations that may wait in the endpoint's mailbox (at least 1). One more is
+    /// refused at once with [`RpcError::MailboxFull`]: callers learn of the overload instead of
+    /// the endpoint's memory growing without bound. Stop requests, `run_async` closures and
+    /// connection events are not counted and always get in.
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = capacity.max(1);
+        self
     }
 
     /// Runs the endpoint's main thread on a dedicated OS thread (Spark's

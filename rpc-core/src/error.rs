@@ -185,6 +185,29 @@ pub enum RpcError {
         endpoint: String,
     },
 
+    /// The endpoint's mailbox holds as many invocations as it may; the call was refused, and
+    /// nothing of it ran.
+    #[error(
+        "endpoint `{endpoint}` has {capacity} invocations queued, its mailbox limit; the call \
+         was refused (retry later, or raise `EndpointOptions::mailbox_capacity`)"
+    )]
+    MailboxFull {
+        /// The endpoint's name.
+        endpoint: String,
+        /// Its mailbox capacity.
+        capacity: usize,
+    },
+
+    /// The connection to the remote service has as much in flight as it may (calls awaiting
+    /// replies, or bytes waiting to be sent); the call was refused, and nothing was sent.
+    #[error("the connection to {address} is overloaded: {reason}; the call was refused")]
+    Overloaded {
+        /// The remote service's address.
+        address: SocketAddr,
+        /// Which limit was reached.
+        reason: String,
+    },
+
     /// The remote service failed the call for a reason this side does not know (a newer peer,
     /// or a protocol violation it reported).
     #[error("the service at {address} failed the call: {message}")]

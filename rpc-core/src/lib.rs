@@ -80,7 +80,7 @@ pub mod transport;
 pub use call::RpcCall;
 pub use context::{RpcContext, ScheduledRun};
 pub use deferred::Deferred;
-pub use endpoint::{BoxError, EndpointOptions, Gateways, RpcEndpoint};
+pub use endpoint::{BoxError, DEFAULT_MAILBOX_CAPACITY, EndpointOptions, Gateways, RpcEndpoint};
 pub use error::RpcError;
 pub use gateway::{CallTarget, EndpointAddress, Gateway};
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};

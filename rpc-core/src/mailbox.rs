@@ -230,7 +230,11 @@ async fn main_loop<E: RpcEndpoint>(
 
     while let Some(envelope) = mailbox.recv().await {
         match envelope {
-            Envelope::Invoke(invocation) => invocation.run(&mut endpoint, &cell).await,
+            Envelope::Invoke(invocation) => {
+                cell.queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                invocation.run(&mut endpoint, &cell).await
+            }
             Envelope::Run(closure) => {
                 if let Err(panic) =
                     std::panic::catch_unwind(AssertUnwindSafe(|| closure(&mut endpoint)))

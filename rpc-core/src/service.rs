@@ -274,6 +274,8 @@ impl RpcService {
             terminated: CancellationToken::new(),
             shared: Arc::clone(&self.inner.shared),
             service: Arc::downgrade(&self.inner),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            capacity: options.mailbox_capacity,
         });
         let mut gateways = Gateways::new(Arc::clone(&cell));
         E::gateways(&mut gateways);

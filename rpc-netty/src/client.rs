@@ -79,13 +79,17 @@ impl Pool {
                 return Ok(Arc::clone(connection));
             }
         }
-        let outbox = Arc::new(Outbox::new(self.config.max_frame_size));
+        let outbox = Arc::new(Outbox::new(
+            self.config.max_frame_size,
+            self.config.max_outbox_bytes,
+        ));
         let connection = Arc::new(Connection {
             peer,
             outbox,
             state: Mutex::default(),
             next_request: AtomicU64::new(1),
             next_slot: AtomicU32::new(1),
+            max_in_flight: self.config.max_in_flight,
         });
         connections.insert(peer, Arc::clone(&connection));
         self.tasks
@@ -113,6 +117,8 @@ struct Connection {
     state: Mutex<State>,
     next_request: AtomicU64,
     next_slot: AtomicU32,
+    /// Asks that may await replies at once on this connection.
+    max_in_flight: usize,
 }
 
 #[derive(Default)]
@@ -159,6 +165,15 @@ impl Connection {
         if let Some(dead) = &state.dead {
             return Err(dead.clone());
         }
+        if reply.is_some() && state.pending.len() >= self.max_in_flight {
+            return Err(RpcError::Overloaded {
+                address: self.peer,
+                reason: format!(
+                    "{} calls already await replies on it (max_in_flight)",
+                    self.max_in_flight
+                ),
+            });
+        }
         let request_id = match &reply {
             Some(_) => self.next_request.fetch_add(1, Ordering::Relaxed),
             None => 0,
@@ -166,6 +181,12 @@ impl Connection {
         match push(&self.outbox, request_id) {
             Ok(()) => {}
             Err(Refused::Call(error)) => return Err(error),
+            Err(Refused::Full(bytes)) => {
+                return Err(RpcError::Overloaded {
+                    address: self.peer,
+                    reason: format!("{bytes} bytes already wait to be sent (max_outbox_bytes)"),
+                });
+            }
             Err(Refused::Closed) => {
                 return Err(RpcError::Disconnected {
                     address: self.peer,
@@ -389,10 +410,11 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         .connection_event(ConnectionEvent::Connected(peer));
 
     let closing = pool.closing.child_token();
+    let linger = config.linger;
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(&connection.outbox), closing.clone());
         async move {
-            if let Err(error) = write_loop(&outbox, write, &closing).await {
+            if let Err(error) = write_loop(&outbox, write, &closing, linger).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
                 outbox.close();
                 closing.cancel();

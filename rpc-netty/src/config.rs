@@ -19,6 +19,16 @@ pub(crate) struct NettyConfig {
     pub(crate) keepalive_timeout: Duration,
     /// An outbound connection with no call for this long is closed (the next call reopens it).
     pub(crate) idle_timeout: Option<Duration>,
+    /// Requests one connection may have unanswered: a server stops reading beyond it, a
+    /// client refuses further asks.
+    pub(crate) max_in_flight: usize,
+    /// Bytes that may wait in one connection's outbox before calls are refused (a server
+    /// also stops reading while its outbox is this full).
+    pub(crate) max_outbox_bytes: usize,
+    /// Inbound connections a server keeps open at once; more are closed on accept.
+    pub(crate) max_connections: usize,
+    /// How long closing a connection waits for its queued frames to be written.
+    pub(crate) linger: Duration,
 }
 
 impl Default for NettyConfig {
@@ -30,6 +40,10 @@ impl Default for NettyConfig {
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),
             idle_timeout: Some(Duration::from_secs(300)),
+            max_in_flight: 1024,
+            max_outbox_bytes: 4 * DEFAULT_MAX_FRAME,
+            max_connections: 10_000,
+            linger: Duration::from_secs(5),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! write, and no frame is copied twice or queued as an object of its own.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use rpc_core::RpcError;
@@ -27,7 +28,11 @@ pub(crate) struct Outbox {
     state: Mutex<Pending>,
     /// Wakes the writer when the buffer goes from empty to not empty, or on close.
     wake: Notify,
+    /// Signalled whenever the writer has taken a batch: room for more.
+    pub(crate) room: Notify,
     max_frame: usize,
+    /// Calls are refused while this many bytes wait.
+    max_bytes: usize,
 }
 
 struct Pending {
@@ -46,21 +51,35 @@ pub(crate) struct Closed;
 pub(crate) enum Refused {
     /// The connection is closing or closed.
     Closed,
+    /// Too many bytes already wait to be sent.
+    Full(usize),
     /// The invocation could not be encoded, or its frame would be too large; nothing was
     /// queued.
     Call(RpcError),
 }
 
 impl Outbox {
-    pub(crate) fn new(max_frame: usize) -> Outbox {
+    pub(crate) fn new(max_frame: usize, max_bytes: usize) -> Outbox {
         Outbox {
             state: Mutex::new(Pending {
                 buffer: BytesMut::new(),
                 closed: false,
             }),
             wake: Notify::new(),
+            room: Notify::new(),
             max_frame,
+            max_bytes,
         }
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.state().buffer.len()
+    }
+
+    /// Whether the outbox is under its byte limit.
+    pub(crate) fn has_room(&self) -> bool {
+        self.queued_bytes() < self.max_bytes
     }
 
     fn state(&self) -> MutexGuard<'_, Pending> {
@@ -99,6 +118,9 @@ impl Outbox {
         let mut pending = self.state();
         if pending.closed {
             return Err(Refused::Closed);
+        }
+        if pending.buffer.len() >= self.max_bytes {
+            return Err(Refused::Full(self.max_bytes));
         }
         let buffer = &mut pending.buffer;
         let was_empty = buffer.is_empty();
@@ -141,7 +163,14 @@ pub(crate) async fn write_loop(
     outbox: &Outbox,
     mut socket: OwnedWriteHalf,
     closing: &CancellationToken,
+    linger: Duration,
 ) -> Result<(), FrameError> {
+    // Once the connection is closing, writes may take `linger` more, no longer.
+    let given_up = async {
+        closing.cancelled().await;
+        tokio::time::sleep(linger).await;
+    };
+    tokio::pin!(given_up);
     let mut spare = BytesMut::new();
     loop {
         let batch = {
@@ -160,7 +189,16 @@ pub(crate) async fn write_loop(
         };
         match batch {
             Some(batch) => {
-                socket.write_all(&batch).await?;
+                outbox.room.notify_one();
+                tokio::select! {
+                    written = socket.write_all(&batch) => written?,
+                    () = &mut given_up => {
+                        return Err(FrameError::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("{} bytes still unwritten {linger:?} after closing", batch.len()),
+                        )));
+                    }
+                }
                 spare = batch;
                 spare.clear();
                 if spare.capacity() > KEEP_CAPACITY {

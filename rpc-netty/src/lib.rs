@@ -136,6 +136,37 @@ impl NettyBuilder {
         self
     }
 
+    /// Requests one connection may have unanswered (default 1024). A server stops reading a
+    /// connection at this many, so TCP pushes back on the sender, and resumes as replies go
+    /// out; a client refuses further asks on the connection with `RpcError::Overloaded`.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.config.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// Bytes that may wait to be sent on one connection (default 64 MiB). Beyond it, calls
+    /// (tells too) are refused with `RpcError::Overloaded` instead of growing memory; a server
+    /// stops reading a connection whose replies pile up this far.
+    pub fn max_outbox_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_outbox_bytes = bytes.max(1);
+        self
+    }
+
+    /// Inbound connections open at once (default 10,000). A connection beyond it is closed as
+    /// soon as it is accepted, with a warning in the log.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// How long closing a connection (at shutdown, or when it fails) waits for frames still
+    /// queued on it to be written (default 5 s). A peer that stops reading cannot hold up a
+    /// shutdown longer than this.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
     /// A service listening on `address`.
     pub async fn bind(self, address: impl ToSocketAddrs) -> IoResult<RpcService> {
         let listener = TcpListener::bind(address).await?;

@@ -194,6 +194,13 @@ pub enum WireError {
         /// What happened.
         message: String,
     },
+    /// The endpoint's mailbox is full.
+    MailboxFull {
+        /// The endpoint.
+        endpoint: String,
+        /// Its mailbox capacity.
+        capacity: u64,
+    },
 }
 
 impl WireError {
@@ -241,6 +248,10 @@ impl WireError {
                 max: max as u64,
             },
             RpcError::ServiceShutDown => WireError::ServiceShutDown,
+            RpcError::MailboxFull { endpoint, capacity } => WireError::MailboxFull {
+                endpoint,
+                capacity: capacity as u64,
+            },
             other => WireError::Other {
                 message: other.to_string(),
             },
@@ -304,6 +315,10 @@ impl WireError {
             WireError::Other { message } => RpcError::Remote {
                 address: peer,
                 message,
+            },
+            WireError::MailboxFull { endpoint, capacity } => RpcError::MailboxFull {
+                endpoint,
+                capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             },
         }
     }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use rpc_core::transport::{
@@ -27,6 +28,7 @@ pub(crate) async fn accept(
     closing: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -34,6 +36,16 @@ pub(crate) async fn accept(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if open.load(Ordering::Acquire) >= config.max_connections {
+                    tracing::warn!(
+                        %peer,
+                        "refused a connection: {} are open, the maximum (max_connections)",
+                        config.max_connections
+                    );
+                    drop(stream);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
                 let connection = serve(
                     stream,
                     peer,
@@ -41,7 +53,11 @@ pub(crate) async fn accept(
                     Arc::clone(&config),
                     closing.child_token(),
                 );
-                tasks.spawn(connection);
+                let open = Arc::clone(&open);
+                tasks.spawn(async move {
+                    connection.await;
+                    open.fetch_sub(1, Ordering::AcqRel);
+                });
             }
             Err(error) => {
                 // Out of file descriptors, for example: back off instead of spinning.
@@ -66,11 +82,12 @@ async fn serve(
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
-    let outbox = Arc::new(Outbox::new(config.max_frame_size));
+    let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
+    let linger = config.linger;
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(&outbox), closing.clone());
         async move {
-            if let Err(error) = write_loop(&outbox, write, &closing).await {
+            if let Err(error) = write_loop(&outbox, write, &closing, linger).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
                 outbox.close();
                 closing.cancel();
@@ -111,6 +128,7 @@ async fn serve(
     if let Err(reason) = accepted {
         tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
         outbox.close();
+        closing.cancel(); // bounds the final write by the linger time
         let _ = writer.await;
         return;
     }
@@ -125,13 +143,23 @@ async fn serve(
         replies: Arc::new(Replies {
             outbox: Arc::clone(&outbox),
             max_frame: config.max_frame_size,
+            in_flight: AtomicUsize::new(0),
         }),
         slots: IdMap::default(),
     };
     let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
     let reason: CloseReason = loop {
+        // Backpressure: with too many requests unanswered, or too many reply bytes waiting,
+        // stop reading until there is room; TCP then slows the peer down.
+        let has_room = connection.replies.in_flight.load(Ordering::Acquire) < config.max_in_flight
+            && outbox.has_room();
+        if !has_room {
+            // Waiting for room is not the peer's silence.
+            liveness.heard();
+        }
         let frame = tokio::select! {
-            frame = frames.next() => frame,
+            frame = frames.next(), if has_room => frame,
+            () = outbox.room.notified(), if !has_room => continue,
             verdict = liveness.tick() => match verdict {
                 Verdict::Alive => continue,
                 Verdict::Ping => {
@@ -163,6 +191,7 @@ async fn serve(
     };
     tracing::info!(%peer, "connection closed: {reason}");
     outbox.close();
+    closing.cancel(); // bounds the final write by the linger time
     let _ = writer.await;
     service.connection_event(ConnectionEvent::Disconnected(peer));
 }
@@ -202,7 +231,10 @@ impl Inbound<'_> {
                 let ask = frame.kind == FrameKind::Request;
                 match self.slots.get(&slot) {
                     Some(Ok(sink)) => {
-                        let reply = ask.then(|| self.reply_to(frame.request_id));
+                        let reply = ask.then(|| {
+                            self.replies.in_flight.fetch_add(1, Ordering::AcqRel);
+                            self.reply_to(frame.request_id)
+                        });
                         sink.invoke(&payload, reply);
                     }
                     Some(Err(error)) if ask => {
@@ -241,10 +273,14 @@ impl Inbound<'_> {
 struct Replies {
     outbox: Arc<Outbox>,
     max_frame: usize,
+    /// Requests handed to endpoints and not answered yet.
+    in_flight: AtomicUsize,
 }
 
 impl ReplyRoute for Replies {
     fn reply(&self, request_id: u64, result: ReplyResult) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.outbox.room.notify_one();
         let frame = match result {
             Ok(ReplyValue::Encoded(bytes)) if HEADER_LEN + bytes.len() <= self.max_frame => {
                 Frame::new(FrameKind::Response, request_id, bytes)

@@ -129,7 +129,10 @@ async fn the_server_drops_a_client_that_went_silent() {
         }
     })
     .await;
-    assert!(closed.is_ok(), "the server kept a silent peer's connection open");
+    assert!(
+        closed.is_ok(),
+        "the server kept a silent peer's connection open"
+    );
     server.shutdown().await;
 }
 
@@ -146,7 +149,12 @@ async fn an_idle_connection_is_closed_and_the_next_call_reopens_it() {
     let (events, mut seen) = mpsc::unbounded_channel();
     let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
     server
-        .start_endpoint("echo", Server { events: Some(events) })
+        .start_endpoint(
+            "echo",
+            Server {
+                events: Some(events),
+            },
+        )
         .await
         .unwrap();
     let address = server.local_address().unwrap().to_string();
@@ -158,7 +166,11 @@ async fn an_idle_connection_is_closed_and_the_next_call_reopens_it() {
     assert_eq!(echo.echo(1).await.unwrap(), 1);
 
     assert_eq!(next(&mut seen).await, Some("connected"));
-    assert_eq!(next(&mut seen).await, Some("disconnected"), "closed when idle");
+    assert_eq!(
+        next(&mut seen).await,
+        Some("disconnected"),
+        "closed when idle"
+    );
     assert_eq!(echo.echo(2).await.unwrap(), 2, "the same proxy reconnects");
     assert_eq!(next(&mut seen).await, Some("connected"));
     client.shutdown().await;
