@@ -26,16 +26,18 @@ use rpc_core::transport::{
 use rpc_core::{EndpointAddress, RpcError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{self, Role};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, encode_frame};
 use crate::ids::IdMap;
 use crate::io::{Outbox, Refused, write_loop};
 use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, PROTOCOL_VERSION, WireError};
+use crate::protocol::{self, PROTOCOL_VERSION, RejectCode, WireError};
 
 /// The outbound connections of one service, by remote address.
 pub(crate) struct Pool {
@@ -353,50 +355,16 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
-    // The handshake goes first, ahead of the calls already waiting in the outbox.
-    let mut handshake = BytesMut::new();
-    let sent = match encode_frame(
-        &protocol::handshake(PROTOCOL_VERSION),
-        &mut handshake,
-        usize::MAX,
-    ) {
-        Ok(()) => write.write_all(&handshake).await.map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    if let Err(error) = sent {
-        return disconnected(format!("sending the handshake failed: {error}"));
-    }
-    let answer = tokio::select! {
-        answer = tokio::time::timeout(config.handshake_timeout, frames.next()) => answer,
+    // The handshake goes first, ahead of the calls already waiting in the outbox, which are
+    // written only once it (and authentication) succeeded.
+    let handshake = client_handshake(&mut frames, &mut write, peer, config);
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(config.handshake_timeout, handshake) => outcome,
         () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
     };
-    match answer {
-        Ok(Some(Ok(frame))) if frame.kind == FrameKind::HandshakeOk => {}
-        Ok(Some(Ok(frame))) if frame.kind == FrameKind::HandshakeReject => {
-            return match protocol::parse_version(&frame.body) {
-                Some(theirs) if theirs != PROTOCOL_VERSION => RpcError::VersionMismatch {
-                    address: peer,
-                    ours: PROTOCOL_VERSION,
-                    theirs,
-                },
-                _ => disconnected(format!(
-                    "the server refused the handshake: {}",
-                    String::from_utf8_lossy(frame.body.get(2..).unwrap_or_default())
-                )),
-            };
-        }
-        Ok(Some(Ok(frame))) => {
-            return disconnected(format!(
-                "the server answered the handshake with a {:?} frame",
-                frame.kind
-            ));
-        }
-        Ok(Some(Err(error))) => return disconnected(format!("during the handshake: {error}")),
-        Ok(None) => {
-            return disconnected(
-                "the server closed the connection during the handshake".to_owned(),
-            );
-        }
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return error,
         Err(_) => {
             return disconnected(format!(
                 "no handshake answer within {:?}",
@@ -502,6 +470,118 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     closing.cancel();
     let _ = writer.await;
     error
+}
+
+/// The client's side of the handshake: version, then, when either side has a shared secret,
+/// the mutual challenge-response. Authentication is mutual: a client with a secret refuses a
+/// server that cannot prove it knows the same one.
+async fn client_handshake(
+    frames: &mut FramedRead<OwnedReadHalf, FrameCodec>,
+    write: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+    config: &NettyConfig,
+) -> Result<(), RpcError> {
+    let disconnected = |reason: String| RpcError::Disconnected {
+        address: peer,
+        reason,
+    };
+    let unauthenticated = |reason: &str| RpcError::Unauthenticated {
+        address: peer,
+        reason: reason.to_owned(),
+    };
+    let client_nonce = auth::nonce().map_err(|e| disconnected(format!("no random nonce: {e}")))?;
+    send(write, &protocol::handshake(PROTOCOL_VERSION, &client_nonce))
+        .await
+        .map_err(|e| disconnected(format!("sending the handshake failed: {e}")))?;
+    let answer = next_frame(frames, peer).await?;
+    let challenge = match answer.kind {
+        FrameKind::HandshakeOk => {
+            let (_, challenge) =
+                protocol::parse_handshake_ok(&answer.body).map_err(disconnected)?;
+            challenge
+        }
+        FrameKind::HandshakeReject => return Err(refusal(&answer.body, peer)),
+        other => {
+            return Err(disconnected(format!(
+                "the server answered the handshake with a {other:?} frame"
+            )));
+        }
+    };
+    match (challenge, &config.secret) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(unauthenticated(
+            "the server requires a shared secret; give this service the same one with \
+             NettyBuilder::shared_secret",
+        )),
+        (None, Some(_)) => Err(unauthenticated(
+            "the server does not authenticate, and this service (which has a shared secret) \
+             requires it to",
+        )),
+        (Some((server_nonce, proof)), Some(secret)) => {
+            if !secret.verify(Role::Server, &client_nonce, &server_nonce, &proof) {
+                return Err(unauthenticated(
+                    "the server's proof does not match this service's shared secret",
+                ));
+            }
+            let ours = secret.proof(Role::Client, &server_nonce, &client_nonce);
+            send(write, &protocol::auth(&ours))
+                .await
+                .map_err(|e| disconnected(format!("sending the proof failed: {e}")))?;
+            let verdict = next_frame(frames, peer).await?;
+            match verdict.kind {
+                FrameKind::AuthOk => Ok(()),
+                FrameKind::HandshakeReject => Err(refusal(&verdict.body, peer)),
+                other => Err(disconnected(format!(
+                    "the server answered the proof with a {other:?} frame"
+                ))),
+            }
+        }
+    }
+}
+
+/// Writes one frame straight to the socket (before the writer task exists).
+async fn send(write: &mut OwnedWriteHalf, frame: &Frame) -> Result<(), String> {
+    let mut bytes = BytesMut::new();
+    encode_frame(frame, &mut bytes, usize::MAX).map_err(|e| e.to_string())?;
+    write.write_all(&bytes).await.map_err(|e| e.to_string())
+}
+
+/// The next frame of the handshake.
+async fn next_frame(
+    frames: &mut FramedRead<OwnedReadHalf, FrameCodec>,
+    peer: SocketAddr,
+) -> Result<Frame, RpcError> {
+    let disconnected = |reason: String| RpcError::Disconnected {
+        address: peer,
+        reason,
+    };
+    match frames.next().await {
+        Some(Ok(frame)) => Ok(frame),
+        Some(Err(error)) => Err(disconnected(format!("during the handshake: {error}"))),
+        None => Err(disconnected(
+            "the server closed the connection during the handshake".to_owned(),
+        )),
+    }
+}
+
+/// The error a `HandshakeReject` stands for.
+fn refusal(body: &Bytes, peer: SocketAddr) -> RpcError {
+    let (theirs, code, reason) = protocol::parse_reject(body);
+    match theirs {
+        Some(theirs) if theirs != PROTOCOL_VERSION => RpcError::VersionMismatch {
+            address: peer,
+            ours: PROTOCOL_VERSION,
+            theirs,
+        },
+        _ if code == RejectCode::Unauthenticated as u8 => RpcError::Unauthenticated {
+            address: peer,
+            reason: format!("the server refused this service: {reason}"),
+        },
+        _ => RpcError::Disconnected {
+            address: peer,
+            reason: format!("the server refused the handshake: {reason}"),
+        },
+    }
 }
 
 /// The checked `connect`: binds on the (possibly new) connection and waits for the verdict.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::auth::Secret;
 use crate::frame::DEFAULT_MAX_FRAME;
 
 /// Settings of one service's transport.
@@ -29,6 +30,8 @@ pub(crate) struct NettyConfig {
     pub(crate) max_connections: usize,
     /// How long closing a connection waits for its queued frames to be written.
     pub(crate) linger: Duration,
+    /// The shared secret both sides must prove they know, if authentication is on.
+    pub(crate) secret: Option<Secret>,
 }
 
 impl Default for NettyConfig {
@@ -44,6 +47,7 @@ impl Default for NettyConfig {
             max_outbox_bytes: 4 * DEFAULT_MAX_FRAME,
             max_connections: 10_000,
             linger: Duration::from_secs(5),
+            secret: None,
         }
     }
 }

@@ -63,6 +63,10 @@ pub enum FrameKind {
     Cancel = 0x0c,
     /// Server -> client: one item of a streamed reply (reserved).
     StreamItem = 0x0d,
+    /// Client -> server: the client's proof that it knows the shared secret.
+    Auth = 0x0e,
+    /// Server -> client: the client's proof is accepted.
+    AuthOk = 0x0f,
 }
 
 impl FrameKind {
@@ -83,6 +87,8 @@ impl FrameKind {
             0x0b => Pong,
             0x0c => Cancel,
             0x0d => StreamItem,
+            0x0e => Auth,
+            0x0f => AuthOk,
             _ => return None,
         })
     }

@@ -38,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod client;
 mod config;
 pub mod frame;
@@ -164,6 +165,17 @@ impl NettyBuilder {
     /// shutdown longer than this.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
+        self
+    }
+
+    /// Turns on mutual authentication with a shared secret. Every connection, inbound and
+    /// outbound, then runs an HMAC-SHA256 challenge-response over fresh random nonces in its
+    /// handshake, before any call is accepted or sent; the secret itself never crosses the
+    /// wire. A peer without the same secret gets `RpcError::Unauthenticated` and is
+    /// disconnected; the server logs it once. See the README's "Security" section for what this
+    /// does and does not protect.
+    pub fn shared_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.config.secret = Some(auth::Secret::new(secret));
         self
     }
 

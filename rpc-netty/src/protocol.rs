@@ -8,6 +8,7 @@ use rpc_core::RpcError;
 use rpc_core::transport::Binding;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{NONCE_LEN, PROOF_LEN};
 use crate::frame::{Frame, FrameKind};
 
 /// The first bytes of every connection's first frame body: not a peer of this protocol
@@ -15,48 +16,103 @@ use crate::frame::{Frame, FrameKind};
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
 
-/// `Handshake`: magic and version.
-pub fn handshake(version: u16) -> Frame {
-    let mut body = BytesMut::with_capacity(6);
+/// Why a server refused a handshake (the byte after the version in `HandshakeReject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RejectCode {
+    /// The peers speak different protocol versions.
+    Version = 1,
+    /// Authentication failed or was missing.
+    Unauthenticated = 2,
+    /// The handshake was malformed.
+    Malformed = 3,
+}
+
+/// `Handshake`: magic, version, and the client's nonce.
+pub fn handshake(version: u16, nonce: &[u8; NONCE_LEN]) -> Frame {
+    let mut body = BytesMut::with_capacity(6 + NONCE_LEN);
     body.put_slice(&MAGIC);
     body.put_u16(version);
+    body.put_slice(nonce);
     Frame::new(FrameKind::Handshake, 0, body.freeze())
 }
 
-/// The version a `Handshake` body announces, or why it is not a handshake.
-pub fn parse_handshake(mut body: Bytes) -> Result<u16, String> {
-    if body.len() != 6 || body[..4] != MAGIC {
+/// What a `Handshake` body says: the version, and the client's nonce when the body has one
+/// (a peer of another version may send none; it is refused by version first).
+pub fn parse_handshake(mut body: Bytes) -> Result<(u16, Option<[u8; NONCE_LEN]>), String> {
+    if body.len() < 6 || body[..4] != MAGIC {
         return Err("the first frame is not a handshake of this protocol".to_owned());
     }
     body.advance(4);
-    Ok(body.get_u16())
+    let version = body.get_u16();
+    let nonce = body.as_ref().try_into().ok();
+    Ok((version, nonce))
 }
 
-/// `HandshakeOk`: the server's version.
-pub fn handshake_ok() -> Frame {
-    Frame::new(
-        FrameKind::HandshakeOk,
-        0,
-        PROTOCOL_VERSION.to_be_bytes().to_vec(),
-    )
-}
+/// The server's side of the challenge: its nonce, and its proof of the secret.
+pub type Challenge = ([u8; NONCE_LEN], [u8; PROOF_LEN]);
 
-/// `HandshakeReject`: the server's version, then why, in UTF-8.
-pub fn handshake_reject(reason: &str) -> Frame {
-    let mut body = BytesMut::with_capacity(2 + reason.len());
+/// `HandshakeOk`: the server's version, then 0 (no authentication) or 1 followed by the
+/// server's nonce and proof.
+pub fn handshake_ok(challenge: Option<&Challenge>) -> Frame {
+    let mut body = BytesMut::with_capacity(3 + NONCE_LEN + PROOF_LEN);
     body.put_u16(PROTOCOL_VERSION);
+    match challenge {
+        None => body.put_u8(0),
+        Some((nonce, proof)) => {
+            body.put_u8(1);
+            body.put_slice(nonce);
+            body.put_slice(proof);
+        }
+    }
+    Frame::new(FrameKind::HandshakeOk, 0, body.freeze())
+}
+
+/// What a `HandshakeOk` body says: the server's version and its challenge, if it has one.
+pub fn parse_handshake_ok(body: &Bytes) -> Result<(u16, Option<Challenge>), String> {
+    let malformed = || "a malformed handshake answer".to_owned();
+    let version = parse_version(body).ok_or_else(malformed)?;
+    match body.get(2) {
+        Some(0) if body.len() == 3 => Ok((version, None)),
+        Some(1) if body.len() == 3 + NONCE_LEN + PROOF_LEN => {
+            let nonce = body[3..3 + NONCE_LEN].try_into().map_err(|_| malformed())?;
+            let proof = body[3 + NONCE_LEN..].try_into().map_err(|_| malformed())?;
+            Ok((version, Some((nonce, proof))))
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// `HandshakeReject`: the server's version, the reason code, then why, in UTF-8.
+pub fn handshake_reject(code: RejectCode, reason: &str) -> Frame {
+    let mut body = BytesMut::with_capacity(3 + reason.len());
+    body.put_u16(PROTOCOL_VERSION);
+    body.put_u8(code as u8);
     body.put_slice(reason.as_bytes());
     Frame::new(FrameKind::HandshakeReject, 0, body.freeze())
+}
+
+/// What a `HandshakeReject` body says: the server's version, the reason code (a version
+/// mismatch when absent), and the reason.
+pub fn parse_reject(body: &Bytes) -> (Option<u16>, u8, String) {
+    let code = body.get(2).copied().unwrap_or(RejectCode::Version as u8);
+    let reason = String::from_utf8_lossy(body.get(3..).unwrap_or_default()).into_owned();
+    (parse_version(body), code, reason)
 }
 
 /// The version at the start of a `HandshakeOk` or `HandshakeReject` body.
 pub fn parse_version(body: &Bytes) -> Option<u16> {
     body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// `Auth`: the client's proof.
+pub fn auth(proof: &[u8; PROOF_LEN]) -> Frame {
+    Frame::new(FrameKind::Auth, 0, proof.to_vec())
 }
 
 /// The body of a `Bind` frame (postcard).
@@ -354,20 +410,31 @@ mod tests {
 
     #[test]
     fn handshake_golden() {
+        let mut expected = vec![
+            0, 0, 0, 47, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 2,
+        ];
+        expected.extend_from_slice(&[0xab; NONCE_LEN]);
+        assert_eq!(wire(handshake(2, &[0xab; NONCE_LEN])), expected);
         assert_eq!(
-            wire(handshake(1)),
+            wire(handshake_ok(None)),
+            [0, 0, 0, 12, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0]
+        );
+        let mut expected = vec![0, 0, 0, 76, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1];
+        expected.extend_from_slice(&[0x11; NONCE_LEN]);
+        expected.extend_from_slice(&[0x22; PROOF_LEN]);
+        assert_eq!(
+            wire(handshake_ok(Some(&([0x11; NONCE_LEN], [0x22; PROOF_LEN])))),
+            expected
+        );
+        assert_eq!(
+            wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 15, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 1
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, b'n', b'o'
             ]
         );
-        assert_eq!(
-            wire(handshake_ok()),
-            [0, 0, 0, 11, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
-        );
-        assert_eq!(
-            wire(handshake_reject("no")),
-            [0, 0, 0, 13, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'n', b'o']
-        );
+        let mut expected = vec![0, 0, 0, 41, 0x0e, 0, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(&[0x33; PROOF_LEN]);
+        assert_eq!(wire(auth(&[0x33; PROOF_LEN])), expected);
     }
 
     #[test]
@@ -415,7 +482,25 @@ mod tests {
 
     #[test]
     fn handshake_parsing() {
-        assert_eq!(parse_handshake(handshake(7).body), Ok(7));
+        let nonce = [5; NONCE_LEN];
+        assert_eq!(
+            parse_handshake(handshake(7, &nonce).body),
+            Ok((7, Some(nonce)))
+        );
+        // A version-1 handshake (no nonce) still yields its version, to be refused by it.
+        assert_eq!(
+            parse_handshake(Bytes::from_static(b"RPCN\x00\x01")),
+            Ok((1, None))
+        );
+        let ok = handshake_ok(Some(&([1; NONCE_LEN], [2; PROOF_LEN]))).body;
+        assert_eq!(
+            parse_handshake_ok(&ok),
+            Ok((2, Some(([1; NONCE_LEN], [2; PROOF_LEN]))))
+        );
+        assert!(parse_handshake_ok(&Bytes::from_static(&[0, 2, 1, 9])).is_err());
+        let (version, code, reason) =
+            parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);
+        assert_eq!((version, code, reason.as_str()), (Some(2), 2, "wrong"));
         assert!(parse_handshake(Bytes::from_static(b"GET / HTTP/1.1")).is_err());
         let mut bytes =
             BytesMut::from(&wire(call(FrameKind::Request, 1, 9, Bytes::from_static(b"xy")))[..]);

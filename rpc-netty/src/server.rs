@@ -8,17 +8,19 @@ use futures::StreamExt;
 use rpc_core::transport::{
     ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{self, Role};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
 use crate::ids::IdMap;
 use crate::io::{Outbox, write_loop};
 use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, BindBody, PROTOCOL_VERSION, WireError};
+use crate::protocol::{self, BindBody, PROTOCOL_VERSION, RejectCode, WireError};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
 pub(crate) async fn accept(
@@ -95,44 +97,20 @@ async fn serve(
         }
     });
 
-    let handshake = tokio::select! {
-        first = tokio::time::timeout(config.handshake_timeout, frames.next()) => first,
-        () = closing.cancelled() => Ok(None),
-    };
-    let accepted = match handshake {
-        Ok(Some(Ok(frame))) if frame.kind == FrameKind::Handshake => {
-            match protocol::parse_handshake(frame.body) {
-                Ok(PROTOCOL_VERSION) => Ok(()),
-                Ok(theirs) => {
-                    let reason = format!(
-                        "protocol version mismatch: the client speaks version {theirs}, this \
-                         server speaks version {PROTOCOL_VERSION}"
-                    );
-                    let _ = outbox.push(protocol::handshake_reject(&reason));
-                    Err(reason)
-                }
-                Err(reason) => Err(reason),
-            }
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(config.handshake_timeout, handshake(&mut frames, &outbox, &config)) => {
+            accepted.unwrap_or_else(|_| Err(format!("no handshake within {:?}", config.handshake_timeout)))
         }
-        Ok(Some(Ok(frame))) => Err(format!(
-            "the first frame is {:?}, not a handshake",
-            frame.kind
-        )),
-        Ok(Some(Err(error))) => Err(error.to_string()),
-        Ok(None) => Err("closed before the handshake".to_owned()),
-        Err(_) => Err(format!(
-            "no handshake within {:?}",
-            config.handshake_timeout
-        )),
+        () = closing.cancelled() => Err("the service is shutting down".to_owned()),
     };
     if let Err(reason) = accepted {
+        // Logged once per refused peer.
         tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
         outbox.close();
         closing.cancel(); // bounds the final write by the linger time
         let _ = writer.await;
         return;
     }
-    let _ = outbox.push(protocol::handshake_ok());
     tracing::info!(%peer, "connection accepted");
     service.connection_event(ConnectionEvent::Connected(peer));
 
@@ -194,6 +172,78 @@ async fn serve(
     closing.cancel(); // bounds the final write by the linger time
     let _ = writer.await;
     service.connection_event(ConnectionEvent::Disconnected(peer));
+}
+
+/// The server's side of the handshake: version, then, with a shared secret, the mutual
+/// challenge-response. Nothing else is read until it succeeds, so an unauthenticated peer's
+/// calls never reach an endpoint. On failure the peer is told why (when it is a peer of this
+/// protocol) and the reason is returned for the log.
+async fn handshake(
+    frames: &mut FramedRead<OwnedReadHalf, FrameCodec>,
+    outbox: &Outbox,
+    config: &NettyConfig,
+) -> Result<(), String> {
+    let refuse = |code: RejectCode, reason: String| {
+        let _ = outbox.push(protocol::handshake_reject(code, &reason));
+        Err(reason)
+    };
+    let first = match frames.next().await {
+        Some(Ok(frame)) if frame.kind == FrameKind::Handshake => frame,
+        Some(Ok(frame)) => {
+            return Err(format!(
+                "the first frame is {:?}, not a handshake",
+                frame.kind
+            ));
+        }
+        Some(Err(error)) => return Err(error.to_string()),
+        None => return Err("closed before the handshake".to_owned()),
+    };
+    let (theirs, client_nonce) = protocol::parse_handshake(first.body)?;
+    if theirs != PROTOCOL_VERSION {
+        return refuse(
+            RejectCode::Version,
+            format!(
+                "protocol version mismatch: the client speaks version {theirs}, this server \
+                 speaks version {PROTOCOL_VERSION}"
+            ),
+        );
+    }
+    let Some(client_nonce) = client_nonce else {
+        return refuse(
+            RejectCode::Malformed,
+            "the handshake has no nonce".to_owned(),
+        );
+    };
+    let Some(secret) = &config.secret else {
+        let _ = outbox.push(protocol::handshake_ok(None));
+        return Ok(());
+    };
+    let server_nonce = auth::nonce().map_err(|e| format!("no random nonce: {e}"))?;
+    let proof = secret.proof(Role::Server, &client_nonce, &server_nonce);
+    let _ = outbox.push(protocol::handshake_ok(Some(&(server_nonce, proof))));
+    let answer = match frames.next().await {
+        Some(Ok(frame)) => frame,
+        Some(Err(error)) => return Err(error.to_string()),
+        None => return Err("unauthenticated: closed before proving it knows the secret".to_owned()),
+    };
+    if answer.kind != FrameKind::Auth {
+        return refuse(
+            RejectCode::Unauthenticated,
+            format!(
+                "unauthenticated: this server requires a shared secret, and the client sent a \
+                 {:?} frame instead of its proof",
+                answer.kind
+            ),
+        );
+    }
+    if !secret.verify(Role::Client, &server_nonce, &client_nonce, &answer.body) {
+        return refuse(
+            RejectCode::Unauthenticated,
+            "unauthenticated: the client's proof does not match this server's secret".to_owned(),
+        );
+    }
+    let _ = outbox.push(Frame::new(FrameKind::AuthOk, 0, Vec::new()));
+    Ok(())
 }
 
 /// The state of one inbound connection after its handshake.

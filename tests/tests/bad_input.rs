@@ -42,18 +42,13 @@ async fn setup() -> (RpcService, RpcService, CounterClient, String) {
     (server, client, counter, address)
 }
 
-/// The handshake bytes of protocol version 1.
-const HANDSHAKE: [u8; 19] = [
-    0, 0, 0, 15, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 1,
-];
-
 /// Connects and completes the handshake by hand.
 async fn raw_session(address: &str) -> TcpStream {
     let mut raw = TcpStream::connect(address).await.unwrap();
-    raw.write_all(&HANDSHAKE).await.unwrap();
-    let mut answer = [0; 15];
+    raw.write_all(&common::handshake_bytes(2)).await.unwrap();
+    let mut answer = [0; 16];
     raw.read_exact(&mut answer).await.unwrap();
-    assert_eq!(answer[4], 0x02, "HandshakeOk");
+    assert_eq!(answer, common::HANDSHAKE_OK);
     raw
 }
 

@@ -194,10 +194,7 @@ async fn deaf_server() -> SocketAddr {
             let mut rest = vec![0; length as usize];
             stream.read_exact(&mut rest).await.unwrap();
             match rest[0] {
-                0x01 => stream
-                    .write_all(&[0, 0, 0, 11, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
-                    .await
-                    .unwrap(),
+                0x01 => stream.write_all(&common::HANDSHAKE_OK).await.unwrap(),
                 _ => {
                     let mut bound = vec![0, 0, 0, 9, 0x05];
                     bound.extend_from_slice(&rest[1..9]);

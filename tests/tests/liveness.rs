@@ -61,11 +61,8 @@ async fn vanishing_server() -> SocketAddr {
         let (mut stream, _) = listener.accept().await.unwrap();
         while let Some((kind, id)) = read_frame(&mut stream).await {
             match kind {
-                // Handshake -> HandshakeOk, version 1.
-                0x01 => stream
-                    .write_all(&[0, 0, 0, 11, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
-                    .await
-                    .unwrap(),
+                // Handshake -> HandshakeOk, no authentication.
+                0x01 => stream.write_all(&common::HANDSHAKE_OK).await.unwrap(),
                 // Bind -> Bound.
                 0x04 => {
                     let mut bound = vec![0, 0, 0, 9, 0x05];
@@ -113,11 +110,10 @@ async fn the_server_drops_a_client_that_went_silent() {
         .unwrap();
     let address = server.local_address().unwrap();
     let mut raw = TcpStream::connect(address).await.unwrap();
-    raw.write_all(&[
-        0, 0, 0, 15, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 1,
-    ])
-    .await
-    .unwrap();
+    raw.write_all(&common::handshake_bytes(2)).await.unwrap();
+    let mut answer = [0; 16];
+    raw.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer, common::HANDSHAKE_OK, "the handshake succeeded");
     // Read (the handshake answer, then pings) but never answer: the server must give up.
     let mut sink = vec![0; 1024];
     let closed = tokio::time::timeout(Duration::from_secs(20), async {

@@ -55,7 +55,12 @@ async fn a_thousand_connections_lose_and_misroute_nothing() {
         let served = Arc::new(AtomicUsize::new(0));
         let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
         server
-            .start_endpoint("echo", Server { served: Arc::clone(&served) })
+            .start_endpoint(
+                "echo",
+                Server {
+                    served: Arc::clone(&served),
+                },
+            )
             .await
             .unwrap();
         let address = server.local_address().unwrap().to_string();

@@ -198,16 +198,13 @@ async fn server_refuses_another_protocol_version() {
     common::init_tracing();
     let (server, address) = echo_server("echo", EchoServer::default()).await;
     let mut raw = TcpStream::connect(&address).await.unwrap();
-    // A handshake from version 99, byte by byte: length 15, kind 1, request id 0, "RPCN", 99.
-    raw.write_all(&[
-        0, 0, 0, 15, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 99,
-    ])
-    .await
-    .unwrap();
+    // A handshake from version 99, byte by byte.
+    raw.write_all(&common::handshake_bytes(99)).await.unwrap();
     let reject = read_frame(&mut raw).await;
     assert_eq!(reject[0], 0x03, "a HandshakeReject frame");
-    assert_eq!(&reject[9..11], &[0, 1], "carrying the server's version, 1");
-    let reason = String::from_utf8_lossy(&reject[11..]);
+    assert_eq!(&reject[9..11], &[0, 2], "carrying the server's version, 2");
+    assert_eq!(reject[11], 1, "with reason code 1: version");
+    let reason = String::from_utf8_lossy(&reject[12..]);
     assert!(reason.contains("99"), "{reason}");
     expect_closed(&mut raw).await;
     server.shutdown().await;
@@ -221,9 +218,9 @@ async fn client_reports_a_server_of_another_version() {
     let fake_server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let _handshake = read_frame(&mut stream).await;
-        // HandshakeReject from version 7.
+        // HandshakeReject from version 7, code 1 (version).
         stream
-            .write_all(&[0, 0, 0, 11, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7])
+            .write_all(&[0, 0, 0, 12, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 1])
             .await
             .unwrap();
     });
@@ -233,7 +230,7 @@ async fn client_reports_a_server_of_another_version() {
         .await
     {
         Err(error @ RpcError::VersionMismatch { ours, theirs, .. }) => {
-            assert_eq!((ours, theirs), (1, 7));
+            assert_eq!((ours, theirs), (2, 7));
             assert!(error.to_string().contains("version 7"), "{error}");
         }
         other => panic!("expected VersionMismatch, got {other:?}"),

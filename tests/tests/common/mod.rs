@@ -123,3 +123,18 @@ macro_rules! in_every_mode {
         }
     )*};
 }
+
+/// A `Handshake` frame of protocol `version`, byte by byte: length 47, kind 0x01, request
+/// id 0, magic "RPCN", the version, and a 32-byte nonce.
+pub fn handshake_bytes(version: u16) -> Vec<u8> {
+    let mut frame = vec![
+        0, 0, 0, 47, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N',
+    ];
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&[0x5a; 32]);
+    frame
+}
+
+/// A `HandshakeOk` frame of protocol version 2 without authentication: length 12, kind 0x02,
+/// request id 0, version 2, and 0 for "no challenge".
+pub const HANDSHAKE_OK: [u8; 16] = [0, 0, 0, 12, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0];
