@@ -26,7 +26,6 @@ use rpc_core::transport::{
 use rpc_core::{EndpointAddress, RpcError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,7 +34,7 @@ use crate::auth::{self, Role};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, encode_frame};
 use crate::ids::IdMap;
-use crate::io::{Outbox, Refused, write_loop};
+use crate::io::{Outbox, Reader, Refused, Writer, plain, write_loop};
 use crate::liveness::{Liveness, Verdict};
 use crate::protocol::{self, PROTOCOL_VERSION, RejectCode, WireError};
 
@@ -353,7 +352,25 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         }
     };
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    let secured = tokio::select! {
+        secured = tokio::time::timeout(config.handshake_timeout, secure(stream, peer, config)) => secured,
+        () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
+    };
+    let (read, mut write) = match secured {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(reason)) => {
+            return RpcError::Unauthenticated {
+                address: peer,
+                reason,
+            };
+        }
+        Err(_) => {
+            return disconnected(format!(
+                "no TLS handshake within {:?}",
+                config.handshake_timeout
+            ));
+        }
+    };
     let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
     // The handshake goes first, ahead of the calls already waiting in the outbox, which are
     // written only once it (and authentication) succeeded.
@@ -472,12 +489,26 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     error
 }
 
+/// The connection's halves: through a TLS handshake if this service connects with TLS.
+async fn secure(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &NettyConfig,
+) -> Result<(Reader, Writer), String> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        return tls.connect(stream, peer).await;
+    }
+    let _ = (config, peer);
+    Ok(plain(stream))
+}
+
 /// The client's side of the handshake: version, then, when either side has a shared secret,
 /// the mutual challenge-response. Authentication is mutual: a client with a secret refuses a
 /// server that cannot prove it knows the same one.
 async fn client_handshake(
-    frames: &mut FramedRead<OwnedReadHalf, FrameCodec>,
-    write: &mut OwnedWriteHalf,
+    frames: &mut FramedRead<Reader, FrameCodec>,
+    write: &mut Writer,
     peer: SocketAddr,
     config: &NettyConfig,
 ) -> Result<(), RpcError> {
@@ -540,7 +571,7 @@ async fn client_handshake(
 }
 
 /// Writes one frame straight to the socket (before the writer task exists).
-async fn send(write: &mut OwnedWriteHalf, frame: &Frame) -> Result<(), String> {
+async fn send(write: &mut Writer, frame: &Frame) -> Result<(), String> {
     let mut bytes = BytesMut::new();
     encode_frame(frame, &mut bytes, usize::MAX).map_err(|e| e.to_string())?;
     write.write_all(&bytes).await.map_err(|e| e.to_string())
@@ -548,7 +579,7 @@ async fn send(write: &mut OwnedWriteHalf, frame: &Frame) -> Result<(), String> {
 
 /// The next frame of the handshake.
 async fn next_frame(
-    frames: &mut FramedRead<OwnedReadHalf, FrameCodec>,
+    frames: &mut FramedRead<Reader, FrameCodec>,
     peer: SocketAddr,
 ) -> Result<Frame, RpcError> {
     let disconnected = |reason: String| RpcError::Disconnected {

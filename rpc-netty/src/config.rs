@@ -32,6 +32,9 @@ pub(crate) struct NettyConfig {
     pub(crate) linger: Duration,
     /// The shared secret both sides must prove they know, if authentication is on.
     pub(crate) secret: Option<Secret>,
+    /// TLS, if configured.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 impl Default for NettyConfig {
@@ -48,6 +51,8 @@ impl Default for NettyConfig {
             max_connections: 10_000,
             linger: Duration::from_secs(5),
             secret: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -12,12 +12,23 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use rpc_core::RpcError;
 use rpc_core::transport::EncodeInvocation;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{Frame, FrameError, FrameKind, LENGTH_LEN, encode_frame};
+
+/// The reading half of a connection, plain TCP or TLS.
+pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection, plain TCP or TLS.
+pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The halves of a plain TCP connection (split without a lock).
+pub(crate) fn plain(stream: TcpStream) -> (Reader, Writer) {
+    let (read, write) = stream.into_split();
+    (Box::new(read), Box::new(write))
+}
 
 /// A writer keeps at most this much buffer capacity between batches; a larger one (after a
 /// large frame) is given back.
@@ -161,7 +172,7 @@ impl Outbox {
 /// then writes what is left and shuts the socket's writing side.
 pub(crate) async fn write_loop(
     outbox: &Outbox,
-    mut socket: OwnedWriteHalf,
+    mut socket: Writer,
     closing: &CancellationToken,
     linger: Duration,
 ) -> Result<(), FrameError> {

@@ -33,6 +33,8 @@
 //! - `client`: one outbound connection per remote address, its pending calls and bindings.
 //! - `io`: the batching writer both sides share.
 //! - `transport`: the [`rpc_core::transport::Transport`] tying them to a service.
+//! - `auth`: shared-secret authentication; `liveness`: keep-alive; `config`: the settings.
+//! - `tls` (cargo feature `tls`): TLS with rustls.
 //!
 //! `PROTOCOL.md` in this crate documents the wire format byte by byte.
 
@@ -47,6 +49,8 @@ mod io;
 mod liveness;
 pub mod protocol;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 
 use std::io::Result as IoResult;
@@ -177,6 +181,25 @@ impl NettyBuilder {
     pub fn shared_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         self.config.secret = Some(auth::Secret::new(secret));
         self
+    }
+
+    /// Uses TLS (cargo feature `tls`): with an identity, this service accepts only TLS
+    /// connections; with trust roots, it opens only TLS connections. Fails if a certificate
+    /// or key is unusable.
+    ///
+    /// ```no_run
+    /// # fn demo(chain: Vec<rpc_netty::tls::rustls::pki_types::CertificateDer<'static>>,
+    /// #         key: rpc_netty::tls::rustls::pki_types::PrivateKeyDer<'static>,
+    /// #         ca: rpc_netty::tls::rustls::pki_types::CertificateDer<'static>) -> std::io::Result<()> {
+    /// use rpc_netty::tls::TlsOptions;
+    /// let builder = rpc_netty::NettyBuilder::new()
+    ///     .tls(TlsOptions::new().identity(chain, key).trust_roots(vec![ca]))?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: tls::TlsOptions) -> std::io::Result<Self> {
+        self.config.tls = Some(tls::Tls::new(options)?);
+        Ok(self)
     }
 
     /// A service listening on `address`.

@@ -8,7 +8,6 @@ use futures::StreamExt;
 use rpc_core::transport::{
     ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,7 @@ use crate::auth::{self, Role};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
 use crate::ids::IdMap;
-use crate::io::{Outbox, write_loop};
+use crate::io::{Outbox, Reader, Writer, plain, write_loop};
 use crate::liveness::{Liveness, Verdict};
 use crate::protocol::{self, BindBody, PROTOCOL_VERSION, RejectCode, WireError};
 
@@ -82,7 +81,18 @@ async fn serve(
     closing: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+    let secured = tokio::time::timeout(config.handshake_timeout, secure(stream, &config)).await;
+    let (read, write) = match secured {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(reason)) => {
+            tracing::warn!(%peer, "closing the connection: {reason}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "closing the connection: no TLS handshake within {:?}", config.handshake_timeout);
+            return;
+        }
+    };
     let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
     let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
     let linger = config.linger;
@@ -174,12 +184,22 @@ async fn serve(
     service.connection_event(ConnectionEvent::Disconnected(peer));
 }
 
+/// The connection's halves: through a TLS handshake if this service serves TLS.
+async fn secure(stream: TcpStream, config: &NettyConfig) -> Result<(Reader, Writer), String> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        return tls.accept(stream).await;
+    }
+    let _ = config;
+    Ok(plain(stream))
+}
+
 /// The server's side of the handshake: version, then, with a shared secret, the mutual
 /// challenge-response. Nothing else is read until it succeeds, so an unauthenticated peer's
 /// calls never reach an endpoint. On failure the peer is told why (when it is a peer of this
 /// protocol) and the reason is returned for the log.
 async fn handshake(
-    frames: &mut FramedRead<OwnedReadHalf, FrameCodec>,
+    frames: &mut FramedRead<Reader, FrameCodec>,
     outbox: &Outbox,
     config: &NettyConfig,
 ) -> Result<(), String> {

@@ -3,15 +3,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpc_core::{RpcEndpoint, RpcError, RpcService, rpc_gateway};
 use rpc_netty::NettyBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const SECRET: &[u8] = b"correct horse battery staple 42";
 
@@ -145,39 +144,10 @@ async fn a_raw_client_skipping_the_proof_is_disconnected_before_any_call() {
     server.shutdown().await;
 }
 
-/// Forwards bytes between a client and `target`, recording everything that passes.
-async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let recorded = Arc::new(Mutex::new(Vec::new()));
-    let tape = Arc::clone(&recorded);
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.unwrap();
-        let server = TcpStream::connect(target).await.unwrap();
-        let (client_read, client_write) = client.into_split();
-        let (server_read, server_write) = server.into_split();
-        let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
-                    mut to: tokio::net::tcp::OwnedWriteHalf,
-                    tape: Arc<Mutex<Vec<u8>>>| async move {
-            let mut buffer = vec![0; 4096];
-            while let Ok(n @ 1..) = from.read(&mut buffer).await {
-                tape.lock().unwrap().extend_from_slice(&buffer[..n]);
-                if to.write_all(&buffer[..n]).await.is_err() {
-                    break;
-                }
-            }
-        };
-        let up = tokio::spawn(pump(client_read, server_write, Arc::clone(&tape)));
-        let down = tokio::spawn(pump(server_read, client_write, tape));
-        let _ = (up.await, down.await);
-    });
-    (address, recorded)
-}
-
 #[tokio::test]
 async fn the_secret_never_crosses_the_wire() {
     let (server, address, _) = server(Some(SECRET)).await;
-    let (proxy, recorded) = recording_proxy(address.parse().unwrap()).await;
+    let (proxy, recorded) = common::recording_proxy(address.parse().unwrap()).await;
     let client = NettyBuilder::new().shared_secret(SECRET).client();
     let vault: VaultClient = client.connect(&proxy.to_string(), "vault").await.unwrap();
     assert_eq!(vault.open(1).await.unwrap(), 1);

@@ -4,10 +4,14 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpc_core::{DEFAULT_TIMEOUT, Gateway, RpcError, RpcService};
 use rpc_netty::NettyBuilder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// How the test reaches its endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,3 +142,32 @@ pub fn handshake_bytes(version: u16) -> Vec<u8> {
 /// A `HandshakeOk` frame of protocol version 2 without authentication: length 12, kind 0x02,
 /// request id 0, version 2, and 0 for "no challenge".
 pub const HANDSHAKE_OK: [u8; 16] = [0, 0, 0, 12, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0];
+
+/// Forwards bytes between a client and `target`, recording everything that passes.
+pub async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let tape = Arc::clone(&recorded);
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = TcpStream::connect(target).await.unwrap();
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
+                    mut to: tokio::net::tcp::OwnedWriteHalf,
+                    tape: Arc<Mutex<Vec<u8>>>| async move {
+            let mut buffer = vec![0; 4096];
+            while let Ok(n @ 1..) = from.read(&mut buffer).await {
+                tape.lock().unwrap().extend_from_slice(&buffer[..n]);
+                if to.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let up = tokio::spawn(pump(client_read, server_write, Arc::clone(&tape)));
+        let down = tokio::spawn(pump(server_read, client_write, tape));
+        let _ = (up.await, down.await);
+    });
+    (address, recorded)
+}
