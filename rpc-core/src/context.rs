@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
-use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
+use crate::mailbox::{Envelope, Invocation, on_main_thread_of, panic_message};
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
 
@@ -48,11 +48,13 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) queued: AtomicUsize,
     /// The most invocations the mailbox may hold.
     pub(crate) capacity: usize,
+    /// Signalled when an invocation leaves a mailbox that was full: there is room again.
+    pub(crate) room: Arc<Notify>,
 }
 
 impl<E: RpcEndpoint> EndpointCell<E> {
-    /// Queues an invocation of gateway `G`. If the endpoint has stopped, the caller is
-    /// answered with `EndpointStopped` through `reply` and the same error is returned.
+    /// Queues an invocation of gateway `G`. If the mailbox is full or the endpoint has
+    /// stopped, the caller is answered through `reply` and the same error is returned.
     pub(crate) fn deliver<G: Dispatch<E>>(
         &self,
         invocation: G::Invocation,
@@ -60,19 +62,29 @@ impl<E: RpcEndpoint> EndpointCell<E> {
         reply: Option<ReplyTo>,
         encoded: bool,
     ) -> Result<(), RpcError> {
-        let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            let full = RpcError::MailboxFull {
-                endpoint: self.address.name().to_owned(),
-                capacity: self.capacity,
-            };
-            Box::new(invocation).reject(full.clone());
+        if !self.reserve() {
+            let full = self.full();
+            if let Some(reply) = reply {
+                reply.send(Err(full.clone()));
+            }
             return Err(full);
         }
+        self.send_reserved::<G>(invocation, method, reply, encoded)
+    }
+
+    /// Queues an invocation for which [`EndpointCell::reserve`] made room.
+    pub(crate) fn send_reserved<G: Dispatch<E>>(
+        &self,
+        invocation: G::Invocation,
+        method: &'static MethodInfo,
+        reply: Option<ReplyTo>,
+        encoded: bool,
+    ) -> Result<(), RpcError> {
+        let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
         match self.mailbox.send(Envelope::Invoke(Box::new(invocation))) {
             Ok(()) => Ok(()),
             Err(rejected) => {
+                self.release();
                 let stopped = RpcError::EndpointStopped {
                     endpoint: self.address.name().to_owned(),
                 };
@@ -81,6 +93,33 @@ impl<E: RpcEndpoint> EndpointCell<E> {
                 }
                 Err(stopped)
             }
+        }
+    }
+}
+
+impl<E> EndpointCell<E> {
+    /// Takes a place in the mailbox for one invocation, or says it is full.
+    pub(crate) fn reserve(&self) -> bool {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back a place: when an invocation left the mailbox, or a reserved one was not
+    /// sent. Wakes whoever waits for room if the mailbox was full.
+    pub(crate) fn release(&self) {
+        if self.queued.fetch_sub(1, Ordering::AcqRel) >= self.capacity {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// The error for a full mailbox.
+    pub(crate) fn full(&self) -> RpcError {
+        RpcError::MailboxFull {
+            endpoint: self.address.name().to_owned(),
+            capacity: self.capacity,
         }
     }
 }

@@ -119,10 +119,12 @@ impl EndpointOptions {
         Self::default()
     }
 
-    /// The most invocations that may wait in the endpoint's mailbox (at least 1). One more is
-    /// refused at once with [`RpcError::MailboxFull`]: callers learn of the overload instead of
-    /// the endpoint's memory growing without bound. Stop requests, `run_async` closures and
-    /// connection events are not counted and always get in.
+    /// The most invocations that may wait in the endpoint's mailbox (at least 1). Beyond it,
+    /// a local call, or a remote ask, is refused at once with [`RpcError::MailboxFull`]: the
+    /// caller learns of the overload instead of the endpoint's memory growing without bound.
+    /// A remote tell is not refused (it could not be told so): the connection it came on stops
+    /// being read until there is room, so TCP slows its sender. Stop requests, `run_async`
+    /// closures and connection events are not counted and always get in.
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
         self.mailbox_capacity = capacity.max(1);
         self

@@ -231,8 +231,7 @@ async fn main_loop<E: RpcEndpoint>(
     while let Some(envelope) = mailbox.recv().await {
         match envelope {
             Envelope::Invoke(invocation) => {
-                cell.queued
-                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                cell.release();
                 invocation.run(&mut endpoint, &cell).await
             }
             Envelope::Run(closure) => {

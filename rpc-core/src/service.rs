@@ -276,6 +276,7 @@ impl RpcService {
             service: Arc::downgrade(&self.inner),
             queued: std::sync::atomic::AtomicUsize::new(0),
             capacity: options.mailbox_capacity,
+            room: Arc::default(),
         });
         let mut gateways = Gateways::new(Arc::clone(&cell));
         E::gateways(&mut gateways);

@@ -17,6 +17,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
+use tokio::sync::Notify;
 
 pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
 use crate::codec;
@@ -87,8 +88,23 @@ pub trait ReplyRoute: Send + Sync + 'static {
 pub trait InboundSink: Send + Sync + 'static {
     /// Decodes one invocation and queues it in the endpoint's mailbox. `reply` is `None` for a
     /// tell. An invocation that does not decode is answered with
-    /// [`RpcError::Serialization`] and affects no one else.
-    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>);
+    /// [`RpcError::Serialization`] and affects no one else. If the mailbox is full, nothing
+    /// is queued and `reply` comes back in [`Busy`]: the transport answers an ask with the
+    /// error, and holds a tell until [`InboundSink::room`] signals room.
+    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>) -> Result<(), Busy>;
+
+    /// Signalled (to every waiter) when the endpoint's mailbox, having been full, has room.
+    /// Register interest (`Notified::enable`) before the attempt that found it full.
+    fn room(&self) -> Arc<Notify>;
+
+    /// [`RpcError::MailboxFull`] for this endpoint, to answer an ask that met a full mailbox.
+    fn mailbox_full(&self) -> RpcError;
+}
+
+/// The endpoint's mailbox is full: the invocation was not queued.
+pub struct Busy {
+    /// The reply slot, handed back.
+    pub reply: Option<ReplyTo>,
 }
 
 /// Something that happened to a connection, delivered to every endpoint's connection hooks.
@@ -188,22 +204,37 @@ impl<E, G> RemoteSink<E, G> {
 }
 
 impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
-    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>) {
+    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>) -> Result<(), Busy> {
+        if !self.cell.reserve() {
+            return Err(Busy { reply });
+        }
         let invocation = codec::decode::<G::Invocation>(payload, || {
             format!("decoding an invocation of gateway `{}`", G::NAME)
         });
         let invocation = match invocation {
             Ok(invocation) => invocation,
             Err(error) => {
+                self.cell.release();
                 tracing::warn!(endpoint = self.cell.address.name(), "{error}");
                 if let Some(reply) = reply {
                     reply.send(Err(error));
                 }
-                return;
+                return Ok(());
             }
         };
         let method = &G::METHODS[G::method_index(&invocation)];
         // A stopped endpoint answers through `reply`; nothing more to do here.
-        let _ = self.cell.deliver::<G>(invocation, method, reply, true);
+        let _ = self
+            .cell
+            .send_reserved::<G>(invocation, method, reply, true);
+        Ok(())
+    }
+
+    fn room(&self) -> Arc<Notify> {
+        Arc::clone(&self.cell.room)
+    }
+
+    fn mailbox_full(&self) -> RpcError {
+        self.cell.full()
     }
 }

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::transport::{
-    ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
+    Busy, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
@@ -134,9 +135,30 @@ async fn serve(
             in_flight: AtomicUsize::new(0),
         }),
         slots: IdMap::default(),
+        held: None,
     };
     let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
     let reason: CloseReason = loop {
+        if let Some((sink, payload)) = connection.held.take() {
+            // Wait for room in the endpoint's mailbox, registered before trying so that no
+            // wake-up is missed; keep pinging the peer so it knows this side is alive.
+            let room = sink.room();
+            let mut notified = std::pin::pin!(room.notified());
+            notified.as_mut().enable();
+            if sink.invoke(&payload, None).is_ok() {
+                continue;
+            }
+            liveness.heard();
+            tokio::select! {
+                () = notified => {}
+                _ = liveness.tick() => {
+                    let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+                }
+                () = closing.cancelled() => break "the connection is closing".to_owned(),
+            }
+            connection.held = Some((sink, payload));
+            continue;
+        }
         // Backpressure: with too many requests unanswered, or too many reply bytes waiting,
         // stop reading until there is room; TCP then slows the peer down.
         let has_room = connection.replies.in_flight.load(Ordering::Acquire) < config.max_in_flight
@@ -275,6 +297,9 @@ struct Inbound<'a> {
     /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
     /// bind failed get the bind's error.
     slots: IdMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
+    /// A tell that found its endpoint's mailbox full: nothing more is read from this
+    /// connection until it is delivered (backpressure instead of loss).
+    held: Option<(Arc<dyn InboundSink>, Bytes)>,
 }
 
 impl Inbound<'_> {
@@ -305,7 +330,17 @@ impl Inbound<'_> {
                             self.replies.in_flight.fetch_add(1, Ordering::AcqRel);
                             self.reply_to(frame.request_id)
                         });
-                        sink.invoke(&payload, reply);
+                        match sink.invoke(&payload, reply) {
+                            Ok(()) => {}
+                            // A full mailbox: an ask learns it at once...
+                            Err(Busy { reply: Some(reply) }) => {
+                                reply.send(Err(sink.mailbox_full()));
+                            }
+                            // ...a tell waits, and with it the connection.
+                            Err(Busy { reply: None, .. }) => {
+                                self.held = Some((Arc::clone(sink), payload));
+                            }
+                        }
                     }
                     Some(Err(error)) if ask => {
                         self.send(protocol::failure(frame.request_id, error));
