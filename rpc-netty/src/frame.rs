@@ -227,6 +227,19 @@ impl Encoder<Frame> for FrameCodec {
 
 /// Appends `frame`'s wire form to `dst`, refusing a frame longer than `max_frame`.
 pub fn encode_frame(frame: &Frame, dst: &mut BytesMut, max_frame: usize) -> Result<(), FrameError> {
+    dst.reserve(LENGTH_LEN + frame.wire_length());
+    encode_header(frame, dst, max_frame)?;
+    dst.extend_from_slice(&frame.body);
+    Ok(())
+}
+
+/// Appends everything of `frame`'s wire form but its body (length prefix, kind, request id
+/// and slot), so that a large body can be written from where it is, uncopied.
+pub fn encode_header(
+    frame: &Frame,
+    dst: &mut BytesMut,
+    max_frame: usize,
+) -> Result<(), FrameError> {
     let length = frame.wire_length();
     if length > max_frame.min(u32::MAX as usize) {
         return Err(FrameError::TooLarge {
@@ -234,7 +247,6 @@ pub fn encode_frame(frame: &Frame, dst: &mut BytesMut, max_frame: usize) -> Resu
             max: max_frame,
         });
     }
-    dst.reserve(LENGTH_LEN + length);
     // Fits: checked against u32::MAX above.
     dst.put_u32(length as u32);
     dst.put_u8(frame.kind as u8);
@@ -242,7 +254,6 @@ pub fn encode_frame(frame: &Frame, dst: &mut BytesMut, max_frame: usize) -> Resu
     if let Some(slot) = frame.slot {
         dst.put_u32(slot);
     }
-    dst.extend_from_slice(&frame.body);
     Ok(())
 }
 

@@ -9,7 +9,9 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use rpc_core::RpcError;
 use rpc_core::transport::EncodeInvocation;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -17,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{Frame, FrameError, FrameKind, LENGTH_LEN, encode_frame};
+use crate::frame::{Frame, FrameError, FrameKind, LENGTH_LEN, encode_frame, encode_header};
 
 /// The reading half of a connection, plain TCP or TLS.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
@@ -47,11 +49,25 @@ pub(crate) struct Outbox {
 }
 
 struct Pending {
-    /// Encoded frames, in the order they were queued.
+    /// Large frame bodies, written from where they are, with the frames queued before and
+    /// between them; all of it goes out before `buffer`.
+    chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    chunked: usize,
+    /// Encoded frames queued after the last chunk, in order.
     buffer: BytesMut,
     /// No frame is accepted any more; the writer writes what is left and stops.
     closed: bool,
 }
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.buffer.is_empty() && self.chunks.is_empty()
+    }
+}
+
+/// A frame body at least this large is queued by reference instead of copied.
+const LARGE_BODY: usize = 32 * 1024;
 
 /// The outbox no longer accepts frames: its connection is closing or closed.
 #[derive(Debug)]
@@ -73,6 +89,8 @@ impl Outbox {
     pub(crate) fn new(max_frame: usize, max_bytes: usize) -> Outbox {
         Outbox {
             state: Mutex::new(Pending {
+                chunks: VecDeque::new(),
+                chunked: 0,
                 buffer: BytesMut::new(),
                 closed: false,
             }),
@@ -85,7 +103,8 @@ impl Outbox {
 
     /// Bytes waiting to be written.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.state().buffer.len()
+        let pending = self.state();
+        pending.chunked + pending.buffer.len()
     }
 
     /// Whether the outbox is under its byte limit.
@@ -104,8 +123,18 @@ impl Outbox {
         if pending.closed {
             return Err(Closed);
         }
-        let was_empty = pending.buffer.is_empty();
-        if let Err(error) = encode_frame(&frame, &mut pending.buffer, self.max_frame) {
+        let was_empty = pending.is_empty();
+        let queued = if frame.body.len() >= LARGE_BODY {
+            encode_header(&frame, &mut pending.buffer, self.max_frame).map(|()| {
+                let head = pending.buffer.split().freeze();
+                pending.chunked += head.len() + frame.body.len();
+                pending.chunks.push_back(head);
+                pending.chunks.push_back(frame.body);
+            })
+        } else {
+            encode_frame(&frame, &mut pending.buffer, self.max_frame)
+        };
+        if let Err(error) = queued {
             tracing::error!("dropped an outgoing frame: {error}");
             return Ok(());
         }
@@ -130,11 +159,11 @@ impl Outbox {
         if pending.closed {
             return Err(Refused::Closed);
         }
-        if pending.buffer.len() >= self.max_bytes {
+        if pending.chunked + pending.buffer.len() >= self.max_bytes {
             return Err(Refused::Full(self.max_bytes));
         }
+        let was_empty = pending.is_empty();
         let buffer = &mut pending.buffer;
-        let was_empty = buffer.is_empty();
         let start = buffer.len();
         buffer.put_u32(0); // the length, known once the invocation is written
         buffer.put_u8(kind as u8);
@@ -186,31 +215,38 @@ pub(crate) async fn write_loop(
     loop {
         let batch = {
             let mut pending = outbox.state();
-            if pending.buffer.is_empty() {
+            if pending.is_empty() {
                 if pending.closed {
                     break;
                 }
                 None
             } else {
-                Some(std::mem::replace(
-                    &mut pending.buffer,
-                    std::mem::take(&mut spare),
-                ))
+                pending.chunked = 0;
+                let chunks = std::mem::take(&mut pending.chunks);
+                let tail = std::mem::replace(&mut pending.buffer, std::mem::take(&mut spare));
+                Some((chunks, tail))
             }
         };
         match batch {
-            Some(batch) => {
+            Some((chunks, tail)) => {
                 outbox.room.notify_one();
+                let write = async {
+                    for chunk in &chunks {
+                        socket.write_all(chunk).await?;
+                    }
+                    socket.write_all(&tail).await
+                };
                 tokio::select! {
-                    written = socket.write_all(&batch) => written?,
+                    written = write => written?,
                     () = &mut given_up => {
+                        let unwritten: usize = chunks.iter().map(Bytes::len).sum::<usize>() + tail.len();
                         return Err(FrameError::Io(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
-                            format!("{} bytes still unwritten {linger:?} after closing", batch.len()),
+                            format!("{unwritten} bytes still unwritten {linger:?} after closing"),
                         )));
                     }
                 }
-                spare = batch;
+                spare = tail;
                 spare.clear();
                 if spare.capacity() > KEEP_CAPACITY {
                     spare = BytesMut::new();
