@@ -250,8 +250,8 @@ impl Connection {
         Ok(slot)
     }
 
-    /// Queues a call on a slot an earlier call bound, or gives `reply` back if the server
-    /// refused that bind, for the caller to bind again.
+    /// Queues a call on a slot an earlier call bound, or gives `reply` back if the connection
+    /// has ended or the server refused that bind, for the caller to find a new route.
     fn call_on(
         &self,
         slot: u32,
@@ -260,8 +260,8 @@ impl Connection {
         reply: Option<ReplyTo>,
     ) -> Result<(), Rebind> {
         let mut state = self.state();
-        if state.refused.contains(&slot) {
-            return Err(Rebind::Refused(reply));
+        if state.dead.is_some() || state.refused.contains(&slot) {
+            return Err(Rebind::Reroute(reply));
         }
         self.send_locked(&mut state, reply, |outbox, id| {
             outbox.push_call(kind, id, slot, encode)
@@ -657,8 +657,9 @@ struct Remote {
 
 /// Why a call could not use its cached route.
 enum Rebind {
-    /// The slot's bind was refused: bind again (the reply slot is handed back).
-    Refused(Option<ReplyTo>),
+    /// The connection has ended, or the slot's bind was refused: open or bind again (the
+    /// reply slot is handed back).
+    Reroute(Option<ReplyTo>),
     /// The connection failed.
     Failed(RpcError),
 }
@@ -677,12 +678,10 @@ impl Remote {
             .clone();
         let mut reply = reply;
         if let Some((connection, slot)) = cached {
-            if !connection.is_dead() {
-                match connection.call_on(slot, kind, &mut *encode, reply) {
-                    Ok(()) => return Ok(()),
-                    Err(Rebind::Failed(error)) => return Err(error),
-                    Err(Rebind::Refused(back)) => reply = back,
-                }
+            match connection.call_on(slot, kind, &mut *encode, reply) {
+                Ok(()) => return Ok(()),
+                Err(Rebind::Failed(error)) => return Err(error),
+                Err(Rebind::Reroute(back)) => reply = back,
             }
         }
         let connection = self.pool.connection(self.peer)?;

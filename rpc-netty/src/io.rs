@@ -6,6 +6,7 @@
 //! whole buffer at once and writes it with one system call: under load, many frames share a
 //! write, and no frame is copied twice or queued as an object of its own.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub(crate) struct Outbox {
     wake: Notify,
     /// Signalled whenever the writer has taken a batch: room for more.
     pub(crate) room: Notify,
+    /// Bytes waiting, mirrored from `state` (written under its lock) so that checking for
+    /// room takes no lock.
+    queued: AtomicUsize,
     max_frame: usize,
     /// Calls are refused while this many bytes wait.
     max_bytes: usize,
@@ -96,20 +100,21 @@ impl Outbox {
             }),
             wake: Notify::new(),
             room: Notify::new(),
+            queued: AtomicUsize::new(0),
             max_frame,
             max_bytes,
         }
     }
 
-    /// Bytes waiting to be written.
-    pub(crate) fn queued_bytes(&self) -> usize {
-        let pending = self.state();
-        pending.chunked + pending.buffer.len()
-    }
-
     /// Whether the outbox is under its byte limit.
     pub(crate) fn has_room(&self) -> bool {
-        self.queued_bytes() < self.max_bytes
+        self.queued.load(Ordering::Acquire) < self.max_bytes
+    }
+
+    /// Records how many bytes `pending` holds; called under its lock after each change.
+    fn count(&self, pending: &Pending) {
+        self.queued
+            .store(pending.chunked + pending.buffer.len(), Ordering::Release);
     }
 
     fn state(&self) -> MutexGuard<'_, Pending> {
@@ -138,6 +143,7 @@ impl Outbox {
             tracing::error!("dropped an outgoing frame: {error}");
             return Ok(());
         }
+        self.count(&pending);
         drop(pending);
         if was_empty {
             self.wake.notify_one();
@@ -183,6 +189,7 @@ impl Outbox {
         }
         // Fits: checked against u32::MAX above.
         buffer[start..start + LENGTH_LEN].copy_from_slice(&(length as u32).to_be_bytes());
+        self.count(&pending);
         drop(pending);
         if was_empty {
             self.wake.notify_one();
@@ -224,6 +231,7 @@ pub(crate) async fn write_loop(
                 pending.chunked = 0;
                 let chunks = std::mem::take(&mut pending.chunks);
                 let tail = std::mem::replace(&mut pending.buffer, std::mem::take(&mut spare));
+                outbox.count(&pending);
                 Some((chunks, tail))
             }
         };
