@@ -129,6 +129,7 @@ pin_project_lite::pin_project! {
         endpoint: Option<Arc<EndpointAddress>>,
         started: Instant,
         timeout: Duration,
+        max_depth: usize,
         #[pin]
         sleep: Option<Sleep>,
         _reply: PhantomData<fn() -> T>,
@@ -141,6 +142,7 @@ impl<T> RpcCall<T> {
         method: &'static MethodInfo,
         endpoint: Arc<EndpointAddress>,
         timeout: Duration,
+        max_depth: usize,
     ) -> Self {
         RpcCall {
             receiver: Some(receiver),
@@ -149,6 +151,7 @@ impl<T> RpcCall<T> {
             endpoint: Some(endpoint),
             started: Instant::now(),
             timeout,
+            max_depth,
             sleep: None,
             _reply: PhantomData,
         }
@@ -162,6 +165,7 @@ impl<T> RpcCall<T> {
             endpoint: None,
             started: Instant::now(),
             timeout: Duration::ZERO,
+            max_depth: 0,
             sleep: None,
             _reply: PhantomData,
         }
@@ -189,7 +193,7 @@ impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
             *this.receiver = None;
             let endpoint = this.endpoint.as_deref();
             return Poll::Ready(match outcome {
-                Ok(Ok(value)) => decode(value, this.method),
+                Ok(Ok(value)) => decode(value, this.method, *this.max_depth),
                 Ok(Err(error)) => Err(error),
                 Err(_) => Err(RpcError::EndpointStopped {
                     endpoint: endpoint.map(|e| e.name().to_owned()).unwrap_or_default(),
@@ -224,6 +228,7 @@ impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
 fn decode<T: DeserializeOwned + 'static>(
     value: ReplyValue,
     method: &MethodInfo,
+    max_depth: usize,
 ) -> Result<T, RpcError> {
     let context = || {
         format!(
@@ -241,6 +246,6 @@ fn decode<T: DeserializeOwned + 'static>(
                     reason: "the reply has another type than the proxy expects".to_owned(),
                 })
         }
-        ReplyValue::Encoded(bytes) => codec::decode(&bytes, context),
+        ReplyValue::Encoded(bytes) => codec::decode(&bytes, max_depth, context),
     }
 }

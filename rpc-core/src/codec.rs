@@ -4,7 +4,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::depth::{self, LimitedError};
 use crate::error::RpcError;
+
+/// How deeply a decoded value may nest unless a service says otherwise
+/// (`RpcServiceBuilder::max_decode_depth`).
+pub const DEFAULT_MAX_DECODE_DEPTH: usize = 128;
 
 /// Room the first encoding buffer has for the value; most invocations and replies fit.
 const INITIAL_CAPACITY: usize = 128;
@@ -60,22 +65,33 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 }
 
 /// Decodes a value that must use every byte: trailing bytes mean that the two sides disagree
-/// about the type.
+/// about the type. A value nested more than `max_depth` levels deep (sequences, maps, enums,
+/// options, newtypes) is refused before it can exhaust the stack, whatever the type's
+/// `Deserialize` impl does: bytes from a peer decide the nesting.
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
+    max_depth: usize,
     context: impl FnOnce() -> String,
 ) -> Result<T, RpcError> {
     let failed = |reason: String| RpcError::Serialization {
         context: context(),
         reason,
     };
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(failed(format!(
-            "{} bytes left over after the value: the two sides disagree about its type",
-            rest.len()
+    let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+    match depth::deserialize_limited_tracked::<T, _>(&mut deserializer, max_depth) {
+        Ok(value) => match deserializer.finalize() {
+            Ok([]) => Ok(value),
+            Ok(rest) => Err(failed(format!(
+                "{} bytes left over after the value: the two sides disagree about its type",
+                rest.len()
+            ))),
+            Err(error) => Err(failed(reason(error))),
+        },
+        Err(LimitedError::TooDeep(_)) => Err(failed(format!(
+            "the value is nested more than {max_depth} levels deep, the recursion limit \
+             (max_decode_depth); refused before decoding it"
         ))),
-        Err(error) => Err(failed(reason(error))),
+        Err(LimitedError::Other(error)) => Err(failed(reason(error))),
     }
 }
 

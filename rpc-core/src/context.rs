@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) default_timeout: Duration,
     /// Whether local calls encode and decode their invocations and replies.
     pub(crate) force_serialization: bool,
+    /// How deeply a decoded invocation or reply may nest.
+    pub(crate) max_decode_depth: usize,
 }
 
 /// Everything about one running endpoint except its state, which only the main loop holds.

@@ -127,6 +127,11 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
 
     /// Queues a tell.
     fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError>;
+
+    /// How deeply an encoded reply may nest when it is decoded for the caller.
+    fn max_decode_depth(&self) -> usize {
+        crate::codec::DEFAULT_MAX_DECODE_DEPTH
+    }
 }
 
 /// The untyped core of every generated proxy: a call target and the ask timeout.
@@ -160,6 +165,7 @@ impl<G: Gateway> GatewayHandle<G> {
                 method,
                 Arc::clone(self.target.endpoint()),
                 self.timeout,
+                self.target.max_decode_depth(),
             ),
             Err(error) => RpcCall::failed(error, method),
         }

@@ -69,6 +69,7 @@ mod call;
 mod codec;
 mod context;
 mod deferred;
+mod depth;
 mod endpoint;
 mod error;
 mod gateway;
@@ -78,6 +79,7 @@ mod target;
 pub mod transport;
 
 pub use call::RpcCall;
+pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use context::{RpcContext, ScheduledRun};
 pub use deferred::Deferred;
 pub use endpoint::{BoxError, DEFAULT_MAILBOX_CAPACITY, EndpointOptions, Gateways, RpcEndpoint};

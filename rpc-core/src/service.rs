@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::codec::DEFAULT_MAX_DECODE_DEPTH;
 use crate::context::{EndpointCell, RpcContext, Shared};
 use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
 use crate::error::RpcError;
@@ -144,6 +145,7 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
 pub struct RpcServiceBuilder {
     default_timeout: Duration,
     force_serialization: bool,
+    max_decode_depth: usize,
 }
 
 impl Default for RpcServiceBuilder {
@@ -151,6 +153,7 @@ impl Default for RpcServiceBuilder {
         RpcServiceBuilder {
             default_timeout: DEFAULT_TIMEOUT,
             force_serialization: false,
+            max_decode_depth: DEFAULT_MAX_DECODE_DEPTH,
         }
     }
 }
@@ -171,6 +174,16 @@ impl RpcServiceBuilder {
         self
     }
 
+    /// How deeply a value decoded from a peer may nest (default 128 levels: each sequence,
+    /// map, enum, option or newtype is one). An invocation nested deeper is refused with
+    /// [`RpcError::Serialization`] naming the limit, and so is such a reply; the connection
+    /// and the endpoint carry on. This keeps a small hostile frame (a recursive type nested a
+    /// million levels deep) from overflowing the stack.
+    pub fn max_decode_depth(mut self, levels: usize) -> Self {
+        self.max_decode_depth = levels;
+        self
+    }
+
     /// Builds an in-process service on the current tokio runtime.
     ///
     /// # Panics
@@ -183,6 +196,7 @@ impl RpcServiceBuilder {
                 runtime: runtime.clone(),
                 default_timeout: self.default_timeout,
                 force_serialization: self.force_serialization,
+                max_decode_depth: self.max_decode_depth,
             }),
             registry: Mutex::default(),
             next_id: AtomicU64::new(1),
@@ -382,7 +396,10 @@ impl RpcService {
         };
         let channel = transport.connect(address, binding).await?;
         Ok(G::from_handle(GatewayHandle::new(
-            Arc::new(RemoteTarget::<G>::new(channel)),
+            Arc::new(RemoteTarget::<G>::new(
+                channel,
+                self.inner.shared.max_decode_depth,
+            )),
             self.inner.shared.default_timeout,
         )))
     }

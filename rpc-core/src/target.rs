@@ -36,7 +36,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
     ) -> Result<(), RpcError> {
         let encoded = self.cell.shared.force_serialization;
         let invocation = if encoded {
-            roundtrip::<G>(invocation, method)?
+            roundtrip::<G>(invocation, method, self.cell.shared.max_decode_depth)?
         } else {
             invocation
         };
@@ -47,6 +47,10 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
 impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
     fn endpoint(&self) -> &Arc<EndpointAddress> {
         &self.cell.address
+    }
+
+    fn max_decode_depth(&self) -> usize {
+        self.cell.shared.max_decode_depth
     }
 
     fn ask(
@@ -75,6 +79,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
 fn roundtrip<G: Gateway>(
     invocation: G::Invocation,
     method: &MethodInfo,
+    max_depth: usize,
 ) -> Result<G::Invocation, RpcError> {
     let what = |verb: &str| {
         format!(
@@ -83,5 +88,5 @@ fn roundtrip<G: Gateway>(
         )
     };
     let bytes = codec::encode(&invocation, || what("encoding"))?;
-    codec::decode(&bytes, || what("decoding"))
+    codec::decode(&bytes, max_depth, || what("decoding"))
 }

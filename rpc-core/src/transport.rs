@@ -146,13 +146,15 @@ impl ServiceHandle {
 /// The call target of a proxy to a remote endpoint: encodes, then hands to the transport.
 pub(crate) struct RemoteTarget<G> {
     channel: Arc<dyn RemoteChannel>,
+    max_decode_depth: usize,
     _gateway: PhantomData<fn() -> G>,
 }
 
 impl<G> RemoteTarget<G> {
-    pub(crate) fn new(channel: Arc<dyn RemoteChannel>) -> Self {
+    pub(crate) fn new(channel: Arc<dyn RemoteChannel>, max_decode_depth: usize) -> Self {
         RemoteTarget {
             channel,
+            max_decode_depth,
             _gateway: PhantomData,
         }
     }
@@ -168,6 +170,10 @@ fn arguments(method: &MethodInfo) -> String {
 impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
     fn endpoint(&self) -> &Arc<EndpointAddress> {
         self.channel.endpoint()
+    }
+
+    fn max_decode_depth(&self) -> usize {
+        self.max_decode_depth
     }
 
     fn ask(
@@ -208,7 +214,8 @@ impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
         if !self.cell.reserve() {
             return Err(Busy { reply });
         }
-        let invocation = codec::decode::<G::Invocation>(payload, || {
+        let depth = self.cell.shared.max_decode_depth;
+        let invocation = codec::decode::<G::Invocation>(payload, depth, || {
             format!("decoding an invocation of gateway `{}`", G::NAME)
         });
         let invocation = match invocation {

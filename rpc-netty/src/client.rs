@@ -18,25 +18,24 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use bytes::BytesMut;
 use futures::StreamExt;
 use rpc_core::transport::{
     Binding, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, RpcError};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{self, Role};
+use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
-use crate::frame::{Frame, FrameCodec, FrameKind, encode_frame};
+use crate::frame::{Frame, FrameError, FrameKind};
+use crate::handshake::{Channel, ClientHandshake, ClientStep, describe_foreign};
 use crate::ids::IdMap;
-use crate::io::{Outbox, Reader, Refused, Writer, plain, write_loop};
+use crate::io::{Outbox, Reader, Refused, Writer, plain, write_frame, write_loop};
 use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, PROTOCOL_VERSION, RejectCode, WireError};
+use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
 
 /// The outbound connections of one service, by remote address.
 pub(crate) struct Pool {
@@ -332,65 +331,27 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         address: peer,
         reason,
     };
-    let stream = tokio::select! {
-        stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(peer)) => stream,
+    // One deadline from the first SYN to an authenticated channel, TLS included.
+    let mut phase = "connecting";
+    let opened = tokio::select! {
+        opened = tokio::time::timeout(config.connect_timeout, open(peer, config, &mut phase)) => opened,
         () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
     };
-    let stream = match stream {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            return RpcError::ConnectFailed {
-                address: peer.to_string(),
-                reason: error.to_string(),
-            };
-        }
-        Err(_) => {
-            return RpcError::ConnectFailed {
-                address: peer.to_string(),
-                reason: format!("no connection within {:?}", config.connect_timeout),
-            };
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let secured = tokio::select! {
-        secured = tokio::time::timeout(config.handshake_timeout, secure(stream, peer, config)) => secured,
-        () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
-    };
-    let (read, mut write) = match secured {
-        Ok(Ok(halves)) => halves,
-        Ok(Err(reason)) => {
-            return RpcError::Unauthenticated {
-                address: peer,
-                reason,
-            };
-        }
-        Err(_) => {
-            return disconnected(format!(
-                "no TLS handshake within {:?}",
-                config.handshake_timeout
-            ));
-        }
-    };
-    let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
-    // The handshake goes first, ahead of the calls already waiting in the outbox, which are
-    // written only once it (and authentication) succeeded.
-    let handshake = client_handshake(&mut frames, &mut write, peer, config);
-    let outcome = tokio::select! {
-        outcome = tokio::time::timeout(config.handshake_timeout, handshake) => outcome,
-        () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
-    };
-    match outcome {
-        Ok(Ok(())) => {}
+    let (mut frames, write, sealer) = match opened {
+        Ok(Ok(opened)) => opened,
         Ok(Err(error)) => return error,
         Err(_) => {
-            return disconnected(format!(
-                "no handshake answer within {:?}",
-                config.handshake_timeout
-            ));
+            return RpcError::ConnectFailed {
+                address: peer.to_string(),
+                reason: format!(
+                    "no connection within {:?} (connect_timeout): still {phase}",
+                    config.connect_timeout
+                ),
+            };
         }
-    }
+    };
     *connected = true;
-    tracing::info!(%peer, "connected");
+    tracing::info!(%peer, sealed = sealer.is_some(), "connected");
     pool.service
         .connection_event(ConnectionEvent::Connected(peer));
 
@@ -399,7 +360,7 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(&connection.outbox), closing.clone());
         async move {
-            if let Err(error) = write_loop(&outbox, write, &closing, linger).await {
+            if let Err(error) = write_loop(&outbox, write, &closing, linger, sealer).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
                 outbox.close();
                 closing.cancel();
@@ -494,7 +455,7 @@ async fn secure(
     stream: TcpStream,
     peer: SocketAddr,
     config: &NettyConfig,
-) -> Result<(Reader, Writer), String> {
+) -> Result<(Reader, Writer), RpcError> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &config.tls {
         return tls.connect(stream, peer).await;
@@ -503,115 +464,71 @@ async fn secure(
     Ok(plain(stream))
 }
 
-/// The client's side of the handshake: version, then, when either side has a shared secret,
-/// the mutual challenge-response. Authentication is mutual: a client with a secret refuses a
-/// server that cannot prove it knows the same one.
-async fn client_handshake(
-    frames: &mut FramedRead<Reader, FrameCodec>,
-    write: &mut Writer,
+/// TCP, TLS (if configured), then the client's side of the handshake (`handshake.rs`): its
+/// `Hello` at once, the server's `Hello`, and with a shared secret the key exchange. Calls
+/// queued meanwhile wait in the outbox. `phase` says how far it got, for a timeout's error.
+async fn open(
     peer: SocketAddr,
     config: &NettyConfig,
-) -> Result<(), RpcError> {
-    let disconnected = |reason: String| RpcError::Disconnected {
-        address: peer,
+    phase: &mut &'static str,
+) -> Result<(FramedRead<Reader, WireCodec>, Writer, Option<Sealer>), RpcError> {
+    let connect_failed = |reason: String| RpcError::ConnectFailed {
+        address: peer.to_string(),
         reason,
     };
-    let unauthenticated = |reason: &str| RpcError::Unauthenticated {
-        address: peer,
-        reason: reason.to_owned(),
-    };
-    let client_nonce = auth::nonce().map_err(|e| disconnected(format!("no random nonce: {e}")))?;
-    send(write, &protocol::handshake(PROTOCOL_VERSION, &client_nonce))
+    let stream = TcpStream::connect(peer)
         .await
-        .map_err(|e| disconnected(format!("sending the handshake failed: {e}")))?;
-    let answer = next_frame(frames, peer).await?;
-    let challenge = match answer.kind {
-        FrameKind::HandshakeOk => {
-            let (_, challenge) =
-                protocol::parse_handshake_ok(&answer.body).map_err(disconnected)?;
-            challenge
-        }
-        FrameKind::HandshakeReject => return Err(refusal(&answer.body, peer)),
-        other => {
-            return Err(disconnected(format!(
-                "the server answered the handshake with a {other:?} frame"
-            )));
-        }
-    };
-    match (challenge, &config.secret) {
-        (None, None) => Ok(()),
-        (Some(_), None) => Err(unauthenticated(
-            "the server requires a shared secret; give this service the same one with \
-             NettyBuilder::shared_secret",
-        )),
-        (None, Some(_)) => Err(unauthenticated(
-            "the server does not authenticate, and this service (which has a shared secret) \
-             requires it to",
-        )),
-        (Some((server_nonce, proof)), Some(secret)) => {
-            if !secret.verify(Role::Server, &client_nonce, &server_nonce, &proof) {
-                return Err(unauthenticated(
-                    "the server's proof does not match this service's shared secret",
+        .map_err(|e| connect_failed(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    *phase = "in the TLS handshake";
+    let (read, mut write) = secure(stream, peer, config).await?;
+    *phase = "waiting for the server's hello (is it an rpc service?)";
+    let mut frames = FramedRead::new(read, WireCodec::new(HANDSHAKE_MAX_FRAME));
+    let (mut machine, hello) = ClientHandshake::new(peer, config.secret.clone());
+    write_frame(&mut write, &hello)
+        .await
+        .map_err(|e| connect_failed(format!("sending the hello failed: {e}")))?;
+    loop {
+        let frame = match frames.next().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(FrameError::Io(error))) => {
+                return Err(connect_failed(format!("during the handshake: {error}")));
+            }
+            // Not frames of this protocol: say what the peer seems to be.
+            Some(Err(_)) => return Err(connect_failed(describe_foreign(frames.read_buffer()))),
+            None if frames.read_buffer().is_empty() => {
+                return Err(connect_failed(
+                    "the peer closed the connection during the handshake (a TLS server does \
+                     that to a client without TLS)"
+                        .to_owned(),
                 ));
             }
-            let ours = secret.proof(Role::Client, &server_nonce, &client_nonce);
-            send(write, &protocol::auth(&ours))
+            None => return Err(connect_failed(describe_foreign(frames.read_buffer()))),
+        };
+        *phase = "in the key exchange";
+        match machine.receive(frame)? {
+            ClientStep::Send(frame) => write_frame(&mut write, &frame)
                 .await
-                .map_err(|e| disconnected(format!("sending the proof failed: {e}")))?;
-            let verdict = next_frame(frames, peer).await?;
-            match verdict.kind {
-                FrameKind::AuthOk => Ok(()),
-                FrameKind::HandshakeReject => Err(refusal(&verdict.body, peer)),
-                other => Err(disconnected(format!(
-                    "the server answered the proof with a {other:?} frame"
-                ))),
+                .map_err(|e| connect_failed(format!("sending the key exchange failed: {e}")))?,
+            ClientStep::Done(channel) => {
+                let sealer = match channel {
+                    Channel::Plain => {
+                        frames
+                            .decoder_mut()
+                            .established(config.max_frame_size, None);
+                        None
+                    }
+                    Channel::Sealed(keys) => {
+                        let (sealer, opener) = keys.split();
+                        frames
+                            .decoder_mut()
+                            .established(config.max_frame_size, Some(opener));
+                        Some(sealer)
+                    }
+                };
+                return Ok((frames, write, sealer));
             }
         }
-    }
-}
-
-/// Writes one frame straight to the socket (before the writer task exists).
-async fn send(write: &mut Writer, frame: &Frame) -> Result<(), String> {
-    let mut bytes = BytesMut::new();
-    encode_frame(frame, &mut bytes, usize::MAX).map_err(|e| e.to_string())?;
-    write.write_all(&bytes).await.map_err(|e| e.to_string())
-}
-
-/// The next frame of the handshake.
-async fn next_frame(
-    frames: &mut FramedRead<Reader, FrameCodec>,
-    peer: SocketAddr,
-) -> Result<Frame, RpcError> {
-    let disconnected = |reason: String| RpcError::Disconnected {
-        address: peer,
-        reason,
-    };
-    match frames.next().await {
-        Some(Ok(frame)) => Ok(frame),
-        Some(Err(error)) => Err(disconnected(format!("during the handshake: {error}"))),
-        None => Err(disconnected(
-            "the server closed the connection during the handshake".to_owned(),
-        )),
-    }
-}
-
-/// The error a `HandshakeReject` stands for.
-fn refusal(body: &Bytes, peer: SocketAddr) -> RpcError {
-    let (theirs, code, reason) = protocol::parse_reject(body);
-    match theirs {
-        Some(theirs) if theirs != PROTOCOL_VERSION => RpcError::VersionMismatch {
-            address: peer,
-            ours: PROTOCOL_VERSION,
-            theirs,
-        },
-        _ if code == RejectCode::Unauthenticated as u8 => RpcError::Unauthenticated {
-            address: peer,
-            reason: format!("the server refused this service: {reason}"),
-        },
-        _ => RpcError::Disconnected {
-            address: peer,
-            reason: format!("the server refused the handshake: {reason}"),
-        },
     }
 }
 

@@ -37,10 +37,10 @@ pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
-    /// Client -> server, first frame: magic and protocol version.
-    Handshake = 0x01,
-    /// Server -> client: the handshake is accepted.
-    HandshakeOk = 0x02,
+    /// Either way, each side's first frame: magic, protocol version, authentication mode.
+    Hello = 0x01,
+    /// Either way, with a shared secret: one message of the Noise key exchange.
+    KeyExchange = 0x02,
     /// Server -> client: the handshake is refused; the server closes the connection.
     HandshakeReject = 0x03,
     /// Client -> server: bind a slot to an endpoint's gateway.
@@ -55,18 +55,14 @@ pub enum FrameKind {
     Response = 0x08,
     /// Server -> client: an ask or bind failed.
     Failure = 0x09,
-    /// Either way: keep-alive probe (reserved).
+    /// Either way: keep-alive probe.
     Ping = 0x0a,
-    /// Either way: keep-alive answer (reserved).
+    /// Either way: keep-alive answer.
     Pong = 0x0b,
     /// Client -> server: cancel an ask (reserved).
     Cancel = 0x0c,
     /// Server -> client: one item of a streamed reply (reserved).
     StreamItem = 0x0d,
-    /// Client -> server: the client's proof that it knows the shared secret.
-    Auth = 0x0e,
-    /// Server -> client: the client's proof is accepted.
-    AuthOk = 0x0f,
 }
 
 impl FrameKind {
@@ -74,8 +70,8 @@ impl FrameKind {
     pub fn from_byte(byte: u8) -> Option<FrameKind> {
         use FrameKind::*;
         Some(match byte {
-            0x01 => Handshake,
-            0x02 => HandshakeOk,
+            0x01 => Hello,
+            0x02 => KeyExchange,
             0x03 => HandshakeReject,
             0x04 => Bind,
             0x05 => Bound,
@@ -87,8 +83,6 @@ impl FrameKind {
             0x0b => Pong,
             0x0c => Cancel,
             0x0d => StreamItem,
-            0x0e => Auth,
-            0x0f => AuthOk,
             _ => return None,
         })
     }
@@ -140,6 +134,9 @@ pub enum FrameError {
     /// The bytes are not a frame of this protocol.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// An encrypted record failed authentication (or could not be sealed).
+    #[error("{0}")]
+    Unauthentic(String),
     /// The socket failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -166,6 +163,12 @@ impl FrameCodec {
     /// The largest length field this codec accepts.
     pub fn max_frame(&self) -> usize {
         self.max_frame
+    }
+
+    /// Changes the largest length field accepted from now on (raised once a peer has
+    /// completed the handshake).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame.clamp(HEADER_LEN, u32::MAX as usize);
     }
 }
 

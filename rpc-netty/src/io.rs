@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::Sealer;
 use crate::frame::{Frame, FrameError, FrameKind, LENGTH_LEN, encode_frame, encode_header};
 
 /// The reading half of a connection, plain TCP or TLS.
@@ -47,6 +48,10 @@ pub(crate) struct Outbox {
     /// Bytes waiting, mirrored from `state` (written under its lock) so that checking for
     /// room takes no lock.
     queued: AtomicUsize,
+    /// Bytes the writer has taken and not finished writing: they count against the limit
+    /// until the socket has accepted them, so a peer that stops reading cannot make the
+    /// outbox forget them.
+    writing: AtomicUsize,
     max_frame: usize,
     /// Calls are refused while this many bytes wait.
     max_bytes: usize,
@@ -101,6 +106,7 @@ impl Outbox {
             wake: Notify::new(),
             room: Notify::new(),
             queued: AtomicUsize::new(0),
+            writing: AtomicUsize::new(0),
             max_frame,
             max_bytes,
         }
@@ -108,7 +114,12 @@ impl Outbox {
 
     /// Whether the outbox is under its byte limit.
     pub(crate) fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Acquire) < self.max_bytes
+        self.held() < self.max_bytes
+    }
+
+    /// Bytes queued or being written.
+    pub(crate) fn held(&self) -> usize {
+        self.queued.load(Ordering::Acquire) + self.writing.load(Ordering::Acquire)
     }
 
     /// Records how many bytes `pending` holds; called under its lock after each change.
@@ -165,7 +176,9 @@ impl Outbox {
         if pending.closed {
             return Err(Refused::Closed);
         }
-        if pending.chunked + pending.buffer.len() >= self.max_bytes {
+        if pending.chunked + pending.buffer.len() + self.writing.load(Ordering::Acquire)
+            >= self.max_bytes
+        {
             return Err(Refused::Full(self.max_bytes));
         }
         let was_empty = pending.is_empty();
@@ -204,13 +217,24 @@ impl Outbox {
     }
 }
 
+/// Writes one frame straight to the socket: the handshake's frames, before the writer task
+/// exists.
+pub(crate) async fn write_frame(socket: &mut Writer, frame: &Frame) -> std::io::Result<()> {
+    let mut bytes = BytesMut::new();
+    encode_frame(frame, &mut bytes, usize::MAX).map_err(std::io::Error::other)?;
+    socket.write_all(&bytes).await?;
+    socket.flush().await
+}
+
 /// Writes what `outbox` receives until it is closed (or `closing` fires, which closes it),
-/// then writes what is left and shuts the socket's writing side.
+/// then writes what is left and shuts the socket's writing side. With a `sealer` (a shared
+/// secret), every batch goes out as encrypted records.
 pub(crate) async fn write_loop(
     outbox: &Outbox,
     mut socket: Writer,
     closing: &CancellationToken,
     linger: Duration,
+    mut sealer: Option<Sealer>,
 ) -> Result<(), FrameError> {
     // Once the connection is closing, writes may take `linger` more, no longer.
     let given_up = async {
@@ -219,6 +243,7 @@ pub(crate) async fn write_loop(
     };
     tokio::pin!(given_up);
     let mut spare = BytesMut::new();
+    let mut sealed = BytesMut::new();
     loop {
         let batch = {
             let mut pending = outbox.state();
@@ -231,14 +256,25 @@ pub(crate) async fn write_loop(
                 pending.chunked = 0;
                 let chunks = std::mem::take(&mut pending.chunks);
                 let tail = std::mem::replace(&mut pending.buffer, std::mem::take(&mut spare));
+                let taken = chunks.iter().map(Bytes::len).sum::<usize>() + tail.len();
+                outbox.writing.store(taken, Ordering::Release);
                 outbox.count(&pending);
                 Some((chunks, tail))
             }
         };
         match batch {
             Some((chunks, tail)) => {
-                outbox.room.notify_one();
+                if let Some(sealer) = &mut sealer {
+                    sealed.clear();
+                    for chunk in &chunks {
+                        sealer.seal(chunk, &mut sealed)?;
+                    }
+                    sealer.seal(&tail, &mut sealed)?;
+                }
                 let write = async {
+                    if sealer.is_some() {
+                        return socket.write_all(&sealed).await;
+                    }
                     for chunk in &chunks {
                         socket.write_all(chunk).await?;
                     }
@@ -254,10 +290,16 @@ pub(crate) async fn write_loop(
                         )));
                     }
                 }
+                // Written: room for more.
+                outbox.writing.store(0, Ordering::Release);
+                outbox.room.notify_one();
                 spare = tail;
                 spare.clear();
                 if spare.capacity() > KEEP_CAPACITY {
                     spare = BytesMut::new();
+                }
+                if sealed.capacity() > KEEP_CAPACITY {
+                    sealed = BytesMut::new();
                 }
             }
             None => {

@@ -28,7 +28,9 @@
 //! # Layout
 //!
 //! - [`frame`]: the frame codec (length prefix, kind, request id, body).
-//! - [`protocol`]: each frame kind's body, the handshake, and errors on the wire.
+//! - [`protocol`]: each frame kind's body, the handshake's, and errors on the wire.
+//! - [`handshake`]: the handshake as client and server state machines (no I/O).
+//! - [`channel`]: the encrypted records a shared secret puts frames in (no I/O).
 //! - `server`: the listener and one task per inbound connection.
 //! - `client`: one outbound connection per remote address, its pending calls and bindings.
 //! - `io`: the batching writer both sides share.
@@ -41,9 +43,11 @@
 #![warn(missing_docs)]
 
 mod auth;
+pub mod channel;
 mod client;
 mod config;
 pub mod frame;
+pub mod handshake;
 mod ids;
 mod io;
 mod liveness;
@@ -56,6 +60,7 @@ mod transport;
 use std::io::Result as IoResult;
 use std::time::Duration;
 
+pub use auth::Secret;
 pub use rpc_core;
 use rpc_core::{RpcService, RpcServiceBuilder};
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -100,6 +105,15 @@ impl NettyBuilder {
     /// Makes calls to endpoints in this same service encode as remote ones would.
     pub fn force_serialization(mut self, force: bool) -> Self {
         self.service = self.service.force_serialization(force);
+        self
+    }
+
+    /// How deeply a value decoded from a peer may nest (default 128 levels; each sequence,
+    /// map, enum, option or newtype is one): an invocation or reply nested deeper fails that
+    /// one call with `RpcError::Serialization` naming the limit, before it can exhaust the
+    /// stack, and the connection keeps serving.
+    pub fn max_decode_depth(mut self, levels: usize) -> Self {
+        self.service = self.service.max_decode_depth(levels);
         self
     }
 

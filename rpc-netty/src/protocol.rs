@@ -8,18 +8,21 @@ use rpc_core::RpcError;
 use rpc_core::transport::Binding;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{NONCE_LEN, PROOF_LEN};
 use crate::frame::{Frame, FrameKind};
 
-/// The first bytes of every connection's first frame body: not a peer of this protocol
-/// otherwise.
+/// The first bytes of every `Hello` body: not a peer of this protocol otherwise.
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
+
+/// The largest frame either side accepts before the handshake has completed: the handshake's
+/// frames are a few dozen bytes, so a peer that has not proven anything cannot make the
+/// other side buffer more than this per connection.
+pub const HANDSHAKE_MAX_FRAME: usize = 1024;
 
 /// Why a server refused a handshake (the byte after the version in `HandshakeReject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,59 +36,55 @@ pub enum RejectCode {
     Malformed = 3,
 }
 
-/// `Handshake`: magic, version, and the client's nonce.
-pub fn handshake(version: u16, nonce: &[u8; NONCE_LEN]) -> Frame {
-    let mut body = BytesMut::with_capacity(6 + NONCE_LEN);
+/// How a side of a connection authenticates, as its `Hello` announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AuthMode {
+    /// No shared secret: the channel is plain (or TLS, below the protocol).
+    None = 0,
+    /// A shared secret: a Noise `NNpsk0` key exchange follows, then every frame is encrypted.
+    SharedSecret = 1,
+}
+
+/// What a `Hello` body says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's protocol version.
+    pub version: u16,
+    /// How the sender authenticates (absent from versions before 3: `None`).
+    pub auth: Option<AuthMode>,
+}
+
+/// `Hello`, the first frame each side sends: magic, version, and how it authenticates.
+pub fn hello(auth: AuthMode) -> Frame {
+    let mut body = BytesMut::with_capacity(7);
     body.put_slice(&MAGIC);
-    body.put_u16(version);
-    body.put_slice(nonce);
-    Frame::new(FrameKind::Handshake, 0, body.freeze())
-}
-
-/// What a `Handshake` body says: the version, and the client's nonce when the body has one
-/// (a peer of another version may send none; it is refused by version first).
-pub fn parse_handshake(mut body: Bytes) -> Result<(u16, Option<[u8; NONCE_LEN]>), String> {
-    if body.len() < 6 || body[..4] != MAGIC {
-        return Err("the first frame is not a handshake of this protocol".to_owned());
-    }
-    body.advance(4);
-    let version = body.get_u16();
-    let nonce = body.as_ref().try_into().ok();
-    Ok((version, nonce))
-}
-
-/// The server's side of the challenge: its nonce, and its proof of the secret.
-pub type Challenge = ([u8; NONCE_LEN], [u8; PROOF_LEN]);
-
-/// `HandshakeOk`: the server's version, then 0 (no authentication) or 1 followed by the
-/// server's nonce and proof.
-pub fn handshake_ok(challenge: Option<&Challenge>) -> Frame {
-    let mut body = BytesMut::with_capacity(3 + NONCE_LEN + PROOF_LEN);
     body.put_u16(PROTOCOL_VERSION);
-    match challenge {
-        None => body.put_u8(0),
-        Some((nonce, proof)) => {
-            body.put_u8(1);
-            body.put_slice(nonce);
-            body.put_slice(proof);
-        }
-    }
-    Frame::new(FrameKind::HandshakeOk, 0, body.freeze())
+    body.put_u8(auth as u8);
+    Frame::new(FrameKind::Hello, 0, body.freeze())
 }
 
-/// What a `HandshakeOk` body says: the server's version and its challenge, if it has one.
-pub fn parse_handshake_ok(body: &Bytes) -> Result<(u16, Option<Challenge>), String> {
-    let malformed = || "a malformed handshake answer".to_owned();
-    let version = parse_version(body).ok_or_else(malformed)?;
-    match body.get(2) {
-        Some(0) if body.len() == 3 => Ok((version, None)),
-        Some(1) if body.len() == 3 + NONCE_LEN + PROOF_LEN => {
-            let nonce = body[3..3 + NONCE_LEN].try_into().map_err(|_| malformed())?;
-            let proof = body[3 + NONCE_LEN..].try_into().map_err(|_| malformed())?;
-            Ok((version, Some((nonce, proof))))
-        }
-        _ => Err(malformed()),
+/// Parses a `Hello` body. A peer of another version is still recognised by its magic and
+/// version, so that it can be told which version this side speaks.
+pub fn parse_hello(body: &[u8]) -> Result<Hello, String> {
+    if body.len() < 6 || body[..4] != MAGIC {
+        return Err("the first frame is not a hello of this protocol".to_owned());
     }
+    let version = u16::from_be_bytes([body[4], body[5]]);
+    let auth = match body.get(6..) {
+        Some([0]) => Some(AuthMode::None),
+        Some([1]) => Some(AuthMode::SharedSecret),
+        _ => None,
+    };
+    if version == PROTOCOL_VERSION && auth.is_none() {
+        return Err("a malformed hello".to_owned());
+    }
+    Ok(Hello { version, auth })
+}
+
+/// `KeyExchange`: one message of the Noise handshake (the client's first, the server's answer).
+pub fn key_exchange(message: &[u8]) -> Frame {
+    Frame::new(FrameKind::KeyExchange, 0, Bytes::copy_from_slice(message))
 }
 
 /// `HandshakeReject`: the server's version, the reason code, then why, in UTF-8.
@@ -102,17 +101,8 @@ pub fn handshake_reject(code: RejectCode, reason: &str) -> Frame {
 pub fn parse_reject(body: &Bytes) -> (Option<u16>, u8, String) {
     let code = body.get(2).copied().unwrap_or(RejectCode::Version as u8);
     let reason = String::from_utf8_lossy(body.get(3..).unwrap_or_default()).into_owned();
-    (parse_version(body), code, reason)
-}
-
-/// The version at the start of a `HandshakeOk` or `HandshakeReject` body.
-pub fn parse_version(body: &Bytes) -> Option<u16> {
-    body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-}
-
-/// `Auth`: the client's proof.
-pub fn auth(proof: &[u8; PROOF_LEN]) -> Frame {
-    Frame::new(FrameKind::Auth, 0, proof.to_vec())
+    let version = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    (version, code, reason)
 }
 
 /// The body of a `Bind` frame (postcard).
@@ -410,31 +400,22 @@ mod tests {
 
     #[test]
     fn handshake_golden() {
-        let mut expected = vec![
-            0, 0, 0, 47, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 2,
-        ];
-        expected.extend_from_slice(&[0xab; NONCE_LEN]);
-        assert_eq!(wire(handshake(2, &[0xab; NONCE_LEN])), expected);
         assert_eq!(
-            wire(handshake_ok(None)),
-            [0, 0, 0, 12, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0]
+            wire(hello(AuthMode::None)),
+            [
+                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 3, 0
+            ]
         );
-        let mut expected = vec![0, 0, 0, 76, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1];
-        expected.extend_from_slice(&[0x11; NONCE_LEN]);
-        expected.extend_from_slice(&[0x22; PROOF_LEN]);
-        assert_eq!(
-            wire(handshake_ok(Some(&([0x11; NONCE_LEN], [0x22; PROOF_LEN])))),
-            expected
-        );
+        assert_eq!(wire(hello(AuthMode::SharedSecret))[19], 1);
+        let mut expected = vec![0, 0, 0, 13, 0x02, 0, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(&[0xee; 4]);
+        assert_eq!(wire(key_exchange(&[0xee; 4])), expected);
         assert_eq!(
             wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, b'n', b'o'
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2, b'n', b'o'
             ]
         );
-        let mut expected = vec![0, 0, 0, 41, 0x0e, 0, 0, 0, 0, 0, 0, 0, 0];
-        expected.extend_from_slice(&[0x33; PROOF_LEN]);
-        assert_eq!(wire(auth(&[0x33; PROOF_LEN])), expected);
     }
 
     #[test]
@@ -482,26 +463,32 @@ mod tests {
 
     #[test]
     fn handshake_parsing() {
-        let nonce = [5; NONCE_LEN];
         assert_eq!(
-            parse_handshake(handshake(7, &nonce).body),
-            Ok((7, Some(nonce)))
+            parse_hello(&hello(AuthMode::SharedSecret).body),
+            Ok(Hello {
+                version: PROTOCOL_VERSION,
+                auth: Some(AuthMode::SharedSecret)
+            })
         );
-        // A version-1 handshake (no nonce) still yields its version, to be refused by it.
+        // A version-2 handshake (magic, version, 32-byte nonce) still yields its version, to
+        // be refused by it.
+        let mut v2 = b"RPCN\x00\x02".to_vec();
+        v2.extend_from_slice(&[0x5a; 32]);
         assert_eq!(
-            parse_handshake(Bytes::from_static(b"RPCN\x00\x01")),
-            Ok((1, None))
+            parse_hello(&v2),
+            Ok(Hello {
+                version: 2,
+                auth: None
+            })
         );
-        let ok = handshake_ok(Some(&([1; NONCE_LEN], [2; PROOF_LEN]))).body;
-        assert_eq!(
-            parse_handshake_ok(&ok),
-            Ok((2, Some(([1; NONCE_LEN], [2; PROOF_LEN]))))
-        );
-        assert!(parse_handshake_ok(&Bytes::from_static(&[0, 2, 1, 9])).is_err());
+        assert!(parse_hello(b"RPCN\x00\x03\x07").is_err(), "an unknown mode");
+        assert!(parse_hello(b"GET / HTTP/1.1").is_err());
         let (version, code, reason) =
             parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);
-        assert_eq!((version, code, reason.as_str()), (Some(2), 2, "wrong"));
-        assert!(parse_handshake(Bytes::from_static(b"GET / HTTP/1.1")).is_err());
+        assert_eq!(
+            (version, code, reason.as_str()),
+            (Some(PROTOCOL_VERSION), 2, "wrong")
+        );
         let mut bytes =
             BytesMut::from(&wire(call(FrameKind::Request, 1, 9, Bytes::from_static(b"xy")))[..]);
         let decoded = FrameCodec::new(DEFAULT_MAX_FRAME)

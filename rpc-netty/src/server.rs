@@ -9,18 +9,20 @@ use futures::StreamExt;
 use rpc_core::transport::{
     Busy, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{self, Role};
+use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
-use crate::frame::{Frame, FrameCodec, FrameKind, HEADER_LEN};
+use crate::frame::{Frame, FrameKind, HEADER_LEN};
+use crate::handshake::{Channel, ServerHandshake, ServerStep};
 use crate::ids::IdMap;
-use crate::io::{Outbox, Reader, Writer, plain, write_loop};
+use crate::io::{Outbox, Reader, Writer, plain, write_frame, write_loop};
 use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, BindBody, PROTOCOL_VERSION, RejectCode, WireError};
+use crate::protocol::{self, BindBody, HANDSHAKE_MAX_FRAME, WireError};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
 pub(crate) async fn accept(
@@ -82,46 +84,39 @@ async fn serve(
     closing: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let secured = tokio::time::timeout(config.handshake_timeout, secure(stream, &config)).await;
-    let (read, write) = match secured {
-        Ok(Ok(halves)) => halves,
+    // One deadline from accept to authenticated, TLS included.
+    let opened = tokio::select! {
+        opened = tokio::time::timeout(config.handshake_timeout, open(stream, &config)) => opened,
+        () = closing.cancelled() => return,
+    };
+    let (mut frames, write, sealer) = match opened {
+        Ok(Ok(opened)) => opened,
         Ok(Err(reason)) => {
-            tracing::warn!(%peer, "closing the connection: {reason}");
+            // Logged once per refused peer.
+            tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
             return;
         }
         Err(_) => {
-            tracing::warn!(%peer, "closing the connection: no TLS handshake within {:?}", config.handshake_timeout);
+            tracing::warn!(
+                %peer,
+                "closing the connection: no handshake within {:?} (handshake_timeout)",
+                config.handshake_timeout
+            );
             return;
         }
     };
-    let mut frames = FramedRead::new(read, FrameCodec::new(config.max_frame_size));
     let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
     let linger = config.linger;
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(&outbox), closing.clone());
         async move {
-            if let Err(error) = write_loop(&outbox, write, &closing, linger).await {
+            if let Err(error) = write_loop(&outbox, write, &closing, linger, sealer).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
                 outbox.close();
                 closing.cancel();
             }
         }
     });
-
-    let accepted = tokio::select! {
-        accepted = tokio::time::timeout(config.handshake_timeout, handshake(&mut frames, &outbox, &config)) => {
-            accepted.unwrap_or_else(|_| Err(format!("no handshake within {:?}", config.handshake_timeout)))
-        }
-        () = closing.cancelled() => Err("the service is shutting down".to_owned()),
-    };
-    if let Err(reason) = accepted {
-        // Logged once per refused peer.
-        tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
-        outbox.close();
-        closing.cancel(); // bounds the final write by the linger time
-        let _ = writer.await;
-        return;
-    }
     tracing::info!(%peer, "connection accepted");
     service.connection_event(ConnectionEvent::Connected(peer));
 
@@ -216,76 +211,61 @@ async fn secure(stream: TcpStream, config: &NettyConfig) -> Result<(Reader, Writ
     Ok(plain(stream))
 }
 
-/// The server's side of the handshake: version, then, with a shared secret, the mutual
-/// challenge-response. Nothing else is read until it succeeds, so an unauthenticated peer's
-/// calls never reach an endpoint. On failure the peer is told why (when it is a peer of this
-/// protocol) and the reason is returned for the log.
-async fn handshake(
-    frames: &mut FramedRead<Reader, FrameCodec>,
-    outbox: &Outbox,
+/// TLS (if configured), then the server's side of the handshake (`handshake.rs`): its
+/// `Hello` at once, then the client's, and with a shared secret the key exchange. Until it
+/// succeeds frames are limited to [`HANDSHAKE_MAX_FRAME`] bytes and nothing reaches an
+/// endpoint. On failure the peer is told why (when it speaks this protocol) and the reason is
+/// returned for the log.
+async fn open(
+    stream: TcpStream,
     config: &NettyConfig,
-) -> Result<(), String> {
-    let refuse = |code: RejectCode, reason: String| {
-        let _ = outbox.push(protocol::handshake_reject(code, &reason));
-        Err(reason)
-    };
-    let first = match frames.next().await {
-        Some(Ok(frame)) if frame.kind == FrameKind::Handshake => frame,
-        Some(Ok(frame)) => {
-            return Err(format!(
-                "the first frame is {:?}, not a handshake",
-                frame.kind
-            ));
+) -> Result<(FramedRead<Reader, WireCodec>, Writer, Option<Sealer>), String> {
+    let (read, mut write) = secure(stream, config).await?;
+    let mut frames = FramedRead::new(read, WireCodec::new(HANDSHAKE_MAX_FRAME));
+    let (mut machine, hello) = ServerHandshake::new(config.secret.clone());
+    write_frame(&mut write, &hello)
+        .await
+        .map_err(|e| format!("sending the hello failed: {e}"))?;
+    loop {
+        let frame = match frames.next().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Err(format!("during the handshake: {error}")),
+            None => return Err("closed during the handshake".to_owned()),
+        };
+        match machine.receive(frame) {
+            Ok(ServerStep::Continue) => {}
+            Ok(ServerStep::Done(reply, channel)) => {
+                if let Some(reply) = reply {
+                    write_frame(&mut write, &reply)
+                        .await
+                        .map_err(|e| format!("sending the key exchange failed: {e}"))?;
+                }
+                let sealer = match channel {
+                    Channel::Plain => {
+                        frames
+                            .decoder_mut()
+                            .established(config.max_frame_size, None);
+                        None
+                    }
+                    Channel::Sealed(keys) => {
+                        let (sealer, opener) = keys.split();
+                        frames
+                            .decoder_mut()
+                            .established(config.max_frame_size, Some(opener));
+                        Some(sealer)
+                    }
+                };
+                return Ok((frames, write, sealer));
+            }
+            Err(refusal) => {
+                if let Some(reply) = refusal.reply {
+                    let _ = write_frame(&mut write, &reply).await;
+                    let _ = write.shutdown().await;
+                }
+                return Err(refusal.reason);
+            }
         }
-        Some(Err(error)) => return Err(error.to_string()),
-        None => return Err("closed before the handshake".to_owned()),
-    };
-    let (theirs, client_nonce) = protocol::parse_handshake(first.body)?;
-    if theirs != PROTOCOL_VERSION {
-        return refuse(
-            RejectCode::Version,
-            format!(
-                "protocol version mismatch: the client speaks version {theirs}, this server \
-                 speaks version {PROTOCOL_VERSION}"
-            ),
-        );
     }
-    let Some(client_nonce) = client_nonce else {
-        return refuse(
-            RejectCode::Malformed,
-            "the handshake has no nonce".to_owned(),
-        );
-    };
-    let Some(secret) = &config.secret else {
-        let _ = outbox.push(protocol::handshake_ok(None));
-        return Ok(());
-    };
-    let server_nonce = auth::nonce().map_err(|e| format!("no random nonce: {e}"))?;
-    let proof = secret.proof(Role::Server, &client_nonce, &server_nonce);
-    let _ = outbox.push(protocol::handshake_ok(Some(&(server_nonce, proof))));
-    let answer = match frames.next().await {
-        Some(Ok(frame)) => frame,
-        Some(Err(error)) => return Err(error.to_string()),
-        None => return Err("unauthenticated: closed before proving it knows the secret".to_owned()),
-    };
-    if answer.kind != FrameKind::Auth {
-        return refuse(
-            RejectCode::Unauthenticated,
-            format!(
-                "unauthenticated: this server requires a shared secret, and the client sent a \
-                 {:?} frame instead of its proof",
-                answer.kind
-            ),
-        );
-    }
-    if !secret.verify(Role::Client, &server_nonce, &client_nonce, &answer.body) {
-        return refuse(
-            RejectCode::Unauthenticated,
-            "unauthenticated: the client's proof does not match this server's secret".to_owned(),
-        );
-    }
-    let _ = outbox.push(Frame::new(FrameKind::AuthOk, 0, Vec::new()));
-    Ok(())
 }
 
 /// The state of one inbound connection after its handshake.

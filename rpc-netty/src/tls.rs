@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rpc_core::RpcError;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -185,12 +186,14 @@ impl Tls {
         }
     }
 
-    /// Runs the client side of the TLS handshake, if this service connects with TLS.
+    /// Runs the client side of the TLS handshake, if this service connects with TLS. A
+    /// server that answers in the clear is `ConnectFailed`; a certificate that does not check
+    /// out is `Unauthenticated`.
     pub(crate) async fn connect(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-    ) -> Result<(Reader, Writer), String> {
+    ) -> Result<(Reader, Writer), RpcError> {
         match &self.connector {
             None => Ok(crate::io::plain(stream)),
             Some(connector) => {
@@ -198,10 +201,28 @@ impl Tls {
                     .server_name
                     .clone()
                     .unwrap_or_else(|| ServerName::IpAddress(peer.ip().into()));
-                let stream = connector
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                let stream = connector.connect(name, stream).await.map_err(|error| {
+                    let not_tls = matches!(
+                        error
+                            .get_ref()
+                            .and_then(|e| e.downcast_ref::<rustls::Error>()),
+                        Some(rustls::Error::InvalidMessage(_))
+                    );
+                    if not_tls {
+                        RpcError::ConnectFailed {
+                            address: peer.to_string(),
+                            reason: format!(
+                                "the server does not speak TLS (TLS handshake failed: {error}); \
+                                 it serves without TLS, or is not an rpc service"
+                            ),
+                        }
+                    } else {
+                        RpcError::Unauthenticated {
+                            address: peer,
+                            reason: format!("TLS handshake failed: {error}"),
+                        }
+                    }
+                })?;
                 let (read, write) = tokio::io::split(stream);
                 Ok((Box::new(read), Box::new(write)))
             }

@@ -118,16 +118,18 @@ async fn a_client_with_a_secret_refuses_a_server_without_one() {
 async fn a_raw_client_skipping_the_proof_is_disconnected_before_any_call() {
     let (server, address, calls) = server(Some(SECRET)).await;
     let mut raw = TcpStream::connect(&address).await.unwrap();
-    raw.write_all(&common::handshake_bytes(2)).await.unwrap();
-    // HandshakeOk with a challenge: 4 + 9 + 2 + 1 + 32 + 32 bytes.
-    let mut challenge = [0; 80];
-    raw.read_exact(&mut challenge).await.unwrap();
+    // The server's Hello announces that it requires the secret (mode 1).
+    let mut hello = [0; 20];
+    raw.read_exact(&mut hello).await.unwrap();
     assert_eq!(
-        (challenge[4], challenge[15]),
-        (0x02, 1),
-        "a HandshakeOk with a challenge"
+        (hello[4], hello[19]),
+        (0x01, 1),
+        "a Hello requiring a secret"
     );
-    // Skip the proof: bind and knock right away.
+    // Claim a secret too, then skip the key exchange: bind and knock right away.
+    let mut claim = common::handshake_bytes(3);
+    *claim.last_mut().unwrap() = 1;
+    raw.write_all(&claim).await.unwrap();
     let mut bind = vec![0, 0, 0, 18, 0x04, 0, 0, 0, 0, 0, 0, 0, 1];
     bind.extend_from_slice(&[1, 5, b'v', b'a', b'u', b'l', b't', 0, 0]);
     raw.write_all(&bind).await.unwrap();

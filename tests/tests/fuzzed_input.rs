@@ -116,7 +116,7 @@ fn rig() -> &'static Rig {
 /// A valid conversation: handshake, bind of slot 1 to `echo`/`Echo`, an ask and a tell.
 fn valid_session() -> Vec<u8> {
     use rpc_core::Gateway;
-    let mut bytes = common::handshake_bytes(2);
+    let mut bytes = common::handshake_bytes(3);
     let mut bind_body = vec![1, 4];
     bind_body.extend_from_slice(b"echo");
     bind_body.push(4);
@@ -175,7 +175,7 @@ fn hostile() -> impl Strategy<Value = Vec<u8>> {
         mutated(),
         // A valid handshake, then a length prefix anywhere up to 4 GiB.
         (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..32)).prop_map(|(len, tail)| {
-            let mut bytes = common::handshake_bytes(2);
+            let mut bytes = common::handshake_bytes(3);
             bytes.extend_from_slice(&len.to_be_bytes());
             bytes.extend(tail);
             bytes
@@ -233,5 +233,5 @@ fn the_unmutated_session_is_served() {
         }
         kinds
     });
-    assert_eq!(kinds, [0x02, 0x05, 0x08], "HandshakeOk, Bound, Response");
+    assert_eq!(kinds, [0x01, 0x05, 0x08], "Hello, Bound, Response");
 }

@@ -192,7 +192,7 @@ async fn deaf_server() -> SocketAddr {
             let mut rest = vec![0; length as usize];
             stream.read_exact(&mut rest).await.unwrap();
             match rest[0] {
-                0x01 => stream.write_all(&common::HANDSHAKE_OK).await.unwrap(),
+                0x01 => stream.write_all(&common::SERVER_HELLO).await.unwrap(),
                 _ => {
                     let mut bound = vec![0, 0, 0, 9, 0x05];
                     bound.extend_from_slice(&rest[1..9]);

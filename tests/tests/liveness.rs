@@ -61,8 +61,8 @@ async fn vanishing_server() -> SocketAddr {
         let (mut stream, _) = listener.accept().await.unwrap();
         while let Some((kind, id)) = read_frame(&mut stream).await {
             match kind {
-                // Handshake -> HandshakeOk, no authentication.
-                0x01 => stream.write_all(&common::HANDSHAKE_OK).await.unwrap(),
+                // Hello -> Hello, no authentication.
+                0x01 => stream.write_all(&common::SERVER_HELLO).await.unwrap(),
                 // Bind -> Bound.
                 0x04 => {
                     let mut bound = vec![0, 0, 0, 9, 0x05];
@@ -110,10 +110,10 @@ async fn the_server_drops_a_client_that_went_silent() {
         .unwrap();
     let address = server.local_address().unwrap();
     let mut raw = TcpStream::connect(address).await.unwrap();
-    raw.write_all(&common::handshake_bytes(2)).await.unwrap();
-    let mut answer = [0; 16];
+    raw.write_all(&common::handshake_bytes(3)).await.unwrap();
+    let mut answer = [0; 20];
     raw.read_exact(&mut answer).await.unwrap();
-    assert_eq!(answer, common::HANDSHAKE_OK, "the handshake succeeded");
+    assert_eq!(answer, common::SERVER_HELLO, "the server greeted");
     // Read (the handshake answer, then pings) but never answer: the server must give up.
     let mut sink = vec![0; 1024];
     let closed = tokio::time::timeout(Duration::from_secs(20), async {

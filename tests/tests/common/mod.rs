@@ -128,20 +128,22 @@ macro_rules! in_every_mode {
     )*};
 }
 
-/// A `Handshake` frame of protocol `version`, byte by byte: length 47, kind 0x01, request
-/// id 0, magic "RPCN", the version, and a 32-byte nonce.
+/// A client's `Hello` of protocol `version` without a shared secret, byte by byte: length 16,
+/// kind 0x01, request id 0, magic "RPCN", the version, and 0 for "no authentication".
 pub fn handshake_bytes(version: u16) -> Vec<u8> {
     let mut frame = vec![
-        0, 0, 0, 47, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N',
+        0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N',
     ];
     frame.extend_from_slice(&version.to_be_bytes());
-    frame.extend_from_slice(&[0x5a; 32]);
+    frame.push(0);
     frame
 }
 
-/// A `HandshakeOk` frame of protocol version 2 without authentication: length 12, kind 0x02,
-/// request id 0, version 2, and 0 for "no challenge".
-pub const HANDSHAKE_OK: [u8; 16] = [0, 0, 0, 12, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0];
+/// The `Hello` a server of protocol version 3 without a shared secret sends as soon as it
+/// accepts a connection (and that a fake server sends to a client).
+pub const SERVER_HELLO: [u8; 20] = [
+    0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 3, 0,
+];
 
 /// Forwards bytes between a client and `target`, recording everything that passes.
 pub async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
