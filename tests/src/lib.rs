@@ -6,3 +6,84 @@
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+pub mod target {
+    //! The service the attack tests (`tests/tests/hostile.rs`) run in a separate process,
+    //! `attack-target`, so that a crash or a memory blow-up is seen by the test.
+
+    use rpc_core::{RpcEndpoint, rpc_gateway};
+    use serde::{Deserialize, Serialize};
+
+    /// A recursive type: a peer decides how deeply it nests.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Tree {
+        /// The end.
+        Leaf,
+        /// One more level.
+        Node(Box<Tree>),
+    }
+
+    impl Tree {
+        /// A tree `depth` nodes deep.
+        pub fn deep(depth: u32) -> Tree {
+            (0..depth).fold(Tree::Leaf, |tree, _| Tree::Node(Box::new(tree)))
+        }
+
+        /// How many nodes deep this tree is (counted without recursion).
+        pub fn depth(&self) -> u32 {
+            let (mut depth, mut tree) = (0, self);
+            while let Tree::Node(inner) = tree {
+                depth += 1;
+                tree = inner;
+            }
+            depth
+        }
+    }
+
+    /// What the attack target serves.
+    #[rpc_gateway]
+    pub trait Target {
+        /// How deep `tree` is.
+        async fn depth(&mut self, tree: Tree) -> u32;
+        /// A tree `depth` deep.
+        async fn tree(&mut self, depth: u32) -> Tree;
+        /// `text`, back.
+        async fn echo(&mut self, text: String) -> String;
+        /// How many calls reached this endpoint.
+        async fn calls(&mut self) -> u64;
+        /// One-way: a payload to hold on to until the next call.
+        fn store(&mut self, data: Vec<String>);
+    }
+
+    /// The endpoint of the attack target.
+    #[derive(Default)]
+    pub struct TargetEndpoint {
+        calls: u64,
+    }
+
+    impl RpcEndpoint for TargetEndpoint {
+        rpc_core::serves!(Target);
+    }
+
+    impl Target for TargetEndpoint {
+        async fn depth(&mut self, tree: Tree) -> u32 {
+            self.calls += 1;
+            tree.depth()
+        }
+        async fn tree(&mut self, depth: u32) -> Tree {
+            self.calls += 1;
+            Tree::deep(depth)
+        }
+        async fn echo(&mut self, text: String) -> String {
+            self.calls += 1;
+            text
+        }
+        async fn calls(&mut self) -> u64 {
+            self.calls
+        }
+        fn store(&mut self, data: Vec<String>) {
+            self.calls += 1;
+            drop(data);
+        }
+    }
+}

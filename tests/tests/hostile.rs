@@ -1,0 +1,413 @@
+//! Attacks by hostile peers, run against a server in a separate process (`attack-target`), so
+//! that a crash or a memory blow-up is seen: deeply nested values both ways, a relay that
+//! tampers with an authenticated channel, connections that never finish the handshake.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rpc_core::{Gateway, RpcError};
+use rpc_netty::NettyBuilder;
+use rpc_netty::frame::{Frame, FrameKind, encode_frame};
+use rpc_netty::protocol;
+use rpc_tests::target::TargetClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &str = "a secret only the two services know";
+
+/// The attack target, running in its own process; killed when dropped.
+struct Target {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Target {
+    fn start(options: &[&str]) -> Target {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attack-target"))
+            .arg("serve")
+            .args(options)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start attack-target");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the address");
+        let address = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Target { child, address }
+    }
+
+    /// Whether the process is still running.
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process's resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line")
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wire(frame: &Frame) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    encode_frame(frame, &mut bytes, usize::MAX).expect("encodable");
+    bytes.to_vec()
+}
+
+async fn read_frame(stream: &mut TcpStream) -> Option<(FrameKind, u64, Vec<u8>)> {
+    let length = stream.read_u32().await.ok()?;
+    let mut rest = vec![0; length as usize];
+    stream.read_exact(&mut rest).await.ok()?;
+    let kind = FrameKind::from_byte(rest[0])?;
+    let id = u64::from_be_bytes(rest[1..9].try_into().ok()?);
+    Some((kind, id, rest[9..].to_vec()))
+}
+
+/// A hand-driven client of the plain protocol: hello, then bind `target` on slot 1.
+async fn raw_client(address: SocketAddr) -> TcpStream {
+    let mut raw = TcpStream::connect(address).await.unwrap();
+    let (kind, _, _) = read_frame(&mut raw).await.expect("the server's hello");
+    assert_eq!(kind, FrameKind::Hello);
+    raw.write_all(&common::handshake_bytes(protocol::PROTOCOL_VERSION))
+        .await
+        .unwrap();
+    let binding = rpc_core::transport::Binding {
+        endpoint: "target".into(),
+        gateway: TargetClient::NAME.into(),
+        fingerprint: TargetClient::FINGERPRINT,
+    };
+    raw.write_all(&wire(&protocol::bind(1, 1, &binding)))
+        .await
+        .unwrap();
+    let (kind, id, _) = read_frame(&mut raw).await.expect("the bind's answer");
+    assert_eq!((kind, id), (FrameKind::Bound, 1));
+    raw
+}
+
+/// A `Request` on slot 1 whose invocation is `body`.
+fn request(id: u64, body: Vec<u8>) -> Vec<u8> {
+    wire(&protocol::call(FrameKind::Request, id, 1, body.into()))
+}
+
+/// postcard's `Tree` nested `depth` nodes deep: `depth` times variant 1, then variant 0.
+fn deep_tree_bytes(depth: usize) -> Vec<u8> {
+    let mut bytes = vec![1; depth];
+    bytes.push(0);
+    bytes
+}
+
+/// `echo("again")`: method 2, then the string.
+fn echo_again() -> Vec<u8> {
+    let mut body = vec![2, 5];
+    body.extend_from_slice(b"again");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_deep_argument_fails_that_call_and_the_server_lives() {
+    common::bounded(async {
+        let mut target = Target::start(&[]);
+        let mut raw = raw_client(target.address).await;
+        // depth(tree): method 0, then a tree a million levels deep (about 1 MB).
+        let mut body = vec![0];
+        body.extend(deep_tree_bytes(1_000_000));
+        raw.write_all(&request(2, body)).await.unwrap();
+        let (kind, id, failure) = read_frame(&mut raw).await.expect("an answer");
+        let text = String::from_utf8_lossy(&failure).into_owned();
+        assert_eq!((kind, id), (FrameKind::Failure, 2), "{text}");
+        assert!(text.contains("nested more than 128 levels"), "{text}");
+        // The next call on the same connection is answered.
+        raw.write_all(&request(3, echo_again())).await.unwrap();
+        let (kind, id, reply) = read_frame(&mut raw).await.expect("an answer");
+        assert_eq!(
+            (kind, id, &reply[..]),
+            (FrameKind::Response, 3, &b"\x05again"[..])
+        );
+        // Within the limit, a tree is decoded and answered.
+        let mut body = vec![0];
+        body.extend(deep_tree_bytes(100));
+        raw.write_all(&request(4, body)).await.unwrap();
+        let (kind, _, reply) = read_frame(&mut raw).await.expect("an answer");
+        assert_eq!((kind, &reply[..]), (FrameKind::Response, &[100][..]));
+        assert!(target.alive(), "the server process survived");
+    })
+    .await
+}
+
+/// A server that answers the first call with a tree a million levels deep and the second
+/// with `"again"`.
+async fn deep_replying_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(&common::SERVER_HELLO).await.unwrap();
+        let mut asked = 0;
+        while let Some((kind, id, _)) = read_frame(&mut stream).await {
+            let answer = match kind {
+                FrameKind::Bind => Frame::new(FrameKind::Bound, id, Vec::new()),
+                FrameKind::Request if asked == 0 => {
+                    asked += 1;
+                    Frame::new(FrameKind::Response, id, deep_tree_bytes(1_000_000))
+                }
+                FrameKind::Request => Frame::new(FrameKind::Response, id, &b"\x05again"[..]),
+                _ => continue,
+            };
+            stream.write_all(&wire(&answer)).await.unwrap();
+        }
+    });
+    (address, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_deep_reply_fails_that_call_and_the_client_lives() {
+    common::bounded(async {
+        let (address, server) = deep_replying_server().await;
+        // The victim is a client in its own process.
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_attack-target"))
+            .args(["call", &address.to_string()])
+            .output()
+            .await
+            .expect("run attack-target call");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the client process died: {:?}\n{stdout}",
+            output.status
+        );
+        assert!(
+            stdout.contains("tree: Err(Serialization") && stdout.contains("128 levels"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("echo: Ok(\"again\")"), "{stdout}");
+        server.abort();
+    })
+    .await
+}
+
+/// What a relay does to the traffic once the key exchange is over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tamper {
+    /// Forwards everything (and records it).
+    Nothing,
+    /// Flips one bit of the first sealed record from the client.
+    Alter,
+    /// Writes a plaintext frame of its own into the stream to the server.
+    Inject,
+    /// Sends the client a forged `Response` to its first request.
+    ForgeReply,
+}
+
+/// Bytes of the frames before the channel is sealed: each side's `Hello` (20 bytes), then
+/// its `KeyExchange` frame.
+async fn relay_handshake(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    tape: &Mutex<Vec<u8>>,
+) -> Option<()> {
+    for _ in 0..2 {
+        let length = from.read_u32().await.ok()?;
+        let mut frame = length.to_be_bytes().to_vec();
+        frame.resize(4 + length as usize, 0);
+        from.read_exact(&mut frame[4..]).await.ok()?;
+        tape.lock().unwrap().extend_from_slice(&frame);
+        to.write_all(&frame).await.ok()?;
+    }
+    Some(())
+}
+
+/// Forwards `from` to `to`, recording; with `tamper`, damages the stream once, at the first
+/// read after `armed` is set.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    tape: Arc<Mutex<Vec<u8>>>,
+    tamper: Option<Tamper>,
+    armed: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0; 65536];
+    let mut tamper = tamper;
+    while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        tape.lock().unwrap().extend_from_slice(&buffer[..n]);
+        let now = if armed.load(Ordering::SeqCst) {
+            tamper.take()
+        } else {
+            None
+        };
+        match now {
+            Some(Tamper::Alter) => buffer[n - 1] ^= 0x01,
+            Some(Tamper::Inject) | Some(Tamper::ForgeReply) => {
+                // A Response to request 2 carrying 999, in the clear, ahead of the real bytes.
+                let forged = wire(&Frame::new(FrameKind::Response, 2, vec![0xe7, 0x07]));
+                if to.write_all(&forged).await.is_err() {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The relay's address, its recording, and the switch that starts the tampering.
+type Relay = (SocketAddr, Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);
+
+/// A relay between a client and `target` that passes the handshake on untouched, then, once
+/// armed, applies `tamper` to the stream towards the server (Alter, Inject) or the client
+/// (ForgeReply).
+async fn relay(target: SocketAddr, tamper: Tamper) -> Relay {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let tape = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&tape);
+    let armed = Arc::new(AtomicBool::new(false));
+    let switch = Arc::clone(&armed);
+    tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = TcpStream::connect(target).await.unwrap();
+        // Hellos cross at once; then the client's key exchange, then the server's.
+        let handshake = async {
+            let mut hello = [0; 20];
+            server.read_exact(&mut hello).await.ok()?;
+            client.write_all(&hello).await.ok()?;
+            relay_handshake(&mut client, &mut server, &tape).await?;
+            let length = server.read_u32().await.ok()?;
+            let mut frame = length.to_be_bytes().to_vec();
+            frame.resize(4 + length as usize, 0);
+            server.read_exact(&mut frame[4..]).await.ok()?;
+            client.write_all(&frame).await.ok()
+        };
+        if handshake.await.is_none() {
+            return;
+        }
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        let (up, down) = match tamper {
+            Tamper::Alter | Tamper::Inject => (Some(tamper), None),
+            Tamper::ForgeReply => (None, Some(tamper)),
+            Tamper::Nothing => (None, None),
+        };
+        let up = tokio::spawn(pump(
+            client_read,
+            server_write,
+            Arc::clone(&tape),
+            up,
+            Arc::clone(&armed),
+        ));
+        let down = tokio::spawn(pump(server_read, client_write, tape, down, armed));
+        let _ = (up.await, down.await);
+    });
+    (address, recorded, switch)
+}
+
+/// A client with the secret, through a relay doing `tamper`; returns the outcome of one
+/// `echo` (after the connect, which the relay passes untouched) and the target's call count
+/// as seen by a direct client afterwards.
+async fn through_relay(target: &Target, tamper: Tamper) -> (Result<String, RpcError>, u64) {
+    let (address, _, armed) = relay(target.address, tamper).await;
+    let client = NettyBuilder::new().shared_secret(SECRET).client();
+    let proxy: TargetClient = client
+        .connect(&address.to_string(), "target")
+        .await
+        .expect("the relay passes the handshake and the bind");
+    armed.store(true, Ordering::SeqCst);
+    let outcome = proxy
+        .with_timeout(Duration::from_secs(10))
+        .echo("tampered?".into())
+        .await;
+    client.shutdown().await;
+    let direct = NettyBuilder::new().shared_secret(SECRET).client();
+    let proxy: TargetClient = direct
+        .connect(&target.address.to_string(), "target")
+        .await
+        .unwrap();
+    let calls = proxy.calls().await.unwrap();
+    direct.shutdown().await;
+    (outcome, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_alter_inject_or_forge_on_an_authenticated_channel() {
+    common::bounded(async {
+        let mut target = Target::start(&["--secret", SECRET]);
+        // `calls` counts the echoes that reached the endpoint: an altered or injected record
+        // closes the connection before its call runs; a forged reply is refused by the
+        // client (the real call did run: the relay only forged the way back).
+        let mut expected_calls = 0;
+        for tamper in [Tamper::Alter, Tamper::Inject, Tamper::ForgeReply] {
+            let (outcome, calls) = through_relay(&target, tamper).await;
+            match outcome {
+                Err(RpcError::Disconnected { .. }) => {}
+                other => panic!("a tampered channel must close, got {other:?}"),
+            }
+            if tamper == Tamper::ForgeReply {
+                expected_calls += 1;
+            }
+            assert_eq!(calls, expected_calls, "calls that ran after {tamper:?}");
+        }
+        let (outcome, calls) = through_relay(&target, Tamper::Nothing).await;
+        assert_eq!(outcome.unwrap(), "tampered?");
+        assert_eq!(calls, expected_calls + 1);
+        assert!(target.alive());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_of_an_authenticated_channel_holds_no_plaintext() {
+    common::bounded(async {
+        let target = Target::start(&["--secret", SECRET]);
+        let (address, tape, _) = relay(target.address, Tamper::Nothing).await;
+        let client = NettyBuilder::new().shared_secret(SECRET).client();
+        let proxy: TargetClient = client
+            .connect(&address.to_string(), "target")
+            .await
+            .unwrap();
+        let canary = "PLAINTEXT-CANARY-0123456789";
+        assert_eq!(proxy.echo(canary.into()).await.unwrap(), canary);
+        client.shutdown().await;
+        let tape = tape.lock().unwrap().clone();
+        assert!(tape.len() > 100, "the relay saw the traffic");
+        for needle in [
+            canary.as_bytes(),
+            b"target",
+            TargetClient::NAME.as_bytes(),
+            SECRET.as_bytes(),
+        ] {
+            assert!(
+                !tape.windows(needle.len()).any(|w| w == needle),
+                "{:?} crossed the wire in the clear",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    })
+    .await
+}
