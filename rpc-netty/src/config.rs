@@ -12,7 +12,7 @@ pub(crate) struct NettyConfig {
     pub(crate) max_frame_size: usize,
     /// How long opening a TCP connection may take.
     pub(crate) connect_timeout: Duration,
-    /// How long a peer may take to complete the handshake.
+    /// How long an inbound connection may take from accept to authenticated, TLS included.
     pub(crate) handshake_timeout: Duration,
     /// A connection quiet for this long is probed with a `Ping`.
     pub(crate) keepalive_interval: Duration,
@@ -26,8 +26,14 @@ pub(crate) struct NettyConfig {
     /// Bytes that may wait in one connection's outbox before calls are refused (a server
     /// also stops reading while its outbox is this full).
     pub(crate) max_outbox_bytes: usize,
-    /// Inbound connections a server keeps open at once; more are closed on accept.
+    /// Established inbound connections a server keeps open at once; more are closed on
+    /// accept.
     pub(crate) max_connections: usize,
+    /// Inbound connections in their handshake at once; a new one evicts the oldest.
+    pub(crate) max_handshakes: usize,
+    /// Inbound connections in their handshake at once from one IP address; a new one evicts
+    /// that address's oldest.
+    pub(crate) max_handshakes_per_address: usize,
     /// How long closing a connection waits for its queued frames to be written.
     pub(crate) linger: Duration,
     /// The shared secret both sides must prove they know, if authentication is on.
@@ -42,13 +48,15 @@ impl Default for NettyConfig {
         NettyConfig {
             max_frame_size: DEFAULT_MAX_FRAME,
             connect_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),
             idle_timeout: Some(Duration::from_secs(300)),
             max_in_flight: 1024,
             max_outbox_bytes: 4 * DEFAULT_MAX_FRAME,
             max_connections: 10_000,
+            max_handshakes: 1024,
+            max_handshakes_per_address: 1024,
             linger: Duration::from_secs(5),
             secret: None,
             #[cfg(feature = "tls")]

@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod admission;
 mod auth;
 pub mod channel;
 mod client;
@@ -126,13 +127,15 @@ impl NettyBuilder {
         self
     }
 
-    /// How long opening a connection may take before `ConnectFailed` (default 5 s).
+    /// How long opening a connection may take, from the TCP connect to an authenticated
+    /// channel (TLS and the key exchange included), before `ConnectFailed` (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
         self
     }
 
-    /// How long a peer may take to complete the handshake (default 10 s).
+    /// How long an inbound connection may take from accept to authenticated, TLS included
+    /// (default 3 s); a peer still in its handshake then is disconnected.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -171,10 +174,25 @@ impl NettyBuilder {
         self
     }
 
-    /// Inbound connections open at once (default 10,000). A connection beyond it is closed as
-    /// soon as it is accepted, with a warning in the log.
+    /// Established inbound connections open at once (default 10,000). A connection beyond it
+    /// is closed as soon as it is accepted, with a warning in the log. Connections still in
+    /// their handshake do not count here (see [`NettyBuilder::max_handshakes`]). At `bind`,
+    /// this and `max_handshakes` are lowered, with a warning, to fit the process's open-file
+    /// limit, so that a full server refuses connections instead of leaving them in the accept
+    /// queue.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.config.max_connections = connections;
+        self
+    }
+
+    /// Inbound connections that may be in their handshake at once: overall (default 1,024)
+    /// and from one IP address (default also 1,024: one host may legitimately open many at
+    /// once; lower it where one host may attack). When either is full, a new connection evicts the
+    /// *oldest* handshake in it, so peers that never authenticate cannot hold slots that a
+    /// legitimate peer, which completes its handshake in a round trip or two, needs.
+    pub fn max_handshakes(mut self, overall: usize, per_address: usize) -> Self {
+        self.config.max_handshakes = overall.max(1);
+        self.config.max_handshakes_per_address = per_address.max(1);
         self
     }
 
@@ -186,12 +204,13 @@ impl NettyBuilder {
         self
     }
 
-    /// Turns on mutual authentication with a shared secret. Every connection, inbound and
-    /// outbound, then runs an HMAC-SHA256 challenge-response over fresh random nonces in its
-    /// handshake, before any call is accepted or sent; the secret itself never crosses the
-    /// wire. A peer without the same secret gets `RpcError::Unauthenticated` and is
-    /// disconnected; the server logs it once. See the README's "Security" section for what this
-    /// does and does not protect.
+    /// Turns on mutual authentication and encryption with a shared secret. Every connection,
+    /// inbound and outbound, then runs a Noise `NNpsk0` key exchange keyed by the secret
+    /// before any call is accepted or sent, and every later frame, both ways, travels in
+    /// ChaCha20-Poly1305 records: an injected, altered, replayed or reordered record closes
+    /// the connection. The secret itself never crosses the wire. A peer without the same
+    /// secret gets `RpcError::Unauthenticated` and is disconnected; the server logs it once.
+    /// See the README's "Security" section for what this does and does not protect.
     pub fn shared_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         self.config.secret = Some(auth::Secret::new(secret));
         self

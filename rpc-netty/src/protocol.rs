@@ -24,6 +24,14 @@ pub const SLOT_LEN: usize = 4;
 /// other side buffer more than this per connection.
 pub const HANDSHAKE_MAX_FRAME: usize = 1024;
 
+/// The longest endpoint or gateway name a `Bind` may carry; a longer one is a protocol
+/// violation (it could only be an attempt to make the server hold memory).
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The most slots one connection may bind (a client binds one per gateway it calls on that
+/// connection); binding more is a protocol violation.
+pub const MAX_SLOTS: usize = 4096;
+
 /// Why a server refused a handshake (the byte after the version in `HandshakeReject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

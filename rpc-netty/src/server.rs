@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,6 +16,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, Limits, Refused, Ticket};
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
@@ -22,7 +24,7 @@ use crate::handshake::{Channel, ServerHandshake, ServerStep};
 use crate::ids::IdMap;
 use crate::io::{Outbox, Reader, Writer, plain, write_frame, write_loop};
 use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, BindBody, HANDSHAKE_MAX_FRAME, WireError};
+use crate::protocol::{self, BindBody, HANDSHAKE_MAX_FRAME, MAX_NAME_LEN, MAX_SLOTS, WireError};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
 pub(crate) async fn accept(
@@ -32,7 +34,11 @@ pub(crate) async fn accept(
     closing: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::new(Limits {
+        max_connections: config.max_connections,
+        max_handshakes: config.max_handshakes,
+        max_handshakes_per_address: config.max_handshakes_per_address,
+    });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -40,28 +46,25 @@ pub(crate) async fn accept(
         };
         match accepted {
             Ok((stream, peer)) => {
-                if open.load(Ordering::Acquire) >= config.max_connections {
-                    tracing::warn!(
-                        %peer,
-                        "refused a connection: {} are open, the maximum (max_connections)",
-                        config.max_connections
-                    );
-                    drop(stream);
-                    continue;
-                }
-                open.fetch_add(1, Ordering::AcqRel);
-                let connection = serve(
+                let ticket = match admission.admit(peer.ip()) {
+                    Ok(ticket) => ticket,
+                    Err(Refused::Full(max)) => {
+                        tracing::warn!(
+                            %peer,
+                            "refused a connection: {max} are open, the maximum (max_connections)"
+                        );
+                        drop(stream);
+                        continue;
+                    }
+                };
+                tasks.spawn(serve(
                     stream,
                     peer,
+                    ticket,
                     service.clone(),
                     Arc::clone(&config),
                     closing.child_token(),
-                );
-                let open = Arc::clone(&open);
-                tasks.spawn(async move {
-                    connection.await;
-                    open.fetch_sub(1, Ordering::AcqRel);
-                });
+                ));
             }
             Err(error) => {
                 // Out of file descriptors, for example: back off instead of spinning.
@@ -79,6 +82,7 @@ type CloseReason = String;
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    mut ticket: Ticket,
     service: ServiceHandle,
     config: Arc<NettyConfig>,
     closing: CancellationToken,
@@ -87,6 +91,10 @@ async fn serve(
     // One deadline from accept to authenticated, TLS included.
     let opened = tokio::select! {
         opened = tokio::time::timeout(config.handshake_timeout, open(stream, &config)) => opened,
+        () = ticket.evicted().cancelled() => {
+            tracing::debug!(%peer, "closing the connection: evicted from the handshake by newer ones (max_handshakes)");
+            return;
+        }
         () = closing.cancelled() => return,
     };
     let (mut frames, write, sealer) = match opened {
@@ -105,6 +113,13 @@ async fn serve(
             return;
         }
     };
+    if let Err(Refused::Full(max)) = ticket.establish() {
+        tracing::warn!(
+            %peer,
+            "closing the connection: {max} are established, the maximum (max_connections)"
+        );
+        return;
+    }
     let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
     let linger = config.linger;
     let writer = tokio::spawn({
@@ -131,8 +146,10 @@ async fn serve(
         }),
         slots: IdMap::default(),
         held: None,
+        used: false,
     };
     let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
+    let mut idle = Duration::ZERO;
     let reason: CloseReason = loop {
         if let Some((sink, payload)) = connection.held.take() {
             // Wait for room in the endpoint's mailbox, registered before trying so that no
@@ -165,16 +182,29 @@ async fn serve(
         let frame = tokio::select! {
             frame = frames.next(), if has_room => frame,
             () = outbox.room.notified(), if !has_room => continue,
-            verdict = liveness.tick() => match verdict {
-                Verdict::Alive => continue,
-                Verdict::Ping => {
-                    let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
-                    continue;
+            verdict = liveness.tick() => {
+                match verdict {
+                    Verdict::Alive => {}
+                    Verdict::Ping => {
+                        let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+                    }
+                    Verdict::Dead(quiet) => {
+                        let reason = format!("nothing heard from the peer for {quiet:?} (keep-alive)");
+                        tracing::warn!(%peer, "closing the connection: {reason}");
+                        break reason;
+                    }
                 }
-                Verdict::Dead(quiet) => {
-                    let reason = format!("nothing heard from the peer for {quiet:?} (keep-alive)");
-                    tracing::warn!(%peer, "closing the connection: {reason}");
-                    break reason;
+                // Idle: no bind or call since the last tick and none unanswered (pings do not
+                // count), so a peer cannot hold a connection open by only answering pings.
+                let busy = std::mem::take(&mut connection.used)
+                    || connection.replies.in_flight.load(Ordering::Acquire) > 0;
+                idle = if busy { Duration::ZERO } else { idle + config.keepalive_interval };
+                match config.idle_timeout {
+                    Some(timeout) if idle >= timeout => {
+                        tracing::info!(%peer, "closing the connection: no call for {idle:?} (idle_timeout)");
+                        break format!("no call for {idle:?} (idle_timeout)");
+                    }
+                    _ => continue,
                 }
             },
             () = closing.cancelled() => break "the connection is closing".to_owned(),
@@ -280,15 +310,33 @@ struct Inbound<'a> {
     /// A tell that found its endpoint's mailbox full: nothing more is read from this
     /// connection until it is delivered (backpressure instead of loss).
     held: Option<(Arc<dyn InboundSink>, Bytes)>,
+    /// A bind or call arrived since the idle check last looked.
+    used: bool,
 }
 
 impl Inbound<'_> {
     /// Handles one frame; an error is a protocol violation that closes the connection.
     fn handle(&mut self, frame: Frame) -> Result<(), String> {
+        if matches!(
+            frame.kind,
+            FrameKind::Bind | FrameKind::Request | FrameKind::Tell
+        ) {
+            self.used = true;
+        }
         match frame.kind {
             FrameKind::Bind => {
                 let body: BindBody = postcard::from_bytes(&frame.body)
                     .map_err(|e| format!("undecodable bind: {e}"))?;
+                if body.endpoint.len() > MAX_NAME_LEN || body.gateway.len() > MAX_NAME_LEN {
+                    return Err(format!(
+                        "a bind names an endpoint or gateway longer than {MAX_NAME_LEN} bytes"
+                    ));
+                }
+                if self.slots.len() >= MAX_SLOTS && !self.slots.contains_key(&body.slot) {
+                    return Err(format!(
+                        "more than {MAX_SLOTS} slots bound on one connection"
+                    ));
+                }
                 let binding = body.binding();
                 let bound = self.service.resolve(&binding).map_err(|error| {
                     tracing::warn!(peer = %self.peer, "bind refused: {error}");

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{self, Limits};
 use crate::client::{self, Pool};
 use crate::config::NettyConfig;
 use crate::server;
@@ -30,6 +31,30 @@ impl NettyTransport {
         config: NettyConfig,
         listener: Option<TcpListener>,
     ) -> NettyTransport {
+        let mut config = config;
+        if listener.is_some() {
+            let files = admission::open_file_limit();
+            let wanted = Limits {
+                max_connections: config.max_connections,
+                max_handshakes: config.max_handshakes,
+                max_handshakes_per_address: config.max_handshakes_per_address,
+            };
+            let (limits, clamped) = admission::clamp(wanted, files);
+            if clamped {
+                tracing::warn!(
+                    open_files = files,
+                    "lowered max_connections from {} to {} and max_handshakes from {} to {} to \
+                     fit the process's open-file limit (raise it with `ulimit -n`)",
+                    wanted.max_connections,
+                    limits.max_connections,
+                    wanted.max_handshakes,
+                    limits.max_handshakes
+                );
+            }
+            config.max_connections = limits.max_connections;
+            config.max_handshakes = limits.max_handshakes;
+            config.max_handshakes_per_address = limits.max_handshakes_per_address;
+        }
         let config = Arc::new(config);
         let closing = CancellationToken::new();
         let tasks = TaskTracker::new();

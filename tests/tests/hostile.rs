@@ -18,7 +18,7 @@ use rpc_netty::frame::{Frame, FrameKind, encode_frame};
 use rpc_netty::protocol;
 use rpc_tests::target::TargetClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 const SECRET: &str = "a secret only the two services know";
 
@@ -408,6 +408,174 @@ async fn a_recording_of_an_authenticated_channel_holds_no_plaintext() {
                 String::from_utf8_lossy(needle)
             );
         }
+    })
+    .await
+}
+
+/// Opens a connection to `address` from the loopback address `source` and reads the server's
+/// `Hello`, so that the server has accepted it.
+async fn greeted_socket(source: [u8; 4], address: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::from((source, 0))).ok()?;
+    let mut stream = socket.connect(address).await.ok()?;
+    let mut hello = [0; 20];
+    stream.read_exact(&mut hello).await.ok()?;
+    Some(stream)
+}
+
+/// Reads until the peer closes; false if it is still open after 10 s.
+async fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut sink = [0; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut sink)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The largest resident size seen over a few samples, in KiB: the server reads what the
+/// sockets sent on its own schedule.
+async fn settled_rss_kib(target: &Target) -> u64 {
+    let mut highest = 0;
+    for _ in 0..10 {
+        highest = highest.max(target.rss_kib());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    highest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_sockets_cost_little_memory() {
+    common::bounded(async {
+        // Room for all of them in the handshake, and time to measure.
+        let mut target = Target::start(&[
+            "--secret",
+            SECRET,
+            "--max-handshakes",
+            "2000,2000",
+            "--handshake-timeout-ms",
+            "30000",
+        ]);
+        let before = settled_rss_kib(&target).await;
+        // The start of a maximum-size frame (16 MiB): refused before anything is allocated.
+        for _ in 0..100 {
+            let mut socket = greeted_socket([127, 0, 0, 1], target.address)
+                .await
+                .unwrap();
+            socket
+                .write_all(&[1, 0, 0, 0, 0x01, 0, 0, 0])
+                .await
+                .unwrap();
+            assert!(
+                closed_by_peer(&mut socket).await,
+                "a 16 MiB frame before the handshake"
+            );
+        }
+        // The start of the largest frame allowed before the handshake (1 KiB), held open.
+        let mut sockets = Vec::new();
+        for _ in 0..1000 {
+            let mut socket = greeted_socket([127, 0, 0, 1], target.address)
+                .await
+                .unwrap();
+            socket
+                .write_all(&[0, 0, 4, 0, 0x01, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            sockets.push(socket);
+        }
+        let during = settled_rss_kib(&target).await;
+        let per_socket = during.saturating_sub(before) * 1024 / 1000;
+        println!(
+            "server RSS {before} KiB -> {during} KiB with 1,000 sockets: {per_socket} bytes each"
+        );
+        assert!(
+            per_socket <= 64 * 1024,
+            "{per_socket} bytes per unauthenticated socket"
+        );
+        assert!(target.alive());
+        // They are all still held (none was closed for its size).
+        let mut probe = sockets.pop().unwrap();
+        probe.write_all(&[0; 8]).await.unwrap();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_unauthenticated_sockets_do_not_lock_out_a_client() {
+    common::bounded(async {
+        let target = Target::start(&[
+            "--secret",
+            SECRET,
+            "--max-connections",
+            "200",
+            "--max-handshakes",
+            "256,16",
+        ]);
+        let address = target.address;
+        let attack = Duration::from_secs(10);
+        let attacker = tokio::spawn(async move {
+            // Sources rotate over 100 loopback addresses, so both the per-address and the
+            // overall handshake budgets are under pressure.
+            let source = |n: usize| [127, 0, 1, (n % 100) as u8 + 1];
+            let mut idle = std::collections::VecDeque::new();
+            let mut connects = 0;
+            for n in 0..500 {
+                if let Ok(socket) = TcpSocket::new_v4() {
+                    let _ = socket.bind(SocketAddr::from((source(n), 0)));
+                    if let Ok(stream) = socket.connect(address).await {
+                        idle.push_back(stream);
+                        connects += 1;
+                    }
+                }
+            }
+            let started = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(4));
+            while started.elapsed() < attack {
+                tick.tick().await;
+                let socket = TcpSocket::new_v4().unwrap();
+                let _ = socket.bind(SocketAddr::from((source(connects), 0)));
+                if let Ok(stream) = socket.connect(address).await {
+                    connects += 1;
+                    idle.push_back(stream);
+                    if idle.len() > 500 {
+                        idle.pop_front();
+                    }
+                }
+            }
+            connects
+        });
+        let (mut calls, mut answered) = (0, 0);
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < attack {
+            let client = NettyBuilder::new()
+                .shared_secret(SECRET)
+                .connect_timeout(Duration::from_secs(2))
+                .client();
+            calls += 1;
+            if let Ok(proxy) = client
+                .connect::<TargetClient>(&address.to_string(), "target")
+                .await
+            {
+                if proxy.echo("legit".into()).await.is_ok() {
+                    answered += 1;
+                }
+            }
+            client.shutdown().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let connects = attacker.await.unwrap();
+        println!("{answered} of {calls} calls answered during {connects} hostile connects");
+        assert!(
+            connects >= 100 * 10 + 500,
+            "the attack ran at >= 100 connects/s: {connects}"
+        );
+        assert!(calls >= 100, "{calls} calls");
+        assert!(
+            answered * 100 >= calls * 99,
+            "{answered} of {calls} answered"
+        );
     })
     .await
 }

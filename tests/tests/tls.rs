@@ -141,12 +141,37 @@ async fn a_server_with_an_untrusted_certificate_is_refused() {
 #[tokio::test]
 async fn a_plaintext_client_gets_nothing_from_a_tls_server() {
     let (server, address, calls) = serve(tls_server(&Authority::new())).await;
-    let client = rpc_netty::client();
+    let client = NettyBuilder::new()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .client();
+    let started = std::time::Instant::now();
     let refused = client.connect::<NotaryClient>(&address, "notary").await;
-    assert!(
-        refused.is_err(),
-        "a plaintext client connected: {refused:?}"
-    );
+    match refused {
+        Err(RpcError::ConnectFailed { reason, .. }) => {
+            assert!(reason.contains("TLS"), "the error says why: {reason}");
+            assert!(
+                !reason.contains("connect_timeout"),
+                "not by timeout: {reason}"
+            );
+        }
+        other => panic!("expected ConnectFailed naming TLS, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_client_is_told_that_the_server_does_not_speak_tls() {
+    let (server, address, calls) = serve(NettyBuilder::new()).await;
+    let client = tls_client(vec![Authority::new().certificate]);
+    match client.connect::<NotaryClient>(&address, "notary").await {
+        Err(RpcError::ConnectFailed { reason, .. }) => {
+            assert!(reason.contains("does not speak TLS"), "{reason}");
+        }
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     client.shutdown().await;
     server.shutdown().await;

@@ -526,3 +526,74 @@ async fn shutdown_answers_queued_calls_and_disconnects_the_rest() {
     }
     client.shutdown().await;
 }
+
+/// A server that answers anything with an HTTP error, as a web server would.
+async fn http_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0; 64];
+            let _ = stream.read(&mut request).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn connecting_to_an_http_server_says_so() {
+    common::init_tracing();
+    let address = http_server().await;
+    let client = NettyBuilder::new()
+        .connect_timeout(Duration::from_secs(5))
+        .client();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.connect::<EchoClient>(&address.to_string(), "echo"),
+    )
+    .await
+    .expect("answered within the connect timeout");
+    match outcome {
+        Err(RpcError::ConnectFailed { reason, .. }) => {
+            assert!(reason.contains("HTTP server"), "{reason}");
+            assert!(reason.contains("400 Bad Request"), "{reason}");
+        }
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_peer_fails_the_connect_at_the_connect_timeout() {
+    common::init_tracing();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Accepts, reads, never says a word.
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut sink = vec![0; 1024];
+        while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    let timeout = Duration::from_millis(300);
+    let client = NettyBuilder::new().connect_timeout(timeout).client();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.connect::<EchoClient>(&address.to_string(), "echo"),
+    )
+    .await
+    .expect("the connect timeout ended the attempt");
+    match outcome {
+        Err(RpcError::ConnectFailed { reason, .. }) => {
+            assert!(reason.contains("connect_timeout"), "{reason}");
+            assert!(
+                reason.contains("hello"),
+                "says what it waited for: {reason}"
+            );
+        }
+        other => panic!("expected ConnectFailed, got {other:?}"),
+    }
+    client.shutdown().await;
+}

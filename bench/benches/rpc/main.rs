@@ -87,7 +87,7 @@ async fn suite(counts: Counts) -> Vec<Sample> {
         samples.push(ours::seq("ours.seq", &ours.remote, counts.seq.0, counts.seq.1).await);
     }
     if wanted("ours.pipe64") {
-        samples.push(ours::pipe64(&ours.remote, counts.pipe.0, counts.pipe.1).await);
+        samples.push(ours::pipe64("ours.pipe64", &ours.remote, counts.pipe.0, counts.pipe.1).await);
     }
     if wanted("ours.bulk1m") {
         samples.push(ours::bulk1m(&ours.remote, counts.bulk.0, counts.bulk.1).await);
@@ -102,6 +102,16 @@ async fn suite(counts: Counts) -> Vec<Sample> {
         samples.push(ours::fanin(&ours.address, counts.fanin.0, counts.fanin.1).await);
     }
     ours.shutdown().await;
+
+    // The same calls over the authenticated, encrypted channel a shared secret gives.
+    if wanted("ours.secret") {
+        let sealed = ours::setup_with(Some("benchmark secret")).await;
+        let (warmup, n) = counts.seq;
+        samples.push(ours::seq("ours.secret.seq", &sealed.remote, warmup, n).await);
+        let (warmup, n) = counts.pipe;
+        samples.push(ours::pipe64("ours.secret.pipe64", &sealed.remote, warmup, n).await);
+        sealed.shutdown().await;
+    }
     samples
 }
 

@@ -50,13 +50,22 @@ pub struct Setup {
 }
 
 pub async fn setup() -> Setup {
-    let server = rpc_netty::bind("127.0.0.1:0").await.expect("bind");
+    setup_with(None).await
+}
+
+/// The same, with both services sharing `secret`: the authenticated, encrypted channel.
+pub async fn setup_with(secret: Option<&str>) -> Setup {
+    let builder = || match secret {
+        Some(secret) => rpc_netty::NettyBuilder::new().shared_secret(secret),
+        None => rpc_netty::NettyBuilder::new(),
+    };
+    let server = builder().bind("127.0.0.1:0").await.expect("bind");
     server
         .start_endpoint("echo", Echo::default())
         .await
         .expect("start");
     let address = server.local_address().expect("address").to_string();
-    let client = rpc_netty::client();
+    let client = builder().client();
     let remote = client.connect(&address, "echo").await.expect("connect");
     let local = server.gateway("echo").expect("local gateway");
     Setup {
@@ -90,9 +99,9 @@ pub async fn seq(id: &'static str, proxy: &EchoBenchClient, warmup: usize, n: us
     .await
 }
 
-pub async fn pipe64(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+pub async fn pipe64(id: &'static str, proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
     let proxy = proxy.clone();
-    concurrent("ours.pipe64", 64, warmup / 64, n / 64, move |_| {
+    concurrent(id, 64, warmup / 64, n / 64, move |_| {
         let call = proxy.echo(payload());
         async move {
             call.await.expect("echo");

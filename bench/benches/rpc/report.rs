@@ -196,6 +196,22 @@ fn ratios(runs: &[Vec<Sample>]) -> Vec<Ratio> {
         ),
         ratio(
             runs,
+            "ours.secret.seq p50 / ours.seq p50 (cost of the secret)",
+            "ours.secret.seq",
+            "ours.seq",
+            P50,
+            Some(Target::AtMost(1.15)),
+        ),
+        ratio(
+            runs,
+            "ours.pipe64 / ours.secret.pipe64 calls/s (cost of the secret)",
+            "ours.pipe64",
+            "ours.secret.pipe64",
+            Rate,
+            Some(Target::AtMost(1.15)),
+        ),
+        ratio(
+            runs,
             "ours.local p50 / mpsc.seq p50",
             "ours.local",
             "mpsc.seq",

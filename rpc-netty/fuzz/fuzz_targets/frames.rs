@@ -1,5 +1,5 @@
 //! Everything a peer's bytes go through before reaching an endpoint: the frame decoder, the
-//! handshake, challenge and reject bodies, bind requests, wire errors, and invocation
+//! hello and reject bodies, bind requests, wire errors, and invocation
 //! decoding of a gateway with varied argument types.
 //!
 //! Run with `cargo fuzz run frames` from `rpc-netty/` (see `rpc-netty/fuzz/README.md`).
@@ -36,8 +36,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn inspect(frame: Frame) {
     let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-    let _ = protocol::parse_handshake(frame.body.clone());
-    let _ = protocol::parse_handshake_ok(&frame.body);
+    let _ = protocol::parse_hello(&frame.body);
     let _ = protocol::parse_reject(&frame.body);
     let _ = postcard::from_bytes::<BindBody>(&frame.body);
     let _ = WireError::decode(&frame.body, peer);

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! attack-target serve [--secret S] [--max-connections N] [--handshake-timeout-ms N]
+//!                     [--max-handshakes OVERALL,PER_ADDRESS]
 //!     listens on 127.0.0.1 (any port), prints "listening ADDR", serves `target` until its
 //!     standard input closes
 //! attack-target call ADDR [--secret S]
@@ -32,6 +33,12 @@ fn builder(args: &[String]) -> NettyBuilder {
     }
     if let Some(ms) = option(args, "--handshake-timeout-ms").and_then(|n| n.parse().ok()) {
         builder = builder.handshake_timeout(Duration::from_millis(ms));
+    }
+    if let Some(limits) = option(args, "--max-handshakes") {
+        let mut parts = limits.split(',').filter_map(|n| n.parse().ok());
+        if let (Some(overall), Some(per_address)) = (parts.next(), parts.next()) {
+            builder = builder.max_handshakes(overall, per_address);
+        }
     }
     builder
 }
