@@ -21,6 +21,7 @@ use bytes::{BufMut, BytesMut};
 use tokio_util::codec::Decoder;
 
 use crate::frame::{Frame, FrameCodec, FrameError};
+use crate::handshake::Channel;
 
 /// Bytes of a record's length prefix.
 pub const RECORD_HEADER: usize = 2;
@@ -167,6 +168,23 @@ impl WireCodec {
     pub fn established(&mut self, max_frame: usize, opener: Option<Opener>) {
         self.frames.set_max_frame(max_frame);
         self.opener = opener;
+    }
+
+    /// The handshake ended with `channel`: switches this decoder over (see
+    /// [`WireCodec::established`]) and returns the sealer for what this side sends, if the
+    /// channel is sealed.
+    pub fn establish(&mut self, max_frame: usize, channel: Channel) -> Option<Sealer> {
+        match channel {
+            Channel::Plain => {
+                self.established(max_frame, None);
+                None
+            }
+            Channel::Sealed(keys) => {
+                let (sealer, opener) = keys.split();
+                self.established(max_frame, Some(opener));
+                Some(sealer)
+            }
+        }
     }
 
     /// Whether frames arrive inside encrypted records.

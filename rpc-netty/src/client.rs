@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameError, FrameKind};
-use crate::handshake::{Channel, ClientHandshake, ClientStep, describe_foreign};
+use crate::handshake::{ClientHandshake, ClientStep, describe_foreign};
 use crate::ids::IdMap;
 use crate::io::{Outbox, Reader, Refused, Writer, plain, write_frame, write_loop};
 use crate::liveness::{Liveness, Verdict};
@@ -511,21 +511,9 @@ async fn open(
                 .await
                 .map_err(|e| connect_failed(format!("sending the key exchange failed: {e}")))?,
             ClientStep::Done(channel) => {
-                let sealer = match channel {
-                    Channel::Plain => {
-                        frames
-                            .decoder_mut()
-                            .established(config.max_frame_size, None);
-                        None
-                    }
-                    Channel::Sealed(keys) => {
-                        let (sealer, opener) = keys.split();
-                        frames
-                            .decoder_mut()
-                            .established(config.max_frame_size, Some(opener));
-                        Some(sealer)
-                    }
-                };
+                let sealer = frames
+                    .decoder_mut()
+                    .establish(config.max_frame_size, channel);
                 return Ok((frames, write, sealer));
             }
         }

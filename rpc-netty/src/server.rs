@@ -20,7 +20,7 @@ use crate::admission::{Admission, Limits, Refused, Ticket};
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
-use crate::handshake::{Channel, ServerHandshake, ServerStep};
+use crate::handshake::{ServerHandshake, ServerStep};
 use crate::ids::IdMap;
 use crate::io::{Outbox, Reader, Writer, plain, write_frame, write_loop};
 use crate::liveness::{Liveness, Verdict};
@@ -270,21 +270,9 @@ async fn open(
                         .await
                         .map_err(|e| format!("sending the key exchange failed: {e}"))?;
                 }
-                let sealer = match channel {
-                    Channel::Plain => {
-                        frames
-                            .decoder_mut()
-                            .established(config.max_frame_size, None);
-                        None
-                    }
-                    Channel::Sealed(keys) => {
-                        let (sealer, opener) = keys.split();
-                        frames
-                            .decoder_mut()
-                            .established(config.max_frame_size, Some(opener));
-                        Some(sealer)
-                    }
-                };
+                let sealer = frames
+                    .decoder_mut()
+                    .establish(config.max_frame_size, channel);
                 return Ok((frames, write, sealer));
             }
             Err(refusal) => {
