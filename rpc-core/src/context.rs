@@ -17,7 +17,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
-use crate::mailbox::{Envelope, Invocation, on_main_thread_of, panic_message};
+use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
 
@@ -50,6 +50,12 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) queued: AtomicUsize,
     /// The most invocations the mailbox may hold.
     pub(crate) capacity: usize,
+    /// Encoded bytes of the remote invocations in the mailbox.
+    pub(crate) queued_bytes: AtomicUsize,
+    /// The most encoded bytes the mailbox may hold (one invocation always fits).
+    pub(crate) max_bytes: usize,
+    /// Someone was refused room since the last wake-up: the next release signals `room`.
+    pub(crate) starved: AtomicBool,
     /// Signalled when an invocation leaves a mailbox that was full: there is room again.
     pub(crate) room: Arc<Notify>,
 }
@@ -64,7 +70,7 @@ impl<E: RpcEndpoint> EndpointCell<E> {
         reply: Option<ReplyTo>,
         encoded: bool,
     ) -> Result<(), RpcError> {
-        if !self.reserve() {
+        if !self.reserve(0) {
             let full = self.full();
             if let Some(reply) = reply {
                 reply.send(Err(full.clone()));
@@ -83,10 +89,17 @@ impl<E: RpcEndpoint> EndpointCell<E> {
         encoded: bool,
     ) -> Result<(), RpcError> {
         let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
-        match self.mailbox.send(Envelope::Invoke(Box::new(invocation))) {
+        self.send_invoke(Box::new(invocation))
+    }
+
+    /// Queues an invocation for which [`EndpointCell::reserve`] made room, or answers it with
+    /// `EndpointStopped`.
+    pub(crate) fn send_invoke(&self, invocation: Box<dyn Invoke<E>>) -> Result<(), RpcError> {
+        let size = invocation.size();
+        match self.mailbox.send(Envelope::Invoke(invocation)) {
             Ok(()) => Ok(()),
             Err(rejected) => {
-                self.release();
+                self.release(size);
                 let stopped = RpcError::EndpointStopped {
                     endpoint: self.address.name().to_owned(),
                 };
@@ -100,19 +113,44 @@ impl<E: RpcEndpoint> EndpointCell<E> {
 }
 
 impl<E> EndpointCell<E> {
-    /// Takes a place in the mailbox for one invocation, or says it is full.
-    pub(crate) fn reserve(&self) -> bool {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+    /// Takes a place in the mailbox for one invocation of `bytes` encoded bytes (0 for one
+    /// that is not encoded), or says it is full: it holds `capacity` invocations, or adding
+    /// these bytes to those queued would pass `max_bytes`. An invocation larger than
+    /// `max_bytes` gets in when no encoded bytes are queued, so every frame can be served.
+    pub(crate) fn reserve(&self, bytes: usize) -> bool {
+        if self.try_reserve(bytes) {
+            return true;
+        }
+        // Say so before looking again, so that a release between the two attempts wakes
+        // whoever waits for room (see `release`).
+        self.starved.store(true, Ordering::SeqCst);
+        self.try_reserve(bytes)
+    }
+
+    fn try_reserve(&self, bytes: usize) -> bool {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
             return false;
+        }
+        if bytes > 0 {
+            let before = self.queued_bytes.fetch_add(bytes, Ordering::SeqCst);
+            if before > 0 && before + bytes > self.max_bytes {
+                self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                return false;
+            }
         }
         true
     }
 
-    /// Gives back a place: when an invocation left the mailbox, or a reserved one was not
-    /// sent. Wakes whoever waits for room if the mailbox was full.
-    pub(crate) fn release(&self) {
-        if self.queued.fetch_sub(1, Ordering::AcqRel) >= self.capacity {
+    /// Gives back the place of an invocation of `bytes` encoded bytes: it left the mailbox,
+    /// or a reserved one was not sent. Wakes whoever waits for room if someone was refused.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if bytes > 0 {
+            self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        }
+        if self.starved.load(Ordering::SeqCst) && self.starved.swap(false, Ordering::SeqCst) {
             self.room.notify_waiters();
         }
     }

@@ -96,11 +96,16 @@ pub trait RpcEndpoint: Send + Sized + 'static {
 /// How many invocations an endpoint's mailbox holds unless set otherwise.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 65_536;
 
+/// How many bytes of encoded remote invocations an endpoint's mailbox holds unless set
+/// otherwise (64 MiB).
+pub const DEFAULT_MAILBOX_BYTES: usize = 64 * 1024 * 1024;
+
 /// How an endpoint is run.
 #[derive(Debug, Clone)]
 pub struct EndpointOptions {
     pub(crate) isolated: bool,
     pub(crate) mailbox_capacity: usize,
+    pub(crate) mailbox_bytes: usize,
 }
 
 impl Default for EndpointOptions {
@@ -108,13 +113,15 @@ impl Default for EndpointOptions {
         EndpointOptions {
             isolated: false,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            mailbox_bytes: DEFAULT_MAILBOX_BYTES,
         }
     }
 }
 
 impl EndpointOptions {
     /// The defaults: the endpoint's main thread is a task on the service's runtime, and its
-    /// mailbox holds up to [`DEFAULT_MAILBOX_CAPACITY`] invocations.
+    /// mailbox holds up to [`DEFAULT_MAILBOX_CAPACITY`] invocations and
+    /// [`DEFAULT_MAILBOX_BYTES`] bytes of remote ones.
     pub fn new() -> Self {
         Self::default()
     }
@@ -127,6 +134,19 @@ impl EndpointOptions {
     /// closures and connection events are not counted and always get in.
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
         self.mailbox_capacity = capacity.max(1);
+        self
+    }
+
+    /// The most bytes of remote invocations that may wait in the endpoint's mailbox (default
+    /// [`DEFAULT_MAILBOX_BYTES`], 64 MiB), counted as they arrived on the wire. Remote
+    /// invocations wait encoded and are decoded on the main thread when their turn comes, so
+    /// this bounds the memory they hold however their types expand when decoded. Beyond it,
+    /// a remote ask is refused with [`RpcError::MailboxFull`] and a remote tell holds its
+    /// connection until there is room, as with [`mailbox_capacity`](Self::mailbox_capacity).
+    /// One invocation larger than the limit is let in when none is queued. Local calls move
+    /// their values and are counted only by `mailbox_capacity`.
+    pub fn mailbox_bytes(mut self, bytes: usize) -> Self {
+        self.mailbox_bytes = bytes;
         self
     }
 

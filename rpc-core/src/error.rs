@@ -185,11 +185,12 @@ pub enum RpcError {
         endpoint: String,
     },
 
-    /// The endpoint's mailbox holds as many invocations as it may; the call was refused, and
-    /// nothing of it ran.
+    /// The endpoint's mailbox holds as many invocations, or as many bytes of remote ones, as
+    /// it may; the call was refused, and nothing of it ran.
     #[error(
-        "endpoint `{endpoint}` has {capacity} invocations queued, its mailbox limit; the call \
-         was refused (retry later, or raise `EndpointOptions::mailbox_capacity`)"
+        "the mailbox of endpoint `{endpoint}` is full (at most {capacity} invocations, and \
+         `mailbox_bytes` of remote ones, may wait); the call was refused (retry later, or raise \
+         `EndpointOptions::mailbox_capacity` or `mailbox_bytes`)"
     )]
     MailboxFull {
         /// The endpoint's name.

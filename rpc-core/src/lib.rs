@@ -82,7 +82,10 @@ pub use call::RpcCall;
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use context::{RpcContext, ScheduledRun};
 pub use deferred::Deferred;
-pub use endpoint::{BoxError, DEFAULT_MAILBOX_CAPACITY, EndpointOptions, Gateways, RpcEndpoint};
+pub use endpoint::{
+    BoxError, DEFAULT_MAILBOX_BYTES, DEFAULT_MAILBOX_CAPACITY, EndpointOptions, Gateways,
+    RpcEndpoint,
+};
 pub use error::RpcError;
 pub use gateway::{CallTarget, EndpointAddress, Gateway};
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};

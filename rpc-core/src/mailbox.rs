@@ -7,18 +7,23 @@
 //! thread*.
 
 use std::any::Any;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{Handled, ReplyMode, ReplyTo};
+use crate::codec;
 use crate::context::{EndpointCell, RpcContext};
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
+use crate::transport::Charge;
 
 tokio::task_local! {
     /// The id of the endpoint whose main thread is running, if any: lets a proxy see that
@@ -54,6 +59,11 @@ pub(crate) trait Invoke<E>: Send {
 
     /// Answers the caller with `error` without running the method.
     fn reject(self: Box<Self>, error: RpcError);
+
+    /// The encoded bytes this invocation holds in the mailbox (0 if it is not encoded).
+    fn size(&self) -> usize {
+        0
+    }
 }
 
 /// An invocation of gateway `G` with its reply slot.
@@ -94,40 +104,108 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
             reply,
             encoded,
         } = *self;
+        Box::pin(run_decoded::<E, G>(
+            endpoint, cell, invocation, method, reply, encoded,
+        ))
+    }
+
+    fn reject(self: Box<Self>, error: RpcError) {
+        match self.reply {
+            Some(reply) => reply.send(Err(error)),
+            None => tracing::warn!(
+                gateway = self.method.gateway,
+                method = self.method.name,
+                "dropped a tell: {error}"
+            ),
+        }
+    }
+}
+
+/// A remote invocation of gateway `G`, queued as it arrived: its encoded bytes, decoded on
+/// the main thread when its turn comes. Queued memory is wire bytes, whatever the decoded
+/// value would take, and decoding costs the endpoint's time only for work it runs.
+pub(crate) struct EncodedInvocation<G> {
+    payload: Payload,
+    /// `None` for a tell.
+    reply: Option<ReplyTo>,
+    /// The connection's share of mailbox bytes, given back when this leaves the mailbox.
+    charge: Charge,
+    _gateway: PhantomData<fn() -> G>,
+}
+
+/// Payloads up to this many bytes are kept inside the queued invocation itself.
+const INLINE: usize = 64;
+
+/// An invocation's bytes, copied out of the buffer they arrived in: that buffer may be far
+/// larger and shared with other frames, and a queued invocation must hold only the bytes it
+/// is charged for. Small ones (most calls) live inline, costing no allocation.
+enum Payload {
+    Inline { bytes: [u8; INLINE], len: u8 },
+    Heap(Bytes),
+}
+
+impl Payload {
+    fn copy_of(bytes: &[u8]) -> Payload {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE => {
+                let mut inline = [0; INLINE];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                Payload::Inline { bytes: inline, len }
+            }
+            _ => Payload::Heap(Bytes::copy_from_slice(bytes)),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Inline { bytes, len } => &bytes[..usize::from(*len)],
+            Payload::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl<G> EncodedInvocation<G> {
+    /// Queues a copy of `payload` (see [`Payload`]).
+    pub(crate) fn new(payload: &[u8], reply: Option<ReplyTo>, charge: Charge) -> Self {
+        EncodedInvocation {
+            payload: Payload::copy_of(payload),
+            reply,
+            charge,
+            _gateway: PhantomData,
+        }
+    }
+}
+
+impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
+    fn size(&self) -> usize {
+        self.payload.as_slice().len()
+    }
+
+    fn run<'a>(
+        self: Box<Self>,
+        endpoint: &'a mut E,
+        cell: &'a EndpointCell<E>,
+    ) -> BoxFuture<'a, ()> {
+        let EncodedInvocation {
+            payload,
+            reply,
+            charge,
+            ..
+        } = *self;
         Box::pin(async move {
-            let mode = ReplyMode::new(encoded, method);
-            let outcome = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode))
-                .catch_unwind()
-                .await;
-            match outcome {
-                Ok(Handled::Reply(result)) => {
-                    if let Some(reply) = reply {
-                        reply.send(result);
-                    }
+            let depth = cell.shared.max_decode_depth;
+            let decoded = codec::decode::<G::Invocation>(payload.as_slice(), depth, || {
+                format!("decoding an invocation of gateway `{}`", G::NAME)
+            });
+            drop(charge);
+            drop(payload);
+            match decoded {
+                Ok(invocation) => {
+                    let method = &G::METHODS[G::method_index(&invocation)];
+                    run_decoded::<E, G>(endpoint, cell, invocation, method, reply, true).await
                 }
-                Ok(Handled::Deferred(future)) => {
-                    let name = cell.address.name().to_owned();
-                    cell.shared.runtime.spawn(async move {
-                        let result = AssertUnwindSafe(future)
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|panic| Err(panicked(&name, method, &*panic)));
-                        if let Some(reply) = reply {
-                            reply.send(result);
-                        }
-                    });
-                }
-                Ok(Handled::NoReply) => {
-                    // Only a remote peer can ask a tell; it still gets an answer.
-                    if let Some(reply) = reply {
-                        reply.send(Err(RpcError::Serialization {
-                            context: format!("calling `{}::{}`", method.gateway, method.name),
-                            reason: "the method is a tell: it has no reply to ask for".to_owned(),
-                        }));
-                    }
-                }
-                Err(panic) => {
-                    let error = panicked(cell.address.name(), method, &*panic);
+                Err(error) => {
+                    tracing::warn!(endpoint = cell.address.name(), "{error}");
                     if let Some(reply) = reply {
                         reply.send(Err(error));
                     }
@@ -139,11 +217,56 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
     fn reject(self: Box<Self>, error: RpcError) {
         match self.reply {
             Some(reply) => reply.send(Err(error)),
-            None => tracing::warn!(
-                gateway = self.method.gateway,
-                method = self.method.name,
-                "dropped a tell: {error}"
-            ),
+            None => tracing::warn!(gateway = G::NAME, "dropped a tell: {error}"),
+        }
+    }
+}
+
+/// Runs one decoded invocation on the main thread and delivers its reply.
+async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
+    endpoint: &mut E,
+    cell: &EndpointCell<E>,
+    invocation: G::Invocation,
+    method: &'static MethodInfo,
+    reply: Option<ReplyTo>,
+    encoded: bool,
+) {
+    let mode = ReplyMode::new(encoded, method);
+    let outcome = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode))
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(Handled::Reply(result)) => {
+            if let Some(reply) = reply {
+                reply.send(result);
+            }
+        }
+        Ok(Handled::Deferred(future)) => {
+            let name = cell.address.name().to_owned();
+            cell.shared.runtime.spawn(async move {
+                let result = AssertUnwindSafe(future)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(panicked(&name, method, &*panic)));
+                if let Some(reply) = reply {
+                    reply.send(result);
+                }
+            });
+        }
+        Ok(Handled::NoReply) => {
+            // Only a remote peer can ask a tell; it still gets an answer.
+            if let Some(reply) = reply {
+                reply.send(Err(RpcError::Serialization {
+                    context: format!("calling `{}::{}`", method.gateway, method.name),
+                    reason: "the method is a tell: it has no reply to ask for".to_owned(),
+                }));
+            }
+        }
+        Err(panic) => {
+            let error = panicked(cell.address.name(), method, &*panic);
+            if let Some(reply) = reply {
+                reply.send(Err(error));
+            }
         }
     }
 }
@@ -231,7 +354,7 @@ async fn main_loop<E: RpcEndpoint>(
     while let Some(envelope) = mailbox.recv().await {
         match envelope {
             Envelope::Invoke(invocation) => {
-                cell.release();
+                cell.release(invocation.size());
                 invocation.run(&mut endpoint, &cell).await
             }
             Envelope::Run(closure) => {

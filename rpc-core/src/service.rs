@@ -290,6 +290,9 @@ impl RpcService {
             service: Arc::downgrade(&self.inner),
             queued: std::sync::atomic::AtomicUsize::new(0),
             capacity: options.mailbox_capacity,
+            queued_bytes: std::sync::atomic::AtomicUsize::new(0),
+            max_bytes: options.mailbox_bytes,
+            starved: std::sync::atomic::AtomicBool::new(false),
             room: Arc::default(),
         });
         let mut gateways = Gateways::new(Arc::clone(&cell));

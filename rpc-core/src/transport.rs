@@ -13,9 +13,10 @@
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
@@ -25,6 +26,7 @@ use crate::context::EndpointCell;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
+use crate::mailbox::EncodedInvocation;
 use crate::service::ServiceInner;
 
 /// What a client asks of a remote service when it connects a gateway: this endpoint, serving
@@ -86,12 +88,20 @@ pub trait ReplyRoute: Send + Sync + 'static {
 
 /// Where a transport delivers the encoded invocations of one bound gateway.
 pub trait InboundSink: Send + Sync + 'static {
-    /// Decodes one invocation and queues it in the endpoint's mailbox. `reply` is `None` for a
-    /// tell. An invocation that does not decode is answered with
-    /// [`RpcError::Serialization`] and affects no one else. If the mailbox is full, nothing
-    /// is queued and `reply` comes back in [`Busy`]: the transport answers an ask with the
-    /// error, and holds a tell until [`InboundSink::room`] signals room.
-    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>) -> Result<(), Busy>;
+    /// Queues a copy of one encoded invocation in the endpoint's mailbox (so that it holds
+    /// only its own bytes, not the read buffer they arrived in), charged to `backlog` (its
+    /// connection's) until it leaves the mailbox. `reply` is `None` for a tell. The
+    /// invocation is decoded on the endpoint's main thread when its turn comes; one that does
+    /// not decode is answered with [`RpcError::Serialization`] and affects no one else. If
+    /// the mailbox is full (by count or by bytes), nothing is queued and `payload` and
+    /// `reply` come back in [`Busy`]: the transport answers an ask with the error, and holds a
+    /// tell until [`InboundSink::room`] signals room.
+    fn invoke(
+        &self,
+        payload: Bytes,
+        reply: Option<ReplyTo>,
+        backlog: &Arc<Backlog>,
+    ) -> Result<(), Busy>;
 
     /// Signalled (to every waiter) when the endpoint's mailbox, having been full, has room.
     /// Register interest (`Notified::enable`) before the attempt that found it full.
@@ -103,8 +113,69 @@ pub trait InboundSink: Send + Sync + 'static {
 
 /// The endpoint's mailbox is full: the invocation was not queued.
 pub struct Busy {
+    /// The invocation, handed back.
+    pub payload: Bytes,
     /// The reply slot, handed back.
     pub reply: Option<ReplyTo>,
+}
+
+/// The bytes of one connection's invocations waiting in mailboxes, whichever endpoints they
+/// went to: a transport stops reading the connection while [`Backlog::is_full`], so one peer
+/// cannot fill a process's memory through many endpoints.
+#[derive(Debug)]
+pub struct Backlog {
+    bytes: AtomicUsize,
+    max: usize,
+    room: Notify,
+}
+
+impl Backlog {
+    /// A backlog that is full from `max` bytes on.
+    pub fn new(max: usize) -> Backlog {
+        Backlog {
+            bytes: AtomicUsize::new(0),
+            max,
+            room: Notify::new(),
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether `max` or more bytes are queued.
+    pub fn is_full(&self) -> bool {
+        self.bytes() >= self.max
+    }
+
+    /// Signalled (one permit, for the connection's reader) when the backlog stops being full.
+    pub fn room(&self) -> &Notify {
+        &self.room
+    }
+
+    pub(crate) fn charge(self: &Arc<Self>, bytes: usize) -> Charge {
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        Charge {
+            backlog: Arc::clone(self),
+            bytes,
+        }
+    }
+}
+
+/// One queued invocation's bytes in its connection's [`Backlog`], given back when dropped.
+pub(crate) struct Charge {
+    backlog: Arc<Backlog>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let before = self.backlog.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        if before >= self.backlog.max && before - self.bytes < self.backlog.max {
+            self.backlog.room.notify_one();
+        }
+    }
 }
 
 /// Something that happened to a connection, delivered to every endpoint's connection hooks.
@@ -210,30 +281,19 @@ impl<E, G> RemoteSink<E, G> {
 }
 
 impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
-    fn invoke(&self, payload: &[u8], reply: Option<ReplyTo>) -> Result<(), Busy> {
-        if !self.cell.reserve() {
-            return Err(Busy { reply });
+    fn invoke(
+        &self,
+        payload: Bytes,
+        reply: Option<ReplyTo>,
+        backlog: &Arc<Backlog>,
+    ) -> Result<(), Busy> {
+        if !self.cell.reserve(payload.len()) {
+            return Err(Busy { payload, reply });
         }
-        let depth = self.cell.shared.max_decode_depth;
-        let invocation = codec::decode::<G::Invocation>(payload, depth, || {
-            format!("decoding an invocation of gateway `{}`", G::NAME)
-        });
-        let invocation = match invocation {
-            Ok(invocation) => invocation,
-            Err(error) => {
-                self.cell.release();
-                tracing::warn!(endpoint = self.cell.address.name(), "{error}");
-                if let Some(reply) = reply {
-                    reply.send(Err(error));
-                }
-                return Ok(());
-            }
-        };
-        let method = &G::METHODS[G::method_index(&invocation)];
-        // A stopped endpoint answers through `reply`; nothing more to do here.
-        let _ = self
-            .cell
-            .send_reserved::<G>(invocation, method, reply, true);
+        let charge = backlog.charge(payload.len());
+        let invocation = EncodedInvocation::<G>::new(&payload, reply, charge);
+        // A stopped endpoint answers through the invocation's reply; nothing more to do here.
+        let _ = self.cell.send_invoke(Box::new(invocation));
         Ok(())
     }
 

@@ -113,11 +113,13 @@ impl Opener {
             }
             let record = src.split_to(RECORD_HEADER + length);
             let start = plain.len();
-            plain.resize(start + length - TAG_LEN, 0);
+            // Room for the whole ciphertext: the cipher opens it in place there.
+            plain.resize(start + length, 0);
             let opened =
                 self.keys
                     .0
                     .read_message(self.nonce, &record[RECORD_HEADER..], &mut plain[start..]);
+            plain.truncate(start + length - TAG_LEN);
             if opened.is_err() {
                 plain.truncate(start);
                 return Err(FrameError::Unauthentic(format!(

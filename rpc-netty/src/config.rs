@@ -18,7 +18,8 @@ pub(crate) struct NettyConfig {
     pub(crate) keepalive_interval: Duration,
     /// A connection quiet for this long (pings unanswered) is closed as dead.
     pub(crate) keepalive_timeout: Duration,
-    /// An outbound connection with no call for this long is closed (the next call reopens it).
+    /// A connection with no call for this long is closed, by either side (a client's next call
+    /// reopens it).
     pub(crate) idle_timeout: Option<Duration>,
     /// Requests one connection may have unanswered: a server stops reading beyond it, a
     /// client refuses further asks.
@@ -26,6 +27,9 @@ pub(crate) struct NettyConfig {
     /// Bytes that may wait in one connection's outbox before calls are refused (a server
     /// also stops reading while its outbox is this full).
     pub(crate) max_outbox_bytes: usize,
+    /// Bytes of one inbound connection's invocations that may wait in mailboxes before the
+    /// server stops reading it.
+    pub(crate) max_backlog_bytes: usize,
     /// Established inbound connections a server keeps open at once; more are closed on
     /// accept.
     pub(crate) max_connections: usize,
@@ -54,6 +58,7 @@ impl Default for NettyConfig {
             idle_timeout: Some(Duration::from_secs(300)),
             max_in_flight: 1024,
             max_outbox_bytes: 4 * DEFAULT_MAX_FRAME,
+            max_backlog_bytes: DEFAULT_MAX_FRAME,
             max_connections: 10_000,
             max_handshakes: 1024,
             max_handshakes_per_address: 1024,

@@ -21,7 +21,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::Sealer;
-use crate::frame::{Frame, FrameError, FrameKind, LENGTH_LEN, encode_frame, encode_header};
+use crate::frame::{
+    Frame, FrameError, FrameKind, HEADER_LEN, LENGTH_LEN, encode_frame, encode_header,
+};
 
 /// The reading half of a connection, plain TCP or TLS.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
@@ -55,6 +57,8 @@ pub(crate) struct Outbox {
     max_frame: usize,
     /// Calls are refused while this many bytes wait.
     max_bytes: usize,
+    /// Cancelled by [`Outbox::abort`]: the writer gives up what it is writing.
+    aborted: CancellationToken,
 }
 
 struct Pending {
@@ -81,6 +85,10 @@ const LARGE_BODY: usize = 32 * 1024;
 /// The outbox no longer accepts frames: its connection is closing or closed.
 #[derive(Debug)]
 pub(crate) struct Closed;
+
+/// A reply would take the outbox past its limit; this many bytes wait already.
+#[derive(Debug)]
+pub(crate) struct Overflow(pub(crate) usize);
 
 /// Why a call frame was not queued.
 #[derive(Debug)]
@@ -109,6 +117,7 @@ impl Outbox {
             writing: AtomicUsize::new(0),
             max_frame,
             max_bytes,
+            aborted: CancellationToken::new(),
         }
     }
 
@@ -135,10 +144,31 @@ impl Outbox {
     /// Queues `frame`. Fails if the outbox is closed; a frame over the maximum size (which
     /// callers check first) is dropped with a log.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Closed> {
-        let mut pending = self.state();
+        let pending = self.state();
         if pending.closed {
             return Err(Closed);
         }
+        self.queue(pending, frame);
+        Ok(())
+    }
+
+    /// Queues a reply frame unless it would take the bytes waiting past the limit (a frame
+    /// alone is let in when nothing waits): then nothing is queued, and the caller closes the
+    /// connection. A closed outbox drops the frame silently: its connection is ending.
+    pub(crate) fn push_reply(&self, frame: Frame) -> Result<(), Overflow> {
+        let pending = self.state();
+        if pending.closed {
+            return Ok(());
+        }
+        let held = pending.chunked + pending.buffer.len() + self.writing.load(Ordering::Acquire);
+        if held > 0 && held + LENGTH_LEN + HEADER_LEN + frame.body.len() > self.max_bytes {
+            return Err(Overflow(held));
+        }
+        self.queue(pending, frame);
+        Ok(())
+    }
+
+    fn queue(&self, mut pending: MutexGuard<'_, Pending>, frame: Frame) {
         let was_empty = pending.is_empty();
         let queued = if frame.body.len() >= LARGE_BODY {
             encode_header(&frame, &mut pending.buffer, self.max_frame).map(|()| {
@@ -152,14 +182,13 @@ impl Outbox {
         };
         if let Err(error) = queued {
             tracing::error!("dropped an outgoing frame: {error}");
-            return Ok(());
+            return;
         }
         self.count(&pending);
         drop(pending);
         if was_empty {
             self.wake.notify_one();
         }
-        Ok(())
     }
 
     /// Queues a `Request` or `Tell` frame whose invocation `encode` writes in place, after
@@ -213,6 +242,20 @@ impl Outbox {
     /// Accepts no more frames; the writer writes what is queued, then stops.
     pub(crate) fn close(&self) {
         self.state().closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Accepts no more frames and drops what is queued; the writer stops at once, even in
+    /// the middle of a write the peer does not read.
+    pub(crate) fn abort(&self) {
+        let mut pending = self.state();
+        pending.closed = true;
+        pending.chunks = VecDeque::new();
+        pending.chunked = 0;
+        pending.buffer = BytesMut::new();
+        self.count(&pending);
+        drop(pending);
+        self.aborted.cancel();
         self.wake.notify_one();
     }
 }
@@ -282,6 +325,11 @@ pub(crate) async fn write_loop(
                 };
                 tokio::select! {
                     written = write => written?,
+                    () = outbox.aborted.cancelled() => {
+                        return Err(FrameError::Io(std::io::Error::other(
+                            "the connection was aborted with frames unwritten",
+                        )));
+                    }
                     () = &mut given_up => {
                         let unwritten: usize = chunks.iter().map(Bytes::len).sum::<usize>() + tail.len();
                         return Err(FrameError::Io(std::io::Error::new(

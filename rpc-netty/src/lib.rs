@@ -150,9 +150,10 @@ impl NettyBuilder {
         self
     }
 
-    /// Closes an outbound connection that has had no call and no traffic for `timeout`
-    /// (default 5 minutes; `None` keeps connections open). The next call reopens it.
-    /// Checked once per keep-alive interval.
+    /// Closes a connection that has had no call for `timeout` (default 5 minutes; `None`
+    /// keeps connections open): a client closes its idle outbound connections (the next call
+    /// reopens them), a server its idle inbound ones (pings do not count as calls). Checked
+    /// once per keep-alive interval.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
         self
@@ -167,10 +168,22 @@ impl NettyBuilder {
     }
 
     /// Bytes that may wait to be sent on one connection (default 64 MiB). Beyond it, calls
-    /// (tells too) are refused with `RpcError::Overloaded` instead of growing memory; a server
-    /// stops reading a connection whose replies pile up this far.
+    /// (tells too) are refused with `RpcError::Overloaded` instead of growing memory. A server
+    /// stops reading a connection whose replies pile up this far, and if the replies to
+    /// requests it already read would pass it (a peer that asks and never reads), it closes
+    /// the connection and drops them: they are never queued. One frame larger than the limit
+    /// is let in when nothing waits.
     pub fn max_outbox_bytes(mut self, bytes: usize) -> Self {
         self.config.max_outbox_bytes = bytes.max(1);
+        self
+    }
+
+    /// Bytes of one inbound connection's invocations that may wait in endpoints' mailboxes
+    /// (default 16 MiB), counted as they arrived on the wire. A server stops reading the
+    /// connection while this many wait, and resumes as the endpoints take them; each endpoint
+    /// also bounds its own mailbox (`EndpointOptions::mailbox_bytes`).
+    pub fn max_backlog_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_backlog_bytes = bytes.max(1);
         self
     }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::transport::{
-    Busy, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
+    Backlog, Busy, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue,
+    ServiceHandle,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,7 +23,7 @@ use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::handshake::{ServerHandshake, ServerStep};
 use crate::ids::IdMap;
-use crate::io::{Outbox, Reader, Writer, plain, write_frame, write_loop};
+use crate::io::{Outbox, Overflow, Reader, Writer, plain, write_frame, write_loop};
 use crate::liveness::{Liveness, Verdict};
 use crate::protocol::{self, BindBody, HANDSHAKE_MAX_FRAME, MAX_NAME_LEN, MAX_SLOTS, WireError};
 
@@ -143,7 +144,10 @@ async fn serve(
             outbox: Arc::clone(&outbox),
             max_frame: config.max_frame_size,
             in_flight: AtomicUsize::new(0),
+            peer,
+            closing: closing.clone(),
         }),
+        backlog: Arc::new(Backlog::new(config.max_backlog_bytes)),
         slots: IdMap::default(),
         held: None,
         used: false,
@@ -157,9 +161,10 @@ async fn serve(
             let room = sink.room();
             let mut notified = std::pin::pin!(room.notified());
             notified.as_mut().enable();
-            if sink.invoke(&payload, None).is_ok() {
-                continue;
-            }
+            let payload = match sink.invoke(payload, None, &connection.backlog) {
+                Ok(()) => continue,
+                Err(busy) => busy.payload,
+            };
             liveness.heard();
             tokio::select! {
                 () = notified => {}
@@ -171,10 +176,12 @@ async fn serve(
             connection.held = Some((sink, payload));
             continue;
         }
-        // Backpressure: with too many requests unanswered, or too many reply bytes waiting,
-        // stop reading until there is room; TCP then slows the peer down.
+        // Backpressure: with too many requests unanswered, too many reply bytes waiting, or
+        // too many invocation bytes queued in mailboxes, stop reading until there is room;
+        // TCP then slows the peer down.
         let has_room = connection.replies.in_flight.load(Ordering::Acquire) < config.max_in_flight
-            && outbox.has_room();
+            && outbox.has_room()
+            && !connection.backlog.is_full();
         if !has_room {
             // Waiting for room is not the peer's silence.
             liveness.heard();
@@ -182,6 +189,7 @@ async fn serve(
         let frame = tokio::select! {
             frame = frames.next(), if has_room => frame,
             () = outbox.room.notified(), if !has_room => continue,
+            () = connection.backlog.room().notified(), if !has_room => continue,
             verdict = liveness.tick() => {
                 match verdict {
                     Verdict::Alive => {}
@@ -292,6 +300,8 @@ struct Inbound<'a> {
     service: &'a ServiceHandle,
     outbox: &'a Arc<Outbox>,
     replies: Arc<Replies>,
+    /// The bytes of this connection's invocations waiting in mailboxes.
+    backlog: Arc<Backlog>,
     /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
     /// bind failed get the bind's error.
     slots: IdMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
@@ -346,14 +356,19 @@ impl Inbound<'_> {
                             self.replies.in_flight.fetch_add(1, Ordering::AcqRel);
                             self.reply_to(frame.request_id)
                         });
-                        match sink.invoke(&payload, reply) {
+                        match sink.invoke(payload, reply, &self.backlog) {
                             Ok(()) => {}
                             // A full mailbox: an ask learns it at once...
-                            Err(Busy { reply: Some(reply) }) => {
+                            Err(Busy {
+                                reply: Some(reply), ..
+                            }) => {
                                 reply.send(Err(sink.mailbox_full()));
                             }
                             // ...a tell waits, and with it the connection.
-                            Err(Busy { reply: None, .. }) => {
+                            Err(Busy {
+                                reply: None,
+                                payload,
+                            }) => {
                                 self.held = Some((Arc::clone(sink), payload));
                             }
                         }
@@ -390,12 +405,15 @@ impl Inbound<'_> {
 }
 
 /// Turns the outcome of each request into a `Response` or `Failure` frame on its connection.
-/// A reply too large for a frame becomes a `FrameTooLarge` failure.
+/// A reply too large for a frame becomes a `FrameTooLarge` failure. A reply that would take
+/// the outbox past its limit (a peer that asks and does not read) closes the connection.
 struct Replies {
     outbox: Arc<Outbox>,
     max_frame: usize,
     /// Requests handed to endpoints and not answered yet.
     in_flight: AtomicUsize,
+    peer: SocketAddr,
+    closing: CancellationToken,
 }
 
 impl ReplyRoute for Replies {
@@ -422,6 +440,14 @@ impl ReplyRoute for Replies {
             ),
             Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
         };
-        let _ = self.outbox.push(frame);
+        if let Err(Overflow(held)) = self.outbox.push_reply(frame) {
+            tracing::warn!(
+                peer = %self.peer,
+                "closing the connection: {held} bytes of replies wait for the peer to read them, \
+                 the maximum (max_outbox_bytes); the replies are dropped"
+            );
+            self.outbox.abort();
+            self.closing.cancel();
+        }
     }
 }

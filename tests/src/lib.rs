@@ -13,6 +13,12 @@ pub mod target {
 
     use rpc_core::{RpcEndpoint, rpc_gateway};
     use serde::{Deserialize, Serialize};
+    use serde_bytes::ByteBuf;
+    use tokio::sync::Semaphore;
+
+    /// Opened by [`Gate::open`]; [`Target::hold`] waits for it, keeping the target's main
+    /// thread busy so that what arrives meanwhile queues.
+    static GATE: Semaphore = Semaphore::const_new(0);
 
     /// A recursive type: a peer decides how deeply it nests.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +59,30 @@ pub mod target {
         async fn calls(&mut self) -> u64;
         /// One-way: a payload to hold on to until the next call.
         fn store(&mut self, data: Vec<String>);
+        /// `size` bytes.
+        async fn blob(&mut self, size: u32) -> ByteBuf;
+        /// Keeps the main thread busy until the gate opens; how many calls came before.
+        async fn hold(&mut self) -> u64;
+    }
+
+    /// Opens the gate [`Target::hold`] waits for; served by a second endpoint, `gate`.
+    #[rpc_gateway]
+    pub trait Gate {
+        /// Lets one `hold` finish.
+        async fn open(&mut self);
+    }
+
+    /// The endpoint that opens the gate.
+    pub struct GateEndpoint;
+
+    impl RpcEndpoint for GateEndpoint {
+        rpc_core::serves!(Gate);
+    }
+
+    impl Gate for GateEndpoint {
+        async fn open(&mut self) {
+            GATE.add_permits(1);
+        }
     }
 
     /// The endpoint of the attack target.
@@ -84,6 +114,16 @@ pub mod target {
         fn store(&mut self, data: Vec<String>) {
             self.calls += 1;
             drop(data);
+        }
+        async fn blob(&mut self, size: u32) -> ByteBuf {
+            self.calls += 1;
+            ByteBuf::from(vec![0x5a; size as usize])
+        }
+        async fn hold(&mut self) -> u64 {
+            if let Ok(permit) = GATE.acquire().await {
+                permit.forget();
+            }
+            self.calls
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Attacks by hostile peers, run against a server in a separate process (`attack-target`), so
 //! that a crash or a memory blow-up is seen: deeply nested values both ways, a relay that
-//! tampers with an authenticated channel, connections that never finish the handshake.
+//! tampers with an authenticated channel, connections that never finish the handshake, and
+//! peers that try to make the server hold more bytes than its budgets.
 
 mod common;
 
@@ -16,7 +17,7 @@ use rpc_core::{Gateway, RpcError};
 use rpc_netty::NettyBuilder;
 use rpc_netty::frame::{Frame, FrameKind, encode_frame};
 use rpc_netty::protocol;
-use rpc_tests::target::TargetClient;
+use rpc_tests::target::{GateClient, TargetClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -57,14 +58,45 @@ impl Target {
 
     /// The process's resident memory, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("a VmRSS line")
+        rss_kib(self.child.id())
     }
+
+    /// Samples the process's resident memory every 20 ms until the returned sender is
+    /// dropped or sent to; the task's result is the highest sample, in KiB.
+    fn watch_rss(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<u64>,
+    ) {
+        let pid = self.child.id();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let peak = tokio::spawn(async move {
+            let mut peak = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                peak = peak.max(rss_kib(pid));
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stopped => return peak.max(rss_kib(pid)),
+                }
+            }
+        });
+        (stop, peak)
+    }
+}
+
+/// The resident memory of process `pid`, in KiB (0 once it has exited).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 impl Drop for Target {
@@ -576,6 +608,234 @@ async fn churning_unauthenticated_sockets_do_not_lock_out_a_client() {
             answered * 100 >= calls * 99,
             "{answered} of {calls} answered"
         );
+    })
+    .await
+}
+
+/// postcard's unsigned varint.
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+const MIB: u64 = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_flood_from_eight_connections_stays_within_the_mailbox_budget() {
+    common::bounded(async {
+        let mut target = Target::start(&[]);
+        let address = target.address;
+        let client = NettyBuilder::new()
+            .default_timeout(Duration::from_secs(60))
+            .client();
+        let proxy: TargetClient = client
+            .connect(&address.to_string(), "target")
+            .await
+            .unwrap();
+        let gate: GateClient = client.connect(&address.to_string(), "gate").await.unwrap();
+        let before = settled_rss_kib(&target).await;
+        let (stop, peak) = target.watch_rss();
+        // The main thread waits at the gate; everything sent meanwhile queues.
+        let held = proxy.hold();
+        // store(a million empty strings): 1 MiB on the wire, 24 MiB once decoded.
+        const STRINGS: usize = 1 << 20;
+        const TELLS: usize = 24;
+        let mut body = vec![4];
+        varint(STRINGS, &mut body);
+        body.resize(body.len() + STRINGS, 0);
+        let tell = Arc::new(wire(&protocol::call(FrameKind::Tell, 0, 1, body.into())));
+        let flooders: Vec<_> = (0..8)
+            .map(|_| {
+                let tell = Arc::clone(&tell);
+                tokio::spawn(async move {
+                    let mut raw = raw_client(address).await;
+                    for _ in 0..TELLS {
+                        raw.write_all(&tell).await.unwrap();
+                    }
+                    // `calls` behind them on the same connection: answered once they ran.
+                    raw.write_all(&request(2, vec![3])).await.unwrap();
+                    loop {
+                        match read_frame(&mut raw).await.expect("an answer") {
+                            (FrameKind::Ping, ..) => continue,
+                            answer => break answer,
+                        }
+                    }
+                })
+            })
+            .collect();
+        // 192 MiB of tells against a 64 MiB mailbox: the server stops reading. Let the flood
+        // press until the server's memory stops growing, then open the gate.
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = target.rss_kib();
+            if now <= last + 1024 {
+                break;
+            }
+            last = now;
+        }
+        let during = target.rss_kib();
+        gate.open().await.unwrap();
+        assert_eq!(held.await.unwrap(), 0, "hold ran first");
+        for flooder in flooders {
+            let (kind, _, _) = flooder.await.unwrap();
+            assert_eq!(kind, FrameKind::Response);
+        }
+        // Nothing was lost: every tell ran.
+        assert_eq!(proxy.calls().await.unwrap(), 8 * TELLS as u64);
+        let _ = stop.send(());
+        let peak = peak.await.unwrap();
+        // The budget: the endpoint's mailbox (64 MiB of wire bytes), per connection the tell
+        // waiting for room and the one being read (2 MiB), and the one decoded (24 MiB).
+        let budget = 64 * MIB + 8 * 2 * MIB + 24 * MIB;
+        let slack = 32 * MIB;
+        println!(
+            "server RSS {before} KiB before, {during} KiB with the flood held, {peak} KiB at \
+             most; budget {budget} KiB + {slack} KiB slack"
+        );
+        assert!(
+            peak - before <= budget + slack,
+            "grew by {} KiB",
+            peak - before
+        );
+        assert!(target.alive());
+        client.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_and_never_reads_is_cut_off_at_the_outbox_limit() {
+    common::bounded(async {
+        let mut target = Target::start(&[]);
+        let before = settled_rss_kib(&target).await;
+        let (stop, peak) = target.watch_rss();
+        let mut raw = raw_client(target.address).await;
+        // 1,024 asks for 256 KiB each: 256 MiB of replies, against a 64 MiB outbox.
+        let mut body = vec![5];
+        varint(256 * 1024, &mut body);
+        let mut asks = Vec::new();
+        for id in 0..1024 {
+            asks.extend_from_slice(&request(10 + id, body.clone()));
+        }
+        raw.write_all(&asks).await.unwrap();
+        // Read nothing until every ask has run (a second client watches the count); then what
+        // is left in the socket is at most what the kernel buffered, and the stream ends.
+        let watcher = NettyBuilder::new().client();
+        let proxy: TargetClient = watcher
+            .connect(&target.address.to_string(), "target")
+            .await
+            .unwrap();
+        while proxy.calls().await.unwrap() < 1024 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut answered = 0;
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(30), read_frame(&mut raw)).await {
+                Ok(Some((FrameKind::Response, _, _))) => answered += 1,
+                Ok(Some((FrameKind::Ping, _, _))) => {}
+                Ok(Some((kind, _, body))) => {
+                    panic!("unexpected {kind:?}: {}", String::from_utf8_lossy(&body))
+                }
+                Ok(None) => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(ended, "the server closed the connection");
+        assert!(
+            answered < 1024,
+            "{answered} replies reached a client that did not read"
+        );
+        let _ = stop.send(());
+        let peak = peak.await.unwrap();
+        // The budget: the outbox (64 MiB), one reply beyond it, and the replies being built.
+        let budget = 64 * MIB + 2 * 256;
+        let slack = 32 * MIB;
+        println!(
+            "server RSS {before} KiB before, {peak} KiB at most ({answered} replies read \
+             afterwards); budget {budget} KiB + {slack} KiB slack"
+        );
+        assert!(
+            peak - before <= budget + slack,
+            "grew by {} KiB",
+            peak - before
+        );
+        // The server lives and serves others.
+        assert!(target.alive());
+        assert_eq!(proxy.echo("still here".into()).await.unwrap(), "still here");
+        watcher.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_thousand_binds_hold_at_most_the_slot_cap() {
+    common::bounded(async {
+        let mut target = Target::start(&[]);
+        let before = settled_rss_kib(&target).await;
+        let (stop, peak) = target.watch_rss();
+        let raw = raw_client(target.address).await;
+        let (mut read, mut write) = raw.into_split();
+        // Replies are read as they come, so that only the bind table can grow.
+        let reader = tokio::spawn(async move {
+            let mut failures = 0;
+            while let Ok(length) = read.read_u32().await {
+                let mut rest = vec![0; length as usize];
+                if read.read_exact(&mut rest).await.is_err() {
+                    break;
+                }
+                if rest[0] == FrameKind::Failure as u8 {
+                    failures += 1;
+                }
+            }
+            failures
+        });
+        // 300,000 binds over the 4,096 slots allowed, each naming a 1,000-byte endpoint that
+        // does not exist: the slot remembers the refusal, name included.
+        const BINDS: u64 = 300_000;
+        let name = "x".repeat(1000);
+        let mut batch = Vec::new();
+        for n in 0..BINDS {
+            let binding = rpc_core::transport::Binding {
+                endpoint: name.clone(),
+                gateway: TargetClient::NAME.into(),
+                fingerprint: TargetClient::FINGERPRINT,
+            };
+            batch.extend(wire(&protocol::bind(100 + n, (n % 4096) as u32, &binding)));
+            if batch.len() > 256 * 1024 {
+                write.write_all(&batch).await.unwrap();
+                batch.clear();
+            }
+        }
+        // One slot more than the cap closes the connection.
+        let binding = rpc_core::transport::Binding {
+            endpoint: "target".into(),
+            gateway: TargetClient::NAME.into(),
+            fingerprint: TargetClient::FINGERPRINT,
+        };
+        batch.extend(wire(&protocol::bind(1, 4096, &binding)));
+        write.write_all(&batch).await.unwrap();
+        let failures = reader.await.unwrap();
+        assert_eq!(
+            failures, BINDS,
+            "every bind was answered, then the connection closed"
+        );
+        let _ = stop.send(());
+        let peak = peak.await.unwrap();
+        // The budget: 4,096 slots holding a refusal with a 1,000-byte name (about 1.1 KiB
+        // each, 4.5 MiB), and the outbox's replies in flight.
+        let budget = 5 * MIB;
+        let slack = 16 * MIB;
+        println!("server RSS {before} KiB before, {peak} KiB at most after {BINDS} binds");
+        assert!(
+            peak - before <= budget + slack,
+            "grew by {} KiB",
+            peak - before
+        );
+        assert!(target.alive());
     })
     .await
 }

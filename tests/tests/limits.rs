@@ -23,6 +23,12 @@ pub trait Gate {
     fn note(&mut self, n: u64);
     /// Replies once a permit is available, off the main thread.
     fn slow(&mut self, n: u64) -> Deferred<u64>;
+    /// How many bytes `data` has.
+    async fn size(&mut self, data: Vec<u8>) -> usize;
+    /// One-way: adds `data`'s length to the total `kept` reports.
+    fn keep(&mut self, data: Vec<u8>);
+    /// The total of the lengths `keep` received.
+    async fn kept(&mut self) -> usize;
 }
 
 struct Gatekeeper {
@@ -31,6 +37,7 @@ struct Gatekeeper {
     permits: Arc<Semaphore>,
     pending: Arc<AtomicUsize>,
     most_pending: Arc<AtomicUsize>,
+    kept: usize,
 }
 
 impl Default for Gatekeeper {
@@ -41,6 +48,7 @@ impl Default for Gatekeeper {
             permits: Arc::new(Semaphore::new(0)),
             pending: Arc::default(),
             most_pending: Arc::default(),
+            kept: 0,
         }
     }
 }
@@ -73,6 +81,18 @@ impl Gate for Gatekeeper {
             pending.fetch_sub(1, Ordering::SeqCst);
             n
         })
+    }
+
+    async fn size(&mut self, data: Vec<u8>) -> usize {
+        data.len()
+    }
+
+    fn keep(&mut self, data: Vec<u8>) {
+        self.kept += data.len();
+    }
+
+    async fn kept(&mut self) -> usize {
+        self.kept
     }
 }
 
@@ -123,6 +143,97 @@ async fn mailbox_full_refuses_calls_beyond_its_capacity(mode: Mode) {
 }
 
 in_every_mode!(mailbox_full_refuses_calls_beyond_its_capacity);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_invocations_are_counted_in_bytes() {
+    common::bounded(async {
+        let h = Harness::new(Mode::Tcp).await;
+        let (holding, mut started) = mpsc::unbounded_channel();
+        let endpoint = Gatekeeper {
+            holding: Some(holding),
+            ..Gatekeeper::default()
+        };
+        let release = Arc::clone(&endpoint.release);
+        let options = EndpointOptions::new().mailbox_bytes(1000);
+        h.server
+            .start_endpoint_with("gate", endpoint, options)
+            .await
+            .unwrap();
+        let gate: GateClient = h.gateway("gate").await.unwrap();
+        let held = gate.hold();
+        started.recv().await.unwrap();
+        // 600 bytes fit in a 1,000-byte mailbox; 600 more do not.
+        let first = gate.size(vec![1; 600]);
+        let refused = gate.size(vec![2; 600]);
+        match refused.await {
+            Err(error @ RpcError::MailboxFull { .. }) => {
+                assert!(error.to_string().contains("mailbox_bytes"), "{error}");
+            }
+            other => panic!("expected MailboxFull, got {other:?}"),
+        }
+        // A tell waits at the server until there is room, and is not lost.
+        gate.keep(vec![3; 600]).unwrap();
+        // Calls behind the held tell wait with it, in order.
+        let small = gate.size(vec![4; 10]);
+        release.notify_one();
+        assert_eq!(held.await.unwrap(), 1);
+        assert_eq!(first.await.unwrap(), 600);
+        assert_eq!(small.await.unwrap(), 10);
+        assert_eq!(gate.kept().await.unwrap(), 600);
+        // One invocation larger than the whole budget gets in when the mailbox is empty.
+        assert_eq!(gate.size(vec![5; 5000]).await.unwrap(), 5000);
+        h.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stops_reading_a_connection_at_its_backlog_limit() {
+    common::bounded(async {
+        let server = NettyBuilder::new()
+            .max_backlog_bytes(1000)
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let (holding, mut started) = mpsc::unbounded_channel();
+        let endpoint = Gatekeeper {
+            holding: Some(holding),
+            ..Gatekeeper::default()
+        };
+        let release = Arc::clone(&endpoint.release);
+        let options = EndpointOptions::new().mailbox_capacity(3);
+        server
+            .start_endpoint_with("held", endpoint, options)
+            .await
+            .unwrap();
+        server
+            .start_endpoint("free", Gatekeeper::default())
+            .await
+            .unwrap();
+        let address = server.local_address().unwrap().to_string();
+        let client = rpc_netty::client();
+        let held: GateClient = client.connect(&address, "held").await.unwrap();
+        let holding = held.hold();
+        started.recv().await.unwrap();
+        // Two 600-byte asks pass the connection's 1,000-byte backlog: the server stops
+        // reading, so the third and fourth stay on the wire instead of meeting a mailbox of 3
+        // that would refuse the fourth.
+        let calls: Vec<_> = (0..4).map(|n| held.size(vec![n; 600])).collect();
+        // Another connection is served meanwhile.
+        let other = rpc_netty::client();
+        let free: GateClient = other.connect(&address, "free").await.unwrap();
+        assert_eq!(free.echo(7).await.unwrap(), 7);
+        release.notify_one();
+        assert_eq!(holding.await.unwrap(), 1);
+        for call in calls {
+            assert_eq!(call.await.unwrap(), 600, "no call was refused");
+        }
+        other.shutdown().await;
+        client.shutdown().await;
+        server.shutdown().await;
+    })
+    .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_stops_reading_at_its_in_flight_limit() {

@@ -4,8 +4,8 @@
 //! ```text
 //! attack-target serve [--secret S] [--max-connections N] [--handshake-timeout-ms N]
 //!                     [--max-handshakes OVERALL,PER_ADDRESS]
-//!     listens on 127.0.0.1 (any port), prints "listening ADDR", serves `target` until its
-//!     standard input closes
+//!     listens on 127.0.0.1 (any port), prints "listening ADDR", serves `target` and `gate`
+//!     until its standard input closes
 //! attack-target call ADDR [--secret S]
 //!     connects to the `target` endpoint at ADDR, asks `tree(1)` then `echo("again")` on the
 //!     same connection, prints "tree: RESULT" and "echo: RESULT", exits 0
@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use rpc_netty::NettyBuilder;
-use rpc_tests::target::{TargetClient, TargetEndpoint};
+use rpc_tests::target::{GateEndpoint, TargetClient, TargetEndpoint};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn option(args: &[String], name: &str) -> Option<String> {
@@ -45,6 +45,15 @@ fn builder(args: &[String]) -> NettyBuilder {
 
 #[tokio::main]
 async fn main() {
+    // Its log goes to standard error, which the tests leave attached: errors only, unless
+    // RUST_LOG says otherwise (the attacks make the server warn a lot).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => {
@@ -56,6 +65,10 @@ async fn main() {
                 .start_endpoint("target", TargetEndpoint::default())
                 .await
                 .expect("start the endpoint");
+            server
+                .start_endpoint("gate", GateEndpoint)
+                .await
+                .expect("start the gate");
             let address = server.local_address().expect("listening");
             println!("listening {address}");
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
