@@ -160,7 +160,8 @@ impl Outbox {
         if pending.closed {
             return Ok(());
         }
-        let held = pending.chunked + pending.buffer.len() + self.writing.load(Ordering::Acquire);
+        // `queued` is kept under the lock held here, so this is exact.
+        let held = self.held();
         if held > 0 && held + LENGTH_LEN + HEADER_LEN + frame.body.len() > self.max_bytes {
             return Err(Overflow(held));
         }
@@ -205,9 +206,7 @@ impl Outbox {
         if pending.closed {
             return Err(Refused::Closed);
         }
-        if pending.chunked + pending.buffer.len() + self.writing.load(Ordering::Acquire)
-            >= self.max_bytes
-        {
+        if !self.has_room() {
             return Err(Refused::Full(self.max_bytes));
         }
         let was_empty = pending.is_empty();
