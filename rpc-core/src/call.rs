@@ -16,8 +16,9 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use crate::codec;
+use crate::control::CallControl;
 use crate::deferred::Deferred;
-use crate::error::RpcError;
+use crate::error::{RpcError, TimeoutSource};
 use crate::gateway::{EndpointAddress, MethodInfo};
 
 /// A reply on its way back to the caller: the value itself for a local call, its postcard
@@ -42,6 +43,16 @@ pub enum ReplyTo {
     Route(std::sync::Arc<dyn crate::transport::ReplyRoute>, u64),
 }
 
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyTo::Caller(_) => f.write_str("ReplyTo::Caller"),
+            ReplyTo::Callback(_) => f.write_str("ReplyTo::Callback"),
+            ReplyTo::Route(_, request_id) => write!(f, "ReplyTo::Route({request_id})"),
+        }
+    }
+}
+
 impl ReplyTo {
     /// A reply slot and the receiver an [`RpcCall`] awaits.
     pub fn channel() -> (ReplyTo, oneshot::Receiver<ReplyResult>) {
@@ -58,6 +69,14 @@ impl ReplyTo {
             }
             ReplyTo::Callback(callback) => callback(result),
             ReplyTo::Route(route, request_id) => route.reply(request_id, result),
+        }
+    }
+
+    /// Gives up on replying because the caller cancelled the call: nobody waits any more.
+    pub fn abandon(self) {
+        match self {
+            ReplyTo::Caller(_) | ReplyTo::Callback(_) => {}
+            ReplyTo::Route(route, request_id) => route.abandon(request_id),
         }
     }
 }
@@ -116,32 +135,56 @@ pin_project_lite::pin_project! {
     ///
     /// The invocation is queued when the proxy method is called, not when this future is first
     /// polled: calls made one after another from one task run in that order even if their
-    /// futures are awaited in another order, and dropping the future does not cancel the
-    /// invocation (its reply is discarded).
+    /// futures are awaited in another order.
+    ///
+    /// Every ask ends once, and its end reaches the endpoint. The caller's deadline (the call
+    /// time plus its timeout) travels with the invocation: one still queued when its deadline
+    /// passes is not run. When the timeout fires, or the call is dropped before its reply or
+    /// [aborted](RpcCall::abort_handle), the call is *cancelled*: a remote call frees its place
+    /// on the connection at once and tells the server; the invocation is skipped if it has not
+    /// started, a `Deferred` reply still running is dropped, and a running handler sees it in
+    /// its [`CallContext`](crate::CallContext). A reply that arrives later is discarded.
     ///
     /// The timeout counts from the call. Override the proxy's timeout for this one call with
     /// [`RpcCall::with_timeout`].
-    #[must_use = "the reply arrives only if the call is awaited (the invocation is sent regardless)"]
+    #[must_use = "the reply arrives only if the call is awaited; dropping it cancels the call"]
     pub struct RpcCall<T> {
         receiver: Option<oneshot::Receiver<ReplyResult>>,
         error: Option<RpcError>,
         method: &'static MethodInfo,
         endpoint: Option<Arc<EndpointAddress>>,
+        control: Option<Arc<CallControl>>,
         started: Instant,
         timeout: Duration,
+        source: TimeoutSource,
         max_depth: usize,
         #[pin]
         sleep: Option<Sleep>,
         _reply: PhantomData<fn() -> T>,
     }
+
+    impl<T> PinnedDrop for RpcCall<T> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before its reply: nobody waits for it any more.
+            if this.receiver.is_some() {
+                if let Some(control) = &this.control {
+                    control.cancel();
+                }
+            }
+        }
+    }
 }
 
 impl<T> RpcCall<T> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn pending(
         receiver: oneshot::Receiver<ReplyResult>,
+        control: Arc<CallControl>,
         method: &'static MethodInfo,
         endpoint: Arc<EndpointAddress>,
+        started: Instant,
         timeout: Duration,
+        source: TimeoutSource,
         max_depth: usize,
     ) -> Self {
         RpcCall {
@@ -149,8 +192,10 @@ impl<T> RpcCall<T> {
             error: None,
             method,
             endpoint: Some(endpoint),
-            started: Instant::now(),
+            control: Some(control),
+            started,
             timeout,
+            source,
             max_depth,
             sleep: None,
             _reply: PhantomData,
@@ -163,18 +208,64 @@ impl<T> RpcCall<T> {
             error: Some(error),
             method,
             endpoint: None,
+            control: None,
             started: Instant::now(),
             timeout: Duration::ZERO,
+            source: TimeoutSource::Call,
             max_depth: 0,
             sleep: None,
             _reply: PhantomData,
         }
     }
 
-    /// Gives this call its own timeout, counted from when the call was made.
+    /// Gives this call its own timeout, counted from when the call was made. The endpoint
+    /// learns of the new deadline too (a remote one by a `Deadline` frame, when it is later
+    /// than the one the call was sent with).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self.source = TimeoutSource::Call;
+        self.sleep = None;
+        if let Some(control) = &self.control {
+            control.set_deadline(self.started.checked_add(timeout));
+        }
         self
+    }
+
+    /// A handle that aborts this call from anywhere (Spark's `askAbortable`): the call then
+    /// completes with [`RpcError::Cancelled`] and is cancelled like a dropped one.
+    pub fn abort_handle(&self) -> AbortHandle {
+        if let Some(control) = &self.control {
+            control.make_abortable();
+        }
+        AbortHandle {
+            control: self.control.clone(),
+        }
+    }
+
+    /// Cancels the call now: the same as dropping it, said explicitly.
+    pub fn abort(self) {
+        drop(self);
+    }
+}
+
+/// Aborts one [`RpcCall`] from any task: see [`RpcCall::abort_handle`].
+#[derive(Debug, Clone)]
+pub struct AbortHandle {
+    control: Option<Arc<CallControl>>,
+}
+
+impl AbortHandle {
+    /// Aborts the call, unless it has already completed: it completes with
+    /// [`RpcError::Cancelled`], and the endpoint skips or drops its work.
+    pub fn abort(&self) {
+        if let Some(control) = &self.control {
+            control.cancel();
+        }
+    }
+
+    /// Whether the call was cancelled (aborted, dropped or timed out).
+    pub fn is_aborted(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| c.is_cancelled())
     }
 }
 
@@ -189,14 +280,40 @@ impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
         let Some(receiver) = this.receiver.as_mut() else {
             panic!("RpcCall polled after it completed");
         };
+        let cancelled = || RpcError::Cancelled {
+            gateway: this.method.gateway,
+            method: this.method.name,
+            endpoint: endpoint_of(this.endpoint),
+        };
+        let timed_out = || RpcError::Timeout {
+            gateway: this.method.gateway,
+            method: this.method.name,
+            endpoint: endpoint_of(this.endpoint),
+            timeout: *this.timeout,
+            origin: *this.source,
+        };
+        // Aborted: that wins over a reply arriving at the same time.
+        if let Some(control) = this.control.as_ref() {
+            control.register_caller(cx.waker());
+            if control.is_cancelled() {
+                *this.receiver = None;
+                return Poll::Ready(Err(cancelled()));
+            }
+        }
         if let Poll::Ready(outcome) = Pin::new(receiver).poll(cx) {
             *this.receiver = None;
-            let endpoint = this.endpoint.as_deref();
             return Poll::Ready(match outcome {
                 Ok(Ok(value)) => decode(value, this.method, *this.max_depth),
                 Ok(Err(error)) => Err(error),
+                // The reply slot was dropped: the endpoint gave up on the call at its deadline
+                // (a moment before this side's timer), or it stopped.
+                Err(_) if this.control.as_ref().is_some_and(|c| c.is_expired()) => Err(timed_out()),
                 Err(_) => Err(RpcError::EndpointStopped {
-                    endpoint: endpoint.map(|e| e.name().to_owned()).unwrap_or_default(),
+                    endpoint: this
+                        .endpoint
+                        .as_deref()
+                        .map(|e| e.name().to_owned())
+                        .unwrap_or_default(),
                 }),
             });
         }
@@ -208,20 +325,21 @@ impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
         if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
                 *this.receiver = None;
-                return Poll::Ready(Err(RpcError::Timeout {
-                    gateway: this.method.gateway,
-                    method: this.method.name,
-                    endpoint: this
-                        .endpoint
-                        .as_deref()
-                        .cloned()
-                        .unwrap_or_else(|| EndpointAddress::new("", None)),
-                    timeout: *this.timeout,
-                }));
+                if let Some(control) = this.control.as_ref() {
+                    control.cancel();
+                }
+                return Poll::Ready(Err(timed_out()));
             }
         }
         Poll::Pending
     }
+}
+
+fn endpoint_of(endpoint: &Option<Arc<EndpointAddress>>) -> EndpointAddress {
+    endpoint
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(|| EndpointAddress::new("", None))
 }
 
 /// Turns a reply back into the method's return type.

@@ -13,8 +13,9 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::ReplyTo;
+use crate::control::CallControl;
 use crate::endpoint::RpcEndpoint;
-use crate::error::RpcError;
+use crate::error::{RpcError, TimeoutSource};
 use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
 use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
@@ -61,33 +62,23 @@ pub(crate) struct EndpointCell<E> {
 }
 
 impl<E: RpcEndpoint> EndpointCell<E> {
-    /// Queues an invocation of gateway `G`. If the mailbox is full or the endpoint has
-    /// stopped, the caller is answered through `reply` and the same error is returned.
+    /// Queues an invocation of gateway `G` (with the reply slot and control of an ask). If
+    /// the mailbox is full or the endpoint has stopped, the caller is answered through the
+    /// reply slot and the same error is returned.
     pub(crate) fn deliver<G: Dispatch<E>>(
         &self,
         invocation: G::Invocation,
         method: &'static MethodInfo,
-        reply: Option<ReplyTo>,
+        reply: Option<(ReplyTo, Arc<CallControl>)>,
         encoded: bool,
     ) -> Result<(), RpcError> {
         if !self.reserve(0) {
             let full = self.full();
-            if let Some(reply) = reply {
+            if let Some((reply, _)) = reply {
                 reply.send(Err(full.clone()));
             }
             return Err(full);
         }
-        self.send_reserved::<G>(invocation, method, reply, encoded)
-    }
-
-    /// Queues an invocation for which [`EndpointCell::reserve`] made room.
-    pub(crate) fn send_reserved<G: Dispatch<E>>(
-        &self,
-        invocation: G::Invocation,
-        method: &'static MethodInfo,
-        reply: Option<ReplyTo>,
-        encoded: bool,
-    ) -> Result<(), RpcError> {
         let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
         self.send_invoke(Box::new(invocation))
     }
@@ -223,41 +214,68 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// Fails with [`RpcError::EndpointStopped`] if the endpoint stops before running it,
     /// [`RpcError::HandlerPanicked`] if `f` panics, and [`RpcError::WouldDeadlock`] when
     /// issued from this endpoint's own main thread (which could never run it while waiting).
+    /// Dropping the returned future before `f` has started cancels it: `f` does not run.
     pub fn call_async<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut E) -> R + Send + 'static,
     ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static {
-        let queued = if on_main_thread_of(self.cell.id) {
-            Err(RpcError::WouldDeadlock {
-                endpoint: self.name().to_owned(),
-                gateway: "RpcContext",
-                method: "call_async",
-            })
-        } else {
-            let (sender, receiver) = oneshot::channel();
-            let closure = move |endpoint: &mut E| {
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint)));
-                let _ = sender.send(result.map_err(|panic| panic_message(&*panic)));
-            };
-            self.cell
-                .mailbox
-                .send(Envelope::Run(Box::new(closure)))
-                .map(|()| receiver)
-                .map_err(|_| self.stopped())
-        };
+        let queued = self.queue_call("call_async", f);
         let name = self.name().to_owned();
+        async move { finish_call(queued?.await, name, "call_async") }
+    }
+
+    /// [`RpcContext::call_async`] with a timeout (Flink's `callAsync(callable, timeout)`): if
+    /// `f` has not returned within `timeout`, the call fails with [`RpcError::Timeout`], and
+    /// `f` never runs if it had not started.
+    pub fn call_async_timeout<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut E) -> R + Send + 'static,
+    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static {
+        let queued = self.queue_call("call_async_timeout", f);
+        let name = self.name().to_owned();
+        let endpoint = (*self.cell.address).clone();
         async move {
-            match queued?.await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(message)) => Err(RpcError::HandlerPanicked {
-                    endpoint: name,
-                    gateway: "RpcContext".to_owned(),
-                    method: "call_async".to_owned(),
-                    message,
+            // Dropping the receiver on timeout is what keeps `f` from running.
+            match tokio::time::timeout(timeout, queued?).await {
+                Ok(outcome) => finish_call(outcome, name, "call_async_timeout"),
+                Err(_) => Err(RpcError::Timeout {
+                    gateway: "RpcContext",
+                    method: "call_async_timeout",
+                    endpoint,
+                    timeout,
+                    origin: TimeoutSource::CallAsync,
                 }),
-                Err(_) => Err(RpcError::EndpointStopped { endpoint: name }),
             }
         }
+    }
+
+    /// Queues `f` for the main thread, to run only if its result is still awaited then.
+    fn queue_call<R: Send + 'static>(
+        &self,
+        method: &'static str,
+        f: impl FnOnce(&mut E) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<R, String>>, RpcError> {
+        if on_main_thread_of(self.cell.id) {
+            return Err(RpcError::WouldDeadlock {
+                endpoint: self.name().to_owned(),
+                gateway: "RpcContext",
+                method,
+            });
+        }
+        let (sender, receiver) = oneshot::channel();
+        let closure = move |endpoint: &mut E| {
+            if sender.is_closed() {
+                return; // cancelled: nobody waits for the result
+            }
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint)));
+            let _ = sender.send(result.map_err(|panic| panic_message(&*panic)));
+        };
+        self.cell
+            .mailbox
+            .send(Envelope::Run(Box::new(closure)))
+            .map(|()| receiver)
+            .map_err(|_| self.stopped())
     }
 
     /// Runs `f` on the main thread once `delay` has passed, unless the endpoint stops first:
@@ -287,6 +305,28 @@ impl<E: RpcEndpoint> RpcContext<E> {
         ScheduledRun {
             cancelled,
             task: task.abort_handle(),
+        }
+    }
+
+    /// Runs `f` on the main thread once `delay` has passed and returns its result (Flink's
+    /// `scheduleRunAsync` with a value): await the [`ScheduledCall`], or
+    /// [cancel](ScheduledCall::cancel) it. It never runs after a cancel or after the endpoint
+    /// stops; the call then fails with [`RpcError::Cancelled`] or
+    /// [`RpcError::EndpointStopped`]. Dropping the `ScheduledCall` does not cancel the run.
+    pub fn schedule_call_async<R: Send + 'static>(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut E) -> R + Send + 'static,
+    ) -> ScheduledCall<R> {
+        let (sender, receiver) = oneshot::channel();
+        let run = self.schedule_run_async(delay, move |endpoint| {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint)));
+            let _ = sender.send(result.map_err(|panic| panic_message(&*panic)));
+        });
+        ScheduledCall {
+            receiver,
+            run,
+            endpoint: (*self.cell.address).clone(),
         }
     }
 
@@ -327,8 +367,68 @@ impl<E: RpcEndpoint> RpcContext<E> {
     }
 }
 
-/// A closure scheduled with [`RpcContext::schedule_run_async`].
+/// The result of a closure run on the main thread, as its caller sees it.
+fn finish_call<R>(
+    outcome: Result<Result<R, String>, oneshot::error::RecvError>,
+    endpoint: String,
+    method: &str,
+) -> Result<R, RpcError> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(RpcError::HandlerPanicked {
+            endpoint,
+            gateway: "RpcContext".to_owned(),
+            method: method.to_owned(),
+            message,
+        }),
+        Err(_) => Err(RpcError::EndpointStopped { endpoint }),
+    }
+}
+
+/// A closure scheduled with [`RpcContext::schedule_call_async`]: a future of its result.
 #[derive(Debug)]
+#[must_use = "the result arrives only if awaited (the closure runs regardless, unless cancelled)"]
+pub struct ScheduledCall<R> {
+    receiver: oneshot::Receiver<Result<R, String>>,
+    run: ScheduledRun,
+    endpoint: EndpointAddress,
+}
+
+impl<R> ScheduledCall<R> {
+    /// Cancels the run: after this returns, the closure does not run (if it has not
+    /// already), and the call completes with [`RpcError::Cancelled`].
+    pub fn cancel(&self) {
+        self.run.cancel();
+    }
+
+    /// A handle that cancels the run from elsewhere, also after this future moved away.
+    pub fn handle(&self) -> ScheduledRun {
+        self.run.clone()
+    }
+}
+
+impl<R> Future for ScheduledCall<R> {
+    type Output = Result<R, RpcError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let outcome = std::task::ready!(std::pin::Pin::new(&mut self.receiver).poll(cx));
+        let endpoint = self.endpoint.clone();
+        std::task::Poll::Ready(match outcome {
+            Err(_) if self.run.is_cancelled() => Err(RpcError::Cancelled {
+                gateway: "RpcContext",
+                method: "schedule_call_async",
+                endpoint,
+            }),
+            outcome => finish_call(outcome, endpoint.name().to_owned(), "schedule_call_async"),
+        })
+    }
+}
+
+/// A closure scheduled with [`RpcContext::schedule_run_async`].
+#[derive(Debug, Clone)]
 pub struct ScheduledRun {
     cancelled: Arc<AtomicBool>,
     task: AbortHandle,
@@ -339,5 +439,10 @@ impl ScheduledRun {
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
         self.task.abort();
+    }
+
+    /// Whether [`ScheduledRun::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
     }
 }

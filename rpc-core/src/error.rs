@@ -15,9 +15,10 @@ use crate::gateway::EndpointAddress;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// An ask got no reply within its timeout. The invocation may still run later; its reply
-    /// is then discarded.
-    #[error("call to `{gateway}::{method}` on {endpoint} timed out after {timeout:?}")]
+    /// An ask got no reply within its timeout. The call is cancelled: if the invocation has
+    /// not started it never runs, and a reply that arrives later is discarded. (A handler
+    /// already running finishes unless it checks its `CallContext`.)
+    #[error("call to `{gateway}::{method}` on {endpoint} timed out after {timeout:?} ({origin})")]
     Timeout {
         /// The gateway the method belongs to.
         gateway: &'static str,
@@ -27,6 +28,20 @@ pub enum RpcError {
         endpoint: EndpointAddress,
         /// The timeout that elapsed.
         timeout: Duration,
+        /// Which setting the timeout came from, and so how to change it.
+        origin: TimeoutSource,
+    },
+
+    /// The call was aborted by its caller (through an `AbortHandle`, or a scheduled call
+    /// cancelled); the endpoint skips it if it has not started.
+    #[error("call to `{gateway}::{method}` on {endpoint} was aborted by its caller")]
+    Cancelled {
+        /// The gateway the method belongs to.
+        gateway: &'static str,
+        /// The method called.
+        method: &'static str,
+        /// The endpoint called.
+        endpoint: EndpointAddress,
     },
 
     /// The connection carrying the call was lost before the reply arrived. The next call
@@ -222,6 +237,39 @@ pub enum RpcError {
     /// The service has been shut down; it starts no endpoints and makes no calls.
     #[error("the rpc service is shut down")]
     ServiceShutDown,
+}
+
+/// Where the timeout of a call came from: each names the setting that changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutSource {
+    /// The service's default ask timeout (10 s unless configured).
+    ServiceDefault,
+    /// The proxy's own timeout, set with its `with_timeout`.
+    Proxy,
+    /// This call's timeout, set with `RpcCall::with_timeout`.
+    Call,
+    /// The timeout given to `RpcContext::call_async_timeout`.
+    CallAsync,
+}
+
+impl std::fmt::Display for TimeoutSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutSource::ServiceDefault => {
+                "the service's default ask timeout: change it with \
+                 `RpcServiceBuilder::default_timeout` (`NettyBuilder::default_timeout` for a \
+                 networked service), per proxy with `with_timeout`, or per call with \
+                 `RpcCall::with_timeout`"
+            }
+            TimeoutSource::Proxy => {
+                "the proxy's timeout, set with its `with_timeout`; override it per call with \
+                 `RpcCall::with_timeout`"
+            }
+            TimeoutSource::Call => "this call's own timeout, set with `RpcCall::with_timeout`",
+            TimeoutSource::CallAsync => "the timeout given to `RpcContext::call_async_timeout`",
+        })
+    }
 }
 
 fn where_(address: &Option<SocketAddr>) -> String {

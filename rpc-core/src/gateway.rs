@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::call::{Handled, ReplyMode, ReplyTo, RpcCall};
+use crate::control::CallControl;
 use crate::endpoint::{Gateways, RpcEndpoint};
-use crate::error::RpcError;
+use crate::error::{RpcError, TimeoutSource};
 
 /// A gateway: implemented by the client type `#[rpc_gateway]` generates for a trait
 /// (`HelloGateway` -> `HelloGatewayClient`). Users name it to get proxies
@@ -117,12 +118,14 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
     fn endpoint(&self) -> &Arc<EndpointAddress>;
 
     /// Queues an ask; `reply` is answered exactly once (with the value or an error), unless
-    /// this returns an error, in which case the caller answers itself.
+    /// this returns an error, in which case the caller answers itself. `control` carries the
+    /// call's deadline and cancellation to wherever the invocation waits.
     fn ask(
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
         reply: ReplyTo,
+        control: &Arc<CallControl>,
     ) -> Result<(), RpcError>;
 
     /// Queues a tell.
@@ -138,6 +141,7 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
 pub struct GatewayHandle<G: Gateway> {
     target: Arc<dyn CallTarget<G>>,
     timeout: Duration,
+    source: TimeoutSource,
 }
 
 impl<G: Gateway> Clone for GatewayHandle<G> {
@@ -145,26 +149,36 @@ impl<G: Gateway> Clone for GatewayHandle<G> {
         GatewayHandle {
             target: Arc::clone(&self.target),
             timeout: self.timeout,
+            source: self.source,
         }
     }
 }
 
 impl<G: Gateway> GatewayHandle<G> {
-    /// A handle calling `target` with asks timing out after `timeout`.
+    /// A handle calling `target` with asks timing out after `timeout`, the service's default.
     pub fn new(target: Arc<dyn CallTarget<G>>, timeout: Duration) -> Self {
-        GatewayHandle { target, timeout }
+        GatewayHandle {
+            target,
+            timeout,
+            source: TimeoutSource::ServiceDefault,
+        }
     }
 
     /// Sends an ask for method number `method` and returns the call to await.
     pub fn ask<T>(&self, method: usize, invocation: G::Invocation) -> RpcCall<T> {
         let method = &G::METHODS[method];
         let (reply, receiver) = ReplyTo::channel();
-        match self.target.ask(method, invocation, reply) {
+        let started = tokio::time::Instant::now();
+        let control = CallControl::new(started.checked_add(self.timeout));
+        match self.target.ask(method, invocation, reply, &control) {
             Ok(()) => RpcCall::pending(
                 receiver,
+                control,
                 method,
                 Arc::clone(self.target.endpoint()),
+                started,
                 self.timeout,
+                self.source,
                 self.target.max_decode_depth(),
             ),
             Err(error) => RpcCall::failed(error, method),
@@ -181,6 +195,7 @@ impl<G: Gateway> GatewayHandle<G> {
         GatewayHandle {
             target: Arc::clone(&self.target),
             timeout,
+            source: TimeoutSource::Proxy,
         }
     }
 

@@ -54,6 +54,8 @@
 //! - [`service`](RpcService): [`RpcService`], which starts endpoints and hands out gateways.
 //! - `gateway`: the traits the macro targets and the untyped handle inside every proxy.
 //! - `call`: [`RpcCall`], an ask in flight, and the reply plumbing.
+//! - `control`: what caller and callee of one ask share (deadline, cancellation), and
+//!   [`CallContext`], a handler's view of it.
 //! - `codec`: the one place values are encoded and decoded (postcard).
 //! - `target`: the local call target.
 //! - [`transport`]: the seam a network transport (`rpc-netty`) implements: remote call target,
@@ -68,6 +70,7 @@
 mod call;
 mod codec;
 mod context;
+mod control;
 mod deferred;
 mod depth;
 mod endpoint;
@@ -78,15 +81,16 @@ mod service;
 mod target;
 pub mod transport;
 
-pub use call::RpcCall;
+pub use call::{AbortHandle, RpcCall};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
-pub use context::{RpcContext, ScheduledRun};
+pub use context::{RpcContext, ScheduledCall, ScheduledRun};
+pub use control::CallContext;
 pub use deferred::Deferred;
 pub use endpoint::{
     BoxError, DEFAULT_MAILBOX_BYTES, DEFAULT_MAILBOX_CAPACITY, EndpointOptions, Gateways,
     RpcEndpoint,
 };
-pub use error::RpcError;
+pub use error::{RpcError, TimeoutSource};
 pub use gateway::{CallTarget, EndpointAddress, Gateway};
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 

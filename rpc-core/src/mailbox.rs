@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::call::{Handled, ReplyMode, ReplyTo};
 use crate::codec;
 use crate::context::{EndpointCell, RpcContext};
+use crate::control::{self, CallControl};
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
@@ -66,12 +67,14 @@ pub(crate) trait Invoke<E>: Send {
     }
 }
 
+/// An ask's reply slot and its control (deadline, cancellation); a tell has neither.
+pub(crate) type Ask = Option<(ReplyTo, Arc<CallControl>)>;
+
 /// An invocation of gateway `G` with its reply slot.
 pub(crate) struct Invocation<G: Gateway> {
     invocation: G::Invocation,
     method: &'static MethodInfo,
-    /// `None` for a tell.
-    reply: Option<ReplyTo>,
+    reply: Ask,
     /// Whether the reply must be encoded (remote caller or forced serialization).
     encoded: bool,
 }
@@ -80,7 +83,7 @@ impl<G: Gateway> Invocation<G> {
     pub(crate) fn new(
         invocation: G::Invocation,
         method: &'static MethodInfo,
-        reply: Option<ReplyTo>,
+        reply: Ask,
         encoded: bool,
     ) -> Self {
         Invocation {
@@ -104,6 +107,9 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
             reply,
             encoded,
         } = *self;
+        let Some(reply) = settle_stale(reply, cell, method.gateway) else {
+            return Box::pin(std::future::ready(()));
+        };
         Box::pin(run_decoded::<E, G>(
             endpoint, cell, invocation, method, reply, encoded,
         ))
@@ -111,7 +117,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
 
     fn reject(self: Box<Self>, error: RpcError) {
         match self.reply {
-            Some(reply) => reply.send(Err(error)),
+            Some((reply, _)) => reply.send(Err(error)),
             None => tracing::warn!(
                 gateway = self.method.gateway,
                 method = self.method.name,
@@ -126,8 +132,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
 /// value would take, and decoding costs the endpoint's time only for work it runs.
 pub(crate) struct EncodedInvocation<G> {
     payload: Payload,
-    /// `None` for a tell.
-    reply: Option<ReplyTo>,
+    reply: Ask,
     /// The connection's share of mailbox bytes, given back when this leaves the mailbox.
     charge: Charge,
     _gateway: PhantomData<fn() -> G>,
@@ -166,7 +171,7 @@ impl Payload {
 
 impl<G> EncodedInvocation<G> {
     /// Queues a copy of `payload` (see [`Payload`]).
-    pub(crate) fn new(payload: &[u8], reply: Option<ReplyTo>, charge: Charge) -> Self {
+    pub(crate) fn new(payload: &[u8], reply: Ask, charge: Charge) -> Self {
         EncodedInvocation {
             payload: Payload::copy_of(payload),
             reply,
@@ -192,6 +197,9 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
             charge,
             ..
         } = *self;
+        let Some(reply) = settle_stale(reply, cell, G::NAME) else {
+            return Box::pin(std::future::ready(()));
+        };
         Box::pin(async move {
             let depth = cell.shared.max_decode_depth;
             let decoded = codec::decode::<G::Invocation>(payload.as_slice(), depth, || {
@@ -206,7 +214,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
                 }
                 Err(error) => {
                     tracing::warn!(endpoint = cell.address.name(), "{error}");
-                    if let Some(reply) = reply {
+                    if let Some((reply, _)) = reply {
                         reply.send(Err(error));
                     }
                 }
@@ -216,9 +224,27 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
 
     fn reject(self: Box<Self>, error: RpcError) {
         match self.reply {
-            Some(reply) => reply.send(Err(error)),
+            Some((reply, _)) => reply.send(Err(error)),
             None => tracing::warn!(gateway = G::NAME, "dropped a tell: {error}"),
         }
+    }
+}
+
+/// Lets an invocation through (`Some`) if it is a tell, or an ask its caller still waits
+/// for. An ask that was cancelled, or whose deadline has passed, is abandoned instead (its
+/// caller has given up, or is about to see its own `Timeout`) and does not run: `None`.
+fn settle_stale<E>(ask: Ask, cell: &EndpointCell<E>, gateway: &str) -> Option<Ask> {
+    match ask {
+        Some((reply, control)) if control.is_cancelled() || control.is_expired() => {
+            tracing::debug!(
+                endpoint = cell.address.name(),
+                gateway,
+                "skipped a call nobody waits for any more"
+            );
+            reply.abandon();
+            None
+        }
+        ask => Some(ask),
     }
 }
 
@@ -228,13 +254,16 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
     cell: &EndpointCell<E>,
     invocation: G::Invocation,
     method: &'static MethodInfo,
-    reply: Option<ReplyTo>,
+    ask: Ask,
     encoded: bool,
 ) {
+    let (reply, control) = match ask {
+        Some((reply, control)) => (Some(reply), Some(control)),
+        None => (None, None),
+    };
     let mode = ReplyMode::new(encoded, method);
-    let outcome = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode))
-        .catch_unwind()
-        .await;
+    let dispatch = control::scoped(control.clone(), G::dispatch(endpoint, invocation, mode));
+    let outcome = AssertUnwindSafe(dispatch).catch_unwind().await;
     match outcome {
         Ok(Handled::Reply(result)) => {
             if let Some(reply) = reply {
@@ -244,10 +273,27 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         Ok(Handled::Deferred(future)) => {
             let name = cell.address.name().to_owned();
             cell.shared.runtime.spawn(async move {
-                let result = AssertUnwindSafe(future)
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| Err(panicked(&name, method, &*panic)));
+                let run = AssertUnwindSafe(control::scoped(control.clone(), future)).catch_unwind();
+                let result = match &control {
+                    // Dropped, not finished, once nobody waits for it.
+                    Some(control) => tokio::select! {
+                        biased;
+                        result = run => result,
+                        () = control.finished() => {
+                            tracing::debug!(
+                                endpoint = %name,
+                                method = method.name,
+                                "dropped a Deferred reply nobody waits for"
+                            );
+                            if let Some(reply) = reply {
+                                reply.abandon();
+                            }
+                            return;
+                        }
+                    },
+                    None => run.await,
+                };
+                let result = result.unwrap_or_else(|panic| Err(panicked(&name, method, &*panic)));
                 if let Some(reply) = reply {
                     reply.send(result);
                 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::call::ReplyTo;
 use crate::codec;
 use crate::context::EndpointCell;
+use crate::control::CallControl;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
@@ -32,7 +33,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
-        reply: Option<ReplyTo>,
+        reply: Option<(ReplyTo, Arc<CallControl>)>,
     ) -> Result<(), RpcError> {
         let encoded = self.cell.shared.force_serialization;
         let invocation = if encoded {
@@ -58,6 +59,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         reply: ReplyTo,
+        control: &Arc<CallControl>,
     ) -> Result<(), RpcError> {
         if on_main_thread_of(self.cell.id) {
             return Err(RpcError::WouldDeadlock {
@@ -66,7 +68,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
                 method: method.name,
             });
         }
-        self.enqueue(method, invocation, Some(reply))
+        self.enqueue(method, invocation, Some((reply, Arc::clone(control))))
     }
 
     fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {

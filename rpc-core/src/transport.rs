@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
 use crate::codec;
 use crate::context::EndpointCell;
+pub use crate::control::{CallControl, CancelRoute};
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
@@ -72,8 +73,15 @@ pub trait RemoteChannel: Send + Sync + 'static {
 
     /// Sends an ask whose invocation `encode` writes; `reply` receives the encoded reply or an
     /// error, exactly once (unless this returns an error, in which case the caller answers
-    /// itself). `encode` may be called more than once (only the last output is sent).
-    fn ask(&self, encode: EncodeInvocation<'_>, reply: ReplyTo) -> Result<(), RpcError>;
+    /// itself). `encode` may be called more than once (only the last output is sent). The
+    /// transport sends the remaining time of `control`'s deadline with the request and
+    /// registers itself as its [`CancelRoute`], so that a cancel reaches the other side.
+    fn ask(
+        &self,
+        encode: EncodeInvocation<'_>,
+        reply: ReplyTo,
+        control: &Arc<CallControl>,
+    ) -> Result<(), RpcError>;
 
     /// Sends a tell whose invocation `encode` writes.
     fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError>;
@@ -84,22 +92,27 @@ pub trait RemoteChannel: Send + Sync + 'static {
 pub trait ReplyRoute: Send + Sync + 'static {
     /// Delivers the outcome of request `request_id`.
     fn reply(&self, request_id: u64, result: ReplyResult);
+
+    /// Request `request_id` ends without a reply: its caller cancelled it.
+    fn abandon(&self, request_id: u64);
 }
 
 /// Where a transport delivers the encoded invocations of one bound gateway.
 pub trait InboundSink: Send + Sync + 'static {
     /// Queues a copy of one encoded invocation in the endpoint's mailbox (so that it holds
     /// only its own bytes, not the read buffer they arrived in), charged to `backlog` (its
-    /// connection's) until it leaves the mailbox. `reply` is `None` for a tell. The
-    /// invocation is decoded on the endpoint's main thread when its turn comes; one that does
-    /// not decode is answered with [`RpcError::Serialization`] and affects no one else. If
-    /// the mailbox is full (by count or by bytes), nothing is queued and `payload` and
-    /// `reply` come back in [`Busy`]: the transport answers an ask with the error, and holds a
-    /// tell until [`InboundSink::room`] signals room.
+    /// connection's) until it leaves the mailbox. `ask` (the reply slot and the control
+    /// holding the caller's deadline) is `None` for a tell. The invocation is decoded on the
+    /// endpoint's main thread when its turn comes; one that does not decode is answered with
+    /// [`RpcError::Serialization`] and affects no one else. One whose control is cancelled or
+    /// past its deadline by then is not run (see [`CallControl`]). If the mailbox is full (by
+    /// count or by bytes), nothing is queued and `payload` and the reply slot come back in
+    /// [`Busy`]: the transport answers an ask with the error, and holds a tell until
+    /// [`InboundSink::room`] signals room.
     fn invoke(
         &self,
         payload: Bytes,
-        reply: Option<ReplyTo>,
+        ask: Option<(ReplyTo, Arc<CallControl>)>,
         backlog: &Arc<Backlog>,
     ) -> Result<(), Busy>;
 
@@ -252,10 +265,11 @@ impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         reply: ReplyTo,
+        control: &Arc<CallControl>,
     ) -> Result<(), RpcError> {
         let mut encode =
             |out: &mut BytesMut| codec::encode_into(&invocation, out, || arguments(method));
-        self.channel.ask(&mut encode, reply)
+        self.channel.ask(&mut encode, reply, control)
     }
 
     fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {
@@ -284,14 +298,17 @@ impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
     fn invoke(
         &self,
         payload: Bytes,
-        reply: Option<ReplyTo>,
+        ask: Option<(ReplyTo, Arc<CallControl>)>,
         backlog: &Arc<Backlog>,
     ) -> Result<(), Busy> {
         if !self.cell.reserve(payload.len()) {
-            return Err(Busy { payload, reply });
+            return Err(Busy {
+                payload,
+                reply: ask.map(|(reply, _)| reply),
+            });
         }
         let charge = backlog.charge(payload.len());
-        let invocation = EncodedInvocation::<G>::new(&payload, reply, charge);
+        let invocation = EncodedInvocation::<G>::new(&payload, ask, charge);
         // A stopped endpoint answers through the invocation's reply; nothing more to do here.
         let _ = self.cell.send_invoke(Box::new(invocation));
         Ok(())

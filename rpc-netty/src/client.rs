@@ -20,10 +20,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::transport::{
-    Binding, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
+    Binding, CallControl, CancelRoute, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo,
+    ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, RpcError};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -147,19 +149,22 @@ impl Connection {
     /// Queues a frame made from a fresh request id, registering `reply` under that id. Under
     /// the state lock, so that a call either is failed by [`Connection::fail`] or is refused.
     fn send(
-        &self,
+        self: &Arc<Self>,
         reply: Option<ReplyTo>,
         frame: impl FnOnce(u64) -> Frame,
     ) -> Result<(), RpcError> {
-        self.send_locked(&mut self.state(), reply, |outbox, id| {
+        self.send_locked(&mut self.state(), reply, None, |outbox, id| {
             outbox.push(frame(id)).map_err(|_| Refused::Closed)
         })
     }
 
+    /// Queues what `push` writes under a fresh request id (0 for a tell), registering `reply`
+    /// under that id and this connection as the cancel route of the ask's `control`.
     fn send_locked(
-        &self,
+        self: &Arc<Self>,
         state: &mut State,
         reply: Option<ReplyTo>,
+        control: Option<&Arc<CallControl>>,
         push: impl FnOnce(&Outbox, u64) -> Result<(), Refused>,
     ) -> Result<(), RpcError> {
         if let Some(dead) = &state.dead {
@@ -197,6 +202,10 @@ impl Connection {
         if let Some(reply) = reply {
             state.pending.insert(request_id, reply);
         }
+        if let Some(control) = control {
+            let route: Weak<dyn CancelRoute> = Arc::downgrade(self) as Weak<Connection>;
+            control.set_route(route, request_id);
+        }
         state.used = true;
         Ok(())
     }
@@ -213,9 +222,8 @@ impl Connection {
     fn call(
         self: &Arc<Self>,
         binding: &Binding,
-        kind: FrameKind,
         encode: EncodeInvocation<'_>,
-        reply: Option<ReplyTo>,
+        ask: Ask<'_>,
     ) -> Result<u32, RpcError> {
         let mut state = self.state();
         let slot = match state.slots.get(binding) {
@@ -234,7 +242,7 @@ impl Connection {
                         state.refused.push(slot);
                     }
                 }));
-                self.send_locked(&mut state, Some(on_bound), |outbox, id| {
+                self.send_locked(&mut state, Some(on_bound), None, |outbox, id| {
                     outbox
                         .push(protocol::bind(id, slot, binding))
                         .map_err(|_| Refused::Closed)
@@ -243,29 +251,46 @@ impl Connection {
                 slot
             }
         };
-        self.send_locked(&mut state, reply, |outbox, id| {
-            outbox.push_call(kind, id, slot, encode)
-        })?;
+        self.send_call(&mut state, slot, encode, ask)?;
         Ok(slot)
+    }
+
+    /// Queues a `Request` (for an ask, with the time left until its deadline) or a `Tell`
+    /// on `slot`.
+    fn send_call(
+        self: &Arc<Self>,
+        state: &mut State,
+        slot: u32,
+        encode: EncodeInvocation<'_>,
+        ask: Ask<'_>,
+    ) -> Result<(), RpcError> {
+        match ask {
+            Some((reply, control)) => {
+                let budget = protocol::budget(control.remaining());
+                self.send_locked(state, Some(reply), Some(control), |outbox, id| {
+                    outbox.push_call(id, slot, Some(budget), encode)
+                })
+            }
+            None => self.send_locked(state, None, None, |outbox, id| {
+                outbox.push_call(id, slot, None, encode)
+            }),
+        }
     }
 
     /// Queues a call on a slot an earlier call bound, or gives `reply` back if the connection
     /// has ended or the server refused that bind, for the caller to find a new route.
-    fn call_on(
-        &self,
+    fn call_on<'a>(
+        self: &Arc<Self>,
         slot: u32,
-        kind: FrameKind,
         encode: EncodeInvocation<'_>,
-        reply: Option<ReplyTo>,
-    ) -> Result<(), Rebind> {
+        ask: Ask<'a>,
+    ) -> Result<(), Rebind<'a>> {
         let mut state = self.state();
         if state.dead.is_some() || state.refused.contains(&slot) {
-            return Err(Rebind::Reroute(reply));
+            return Err(Rebind::Reroute(ask));
         }
-        self.send_locked(&mut state, reply, |outbox, id| {
-            outbox.push_call(kind, id, slot, encode)
-        })
-        .map_err(Rebind::Failed)
+        self.send_call(&mut state, slot, encode, ask)
+            .map_err(Rebind::Failed)
     }
 
     /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`.
@@ -282,12 +307,17 @@ impl Connection {
         self.send(Some(on_bound), |id| protocol::bind(id, slot, binding))
     }
 
-    /// Delivers the answer to request `request_id`.
+    /// Delivers the answer to request `request_id`. One nobody awaits any more (its call
+    /// was cancelled: timed out, dropped or aborted) is dropped.
     fn complete(&self, request_id: u64, result: Result<ReplyValue, RpcError>) {
         let reply = self.state().pending.remove(&request_id);
         match reply {
             Some(reply) => reply.send(result),
-            None => tracing::debug!(peer = %self.peer, request_id, "a reply nobody awaits"),
+            None => tracing::debug!(
+                peer = %self.peer,
+                request_id,
+                "dropped a late reply: its call was cancelled"
+            ),
         }
     }
 
@@ -303,6 +333,32 @@ impl Connection {
         }
     }
 }
+
+/// The caller of request `request_id` gave up, or waits longer: forget its reply slot and
+/// tell the server (`Cancel`), or tell it the new deadline (`Deadline`).
+impl CancelRoute for Connection {
+    fn cancel(&self, request_id: u64) {
+        let mut state = self.state();
+        let Some(reply) = state.pending.remove(&request_id) else {
+            return; // answered already
+        };
+        let _ = self.outbox.push(protocol::cancel(request_id));
+        drop(state);
+        drop(reply);
+    }
+
+    fn extend(&self, request_id: u64, deadline: Instant) {
+        let state = self.state();
+        if state.pending.contains_key(&request_id) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let budget = protocol::budget(Some(remaining));
+            let _ = self.outbox.push(protocol::deadline(request_id, budget));
+        }
+    }
+}
+
+/// The reply slot and control of an ask; `None` for a tell.
+type Ask<'a> = Option<(ReplyTo, &'a Arc<CallControl>)>;
 
 /// Opens, runs and finally tears down one connection.
 async fn drive(pool: Arc<Pool>, connection: Arc<Connection>) {
@@ -561,36 +617,31 @@ struct Remote {
 }
 
 /// Why a call could not use its cached route.
-enum Rebind {
+enum Rebind<'a> {
     /// The connection has ended, or the slot's bind was refused: open or bind again (the
     /// reply slot is handed back).
-    Reroute(Option<ReplyTo>),
+    Reroute(Ask<'a>),
     /// The connection failed.
     Failed(RpcError),
 }
 
 impl Remote {
-    fn call(
-        &self,
-        kind: FrameKind,
-        encode: EncodeInvocation<'_>,
-        reply: Option<ReplyTo>,
-    ) -> Result<(), RpcError> {
+    fn call(&self, encode: EncodeInvocation<'_>, ask: Ask<'_>) -> Result<(), RpcError> {
         let cached = self
             .route
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut reply = reply;
+        let mut ask = ask;
         if let Some((connection, slot)) = cached {
-            match connection.call_on(slot, kind, &mut *encode, reply) {
+            match connection.call_on(slot, &mut *encode, ask) {
                 Ok(()) => return Ok(()),
                 Err(Rebind::Failed(error)) => return Err(error),
-                Err(Rebind::Reroute(back)) => reply = back,
+                Err(Rebind::Reroute(back)) => ask = back,
             }
         }
         let connection = self.pool.connection(self.peer)?;
-        let slot = connection.call(&self.binding, kind, encode, reply)?;
+        let slot = connection.call(&self.binding, encode, ask)?;
         *self.route.lock().unwrap_or_else(PoisonError::into_inner) = Some((connection, slot));
         Ok(())
     }
@@ -601,11 +652,16 @@ impl RemoteChannel for Remote {
         &self.endpoint
     }
 
-    fn ask(&self, encode: EncodeInvocation<'_>, reply: ReplyTo) -> Result<(), RpcError> {
-        self.call(FrameKind::Request, encode, Some(reply))
+    fn ask(
+        &self,
+        encode: EncodeInvocation<'_>,
+        reply: ReplyTo,
+        control: &Arc<CallControl>,
+    ) -> Result<(), RpcError> {
+        self.call(encode, Some((reply, control)))
     }
 
     fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError> {
-        self.call(FrameKind::Tell, encode, None)
+        self.call(encode, None)
     }
 }

@@ -59,10 +59,12 @@ pub enum FrameKind {
     Ping = 0x0a,
     /// Either way: keep-alive answer.
     Pong = 0x0b,
-    /// Client -> server: cancel an ask (reserved).
+    /// Client -> server: the caller no longer waits for an ask.
     Cancel = 0x0c,
     /// Server -> client: one item of a streamed reply (reserved).
     StreamItem = 0x0d,
+    /// Client -> server: the caller of an ask now waits longer.
+    Deadline = 0x0e,
 }
 
 impl FrameKind {
@@ -83,6 +85,7 @@ impl FrameKind {
             0x0b => Pong,
             0x0c => Cancel,
             0x0d => StreamItem,
+            0x0e => Deadline,
             _ => return None,
         })
     }

@@ -192,14 +192,15 @@ impl Outbox {
         }
     }
 
-    /// Queues a `Request` or `Tell` frame whose invocation `encode` writes in place, after
-    /// the header and slot. On failure, or if the frame would exceed the maximum, the buffer
-    /// is left as it was: nothing of the call is sent.
+    /// Queues a `Request` (with its time budget) or a `Tell` (`budget` `None`) whose
+    /// invocation `encode` writes in place, after the header, slot and budget. On failure, or
+    /// if the frame would exceed the maximum, the buffer is left as it was: nothing of the
+    /// call is sent.
     pub(crate) fn push_call(
         &self,
-        kind: FrameKind,
         request_id: u64,
         slot: u32,
+        budget: Option<u32>,
         encode: EncodeInvocation<'_>,
     ) -> Result<(), Refused> {
         let mut pending = self.state();
@@ -213,9 +214,16 @@ impl Outbox {
         let buffer = &mut pending.buffer;
         let start = buffer.len();
         buffer.put_u32(0); // the length, known once the invocation is written
+        let kind = match budget {
+            Some(_) => FrameKind::Request,
+            None => FrameKind::Tell,
+        };
         buffer.put_u8(kind as u8);
         buffer.put_u64(request_id);
         buffer.put_u32(slot);
+        if let Some(budget) = budget {
+            buffer.put_u32(budget);
+        }
         if let Err(error) = encode(buffer) {
             buffer.truncate(start);
             return Err(Refused::Call(error));

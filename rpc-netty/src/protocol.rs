@@ -2,6 +2,7 @@
 //! version of this module; the golden-bytes tests below pin both.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rpc_core::RpcError;
@@ -14,10 +15,16 @@ use crate::frame::{Frame, FrameKind};
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
+
+/// Bytes of the time budget that follows the slot in a request body.
+pub const BUDGET_LEN: usize = 4;
+
+/// The budget of a request whose caller waits without a deadline.
+pub const NO_BUDGET: u32 = u32::MAX;
 
 /// The largest frame either side accepts before the handshake has completed: the handshake's
 /// frames are a few dozen bytes, so a peer that has not proven anything cannot make the
@@ -150,24 +157,93 @@ pub fn bind(request_id: u64, slot: u32, binding: &Binding) -> Frame {
     Frame::new(FrameKind::Bind, request_id, body)
 }
 
-/// `Request` or `Tell`: the slot, then the encoded invocation (not copied: the encoder writes
-/// the slot in front of it).
-pub fn call(kind: FrameKind, request_id: u64, slot: u32, payload: Bytes) -> Frame {
+/// The wire form of the time a caller still waits: whole milliseconds, rounded up (so the
+/// server never gives up before its caller), or [`NO_BUDGET`]. Relative, so the two clocks
+/// need not agree.
+pub fn budget(remaining: Option<Duration>) -> u32 {
+    match remaining {
+        Some(remaining) => {
+            let millis = remaining.as_nanos().div_ceil(1_000_000);
+            u32::try_from(millis)
+                .unwrap_or(NO_BUDGET)
+                .min(NO_BUDGET - 1)
+        }
+        None => NO_BUDGET,
+    }
+}
+
+/// The time a budget gives, `None` for [`NO_BUDGET`].
+pub fn parse_budget(budget: u32) -> Option<Duration> {
+    (budget != NO_BUDGET).then(|| Duration::from_millis(u64::from(budget)))
+}
+
+/// `Tell`: the slot, then the encoded invocation (not copied: the encoder writes the slot in
+/// front of it).
+pub fn tell(slot: u32, payload: Bytes) -> Frame {
     Frame {
-        kind,
-        request_id,
+        kind: FrameKind::Tell,
+        request_id: 0,
         slot: Some(slot),
         body: payload,
     }
 }
 
-/// Splits a `Request` or `Tell` body into slot and encoded invocation.
-pub fn split_call(mut body: Bytes) -> Result<(u32, Bytes), String> {
+/// `Request`: the slot, the caller's time budget (u32, see [`budget`]), then the encoded
+/// invocation. (The client writes all three straight into its outbox; this builds one.)
+pub fn request(request_id: u64, slot: u32, budget: u32, payload: &[u8]) -> Frame {
+    let mut body = BytesMut::with_capacity(BUDGET_LEN + payload.len());
+    body.put_u32(budget);
+    body.put_slice(payload);
+    Frame {
+        kind: FrameKind::Request,
+        request_id,
+        slot: Some(slot),
+        body: body.freeze(),
+    }
+}
+
+/// Splits a `Tell` body into slot and encoded invocation.
+pub fn split_tell(mut body: Bytes) -> Result<(u32, Bytes), String> {
     if body.len() < SLOT_LEN {
-        return Err(format!("a call body of {} bytes has no slot", body.len()));
+        return Err(format!("a tell body of {} bytes has no slot", body.len()));
     }
     let slot = body.get_u32();
     Ok((slot, body))
+}
+
+/// Splits a `Request` body into slot, time budget and encoded invocation.
+pub fn split_request(mut body: Bytes) -> Result<(u32, Option<Duration>, Bytes), String> {
+    if body.len() < SLOT_LEN + BUDGET_LEN {
+        return Err(format!(
+            "a request body of {} bytes has no slot and budget",
+            body.len()
+        ));
+    }
+    let slot = body.get_u32();
+    let budget = parse_budget(body.get_u32());
+    Ok((slot, budget, body))
+}
+
+/// `Cancel`: the caller no longer waits for request `request_id`.
+pub fn cancel(request_id: u64) -> Frame {
+    Frame::new(FrameKind::Cancel, request_id, Bytes::new())
+}
+
+/// `Deadline`: the caller of request `request_id` now waits `budget` from now (u32).
+pub fn deadline(request_id: u64, budget: u32) -> Frame {
+    Frame::new(
+        FrameKind::Deadline,
+        request_id,
+        Bytes::copy_from_slice(&budget.to_be_bytes()),
+    )
+}
+
+/// Parses a `Deadline` body.
+pub fn parse_deadline(body: &[u8]) -> Result<Option<Duration>, String> {
+    let budget: [u8; BUDGET_LEN] = body
+        .try_into()
+        .map_err(|_| format!("a deadline body of {} bytes, not {BUDGET_LEN}", body.len()))?;
+    Ok(parse_budget(u32::from_be_bytes(budget)))
 }
 
 /// `Failure`: the postcard [`WireError`].
@@ -411,7 +487,7 @@ mod tests {
         assert_eq!(
             wire(hello(AuthMode::None)),
             [
-                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 3, 0
+                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 4, 0
             ]
         );
         assert_eq!(wire(hello(AuthMode::SharedSecret))[19], 1);
@@ -421,7 +497,7 @@ mod tests {
         assert_eq!(
             wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2, b'n', b'o'
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 2, b'n', b'o'
             ]
         );
     }
@@ -444,20 +520,21 @@ mod tests {
 
     #[test]
     fn call_and_failure_golden() {
+        // Slot 2, a budget of 1,500 ms (0x05dc), invocation `aa bb`.
         assert_eq!(
-            wire(call(
-                FrameKind::Request,
-                7,
-                2,
-                Bytes::from_static(&[0xaa, 0xbb])
-            )),
+            wire(request(7, 2, 1500, &[0xaa, 0xbb])),
             [
-                0, 0, 0, 15, 0x06, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 0xaa, 0xbb
+                0, 0, 0, 19, 0x06, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 0, 0, 0x05, 0xdc, 0xaa, 0xbb
             ]
         );
         assert_eq!(
-            wire(call(FrameKind::Tell, 0, 1, Bytes::new())),
+            wire(tell(1, Bytes::new())),
             [0, 0, 0, 13, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(wire(cancel(7)), [0, 0, 0, 9, 0x0c, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(
+            wire(deadline(7, 3000)),
+            [0, 0, 0, 13, 0x0e, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0x0b, 0xb8]
         );
         let stopped = WireError::EndpointStopped {
             endpoint: "x".into(),
@@ -489,7 +566,7 @@ mod tests {
                 auth: None
             })
         );
-        assert!(parse_hello(b"RPCN\x00\x03\x07").is_err(), "an unknown mode");
+        assert!(parse_hello(b"RPCN\x00\x04\x07").is_err(), "an unknown mode");
         assert!(parse_hello(b"GET / HTTP/1.1").is_err());
         let (version, code, reason) =
             parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);
@@ -497,15 +574,34 @@ mod tests {
             (version, code, reason.as_str()),
             (Some(PROTOCOL_VERSION), 2, "wrong")
         );
-        let mut bytes =
-            BytesMut::from(&wire(call(FrameKind::Request, 1, 9, Bytes::from_static(b"xy")))[..]);
+        let mut bytes = BytesMut::from(&wire(request(1, 9, NO_BUDGET, b"xy"))[..]);
         let decoded = FrameCodec::new(DEFAULT_MAX_FRAME)
             .decode(&mut bytes)
             .unwrap()
             .unwrap();
-        let (slot, payload) = split_call(decoded.body).unwrap();
-        assert_eq!((slot, &payload[..]), (9, &b"xy"[..]));
-        assert!(split_call(Bytes::from_static(&[1, 2])).is_err());
+        let (slot, budget, payload) = split_request(decoded.body).unwrap();
+        assert_eq!((slot, budget, &payload[..]), (9, None, &b"xy"[..]));
+        assert!(split_request(Bytes::from_static(&[0, 0, 0, 1, 2])).is_err());
+        assert!(split_tell(Bytes::from_static(&[1, 2])).is_err());
+        assert_eq!(
+            parse_deadline(&[0, 0, 0, 5]),
+            Ok(Some(Duration::from_millis(5)))
+        );
+        assert!(parse_deadline(&[0, 5]).is_err());
+    }
+
+    #[test]
+    fn budgets_round_up_and_saturate() {
+        assert_eq!(budget(None), NO_BUDGET);
+        assert_eq!(budget(Some(Duration::ZERO)), 0);
+        assert_eq!(budget(Some(Duration::from_micros(1))), 1);
+        assert_eq!(budget(Some(Duration::from_millis(1500))), 1500);
+        assert_eq!(
+            budget(Some(Duration::from_secs(100 * 86_400))),
+            NO_BUDGET - 1
+        );
+        assert_eq!(parse_budget(1500), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_budget(NO_BUDGET), None);
     }
 
     #[test]

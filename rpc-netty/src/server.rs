@@ -1,18 +1,19 @@
 //! The accepting side: the listener loop and one task per inbound connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::transport::{
-    Backlog, Busy, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo, ReplyValue,
-    ServiceHandle,
+    Backlog, CallControl, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo,
+    ReplyValue, ServiceHandle,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -144,6 +145,7 @@ async fn serve(
             outbox: Arc::clone(&outbox),
             max_frame: config.max_frame_size,
             in_flight: AtomicUsize::new(0),
+            calls: Mutex::default(),
             peer,
             closing: closing.clone(),
         }),
@@ -233,6 +235,7 @@ async fn serve(
         }
     };
     tracing::info!(%peer, "connection closed: {reason}");
+    connection.replies.cancel_all();
     outbox.close();
     closing.cancel(); // bounds the final write by the linger time
     let _ = writer.await;
@@ -347,48 +350,52 @@ impl Inbound<'_> {
                 self.slots.insert(body.slot, bound);
                 self.send(answer);
             }
-            FrameKind::Request | FrameKind::Tell => {
-                let (slot, payload) = protocol::split_call(frame.body)?;
-                let ask = frame.kind == FrameKind::Request;
+            FrameKind::Request => {
+                let (slot, budget, payload) = protocol::split_request(frame.body)?;
                 match self.slots.get(&slot) {
                     Some(Ok(sink)) => {
-                        let reply = ask.then(|| {
-                            self.replies.in_flight.fetch_add(1, Ordering::AcqRel);
-                            self.reply_to(frame.request_id)
-                        });
-                        match sink.invoke(payload, reply, &self.backlog) {
-                            Ok(()) => {}
-                            // A full mailbox: an ask learns it at once...
-                            Err(Busy {
-                                reply: Some(reply), ..
-                            }) => {
+                        // The caller's deadline, on this side's clock.
+                        let deadline = budget.and_then(|budget| Instant::now().checked_add(budget));
+                        let control = self.replies.begin(frame.request_id, deadline);
+                        let reply = self.reply_to(frame.request_id);
+                        if let Err(busy) =
+                            sink.invoke(payload, Some((reply, control)), &self.backlog)
+                        {
+                            // A full mailbox: an ask learns it at once.
+                            if let Some(reply) = busy.reply {
                                 reply.send(Err(sink.mailbox_full()));
-                            }
-                            // ...a tell waits, and with it the connection.
-                            Err(Busy {
-                                reply: None,
-                                payload,
-                            }) => {
-                                self.held = Some((Arc::clone(sink), payload));
                             }
                         }
                     }
-                    Some(Err(error)) if ask => {
-                        self.send(protocol::failure(frame.request_id, error));
-                    }
-                    None if ask => {
-                        self.send(protocol::failure(
-                            frame.request_id,
-                            &WireError::UnknownSlot { slot },
-                        ));
+                    Some(Err(error)) => self.send(protocol::failure(frame.request_id, error)),
+                    None => self.send(protocol::failure(
+                        frame.request_id,
+                        &WireError::UnknownSlot { slot },
+                    )),
+                }
+            }
+            FrameKind::Tell => {
+                let (slot, payload) = protocol::split_tell(frame.body)?;
+                match self.slots.get(&slot) {
+                    Some(Ok(sink)) => {
+                        // A full mailbox: the tell waits, and with it the connection.
+                        if let Err(busy) = sink.invoke(payload, None, &self.backlog) {
+                            self.held = Some((Arc::clone(sink), busy.payload));
+                        }
                     }
                     _ => {
                         tracing::warn!(peer = %self.peer, slot, "dropped a tell to an unbound slot")
                     }
                 }
             }
+            FrameKind::Cancel => self.replies.cancel(frame.request_id),
+            FrameKind::Deadline => {
+                let budget = protocol::parse_deadline(&frame.body)?;
+                let deadline = budget.and_then(|budget| Instant::now().checked_add(budget));
+                self.replies.extend(frame.request_id, deadline);
+            }
             FrameKind::Ping => self.send(Frame::new(FrameKind::Pong, frame.request_id, Vec::new())),
-            FrameKind::Pong | FrameKind::Cancel => {}
+            FrameKind::Pong => {}
             other => return Err(format!("a client may not send {other:?} frames")),
         }
         Ok(())
@@ -404,22 +411,80 @@ impl Inbound<'_> {
     }
 }
 
-/// Turns the outcome of each request into a `Response` or `Failure` frame on its connection.
-/// A reply too large for a frame becomes a `FrameTooLarge` failure. A reply that would take
-/// the outbox past its limit (a peer that asks and does not read) closes the connection.
+/// The requests of one connection that endpoints have not answered yet, and where their
+/// answers go: each outcome becomes a `Response` or `Failure` frame on the connection. A
+/// reply too large for a frame becomes a `FrameTooLarge` failure. A reply that would take
+/// the outbox past its limit (a peer that asks and does not read) closes the connection. A
+/// request the client cancelled gets no frame at all.
 struct Replies {
     outbox: Arc<Outbox>,
     max_frame: usize,
     /// Requests handed to endpoints and not answered yet.
     in_flight: AtomicUsize,
+    /// Their controls, by request id: how a `Cancel` or `Deadline` frame reaches them.
+    calls: Mutex<IdMap<u64, Arc<CallControl>>>,
     peer: SocketAddr,
     closing: CancellationToken,
 }
 
-impl ReplyRoute for Replies {
-    fn reply(&self, request_id: u64, result: ReplyResult) {
+impl Replies {
+    fn calls(&self) -> MutexGuard<'_, IdMap<u64, Arc<CallControl>>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers request `request_id`, whose caller waits until `deadline`, as in flight.
+    fn begin(&self, request_id: u64, deadline: Option<Instant>) -> Arc<CallControl> {
+        let control = CallControl::new(deadline);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.calls().insert(request_id, Arc::clone(&control));
+        control
+    }
+
+    /// The client cancelled request `request_id`: it is skipped if still queued, dropped if
+    /// a `Deferred` is finishing it, and visible to a running handler. An unknown id (already
+    /// answered) is ignored.
+    fn cancel(&self, request_id: u64) {
+        let control = self.calls().get(&request_id).cloned();
+        if let Some(control) = control {
+            control.cancel();
+        }
+    }
+
+    /// The client of request `request_id` now waits until `deadline`.
+    fn extend(&self, request_id: u64, deadline: Option<Instant>) {
+        let control = self.calls().get(&request_id).cloned();
+        if let Some(control) = control {
+            control.set_deadline(deadline);
+        }
+    }
+
+    /// The connection has ended: nobody will read a reply, so every request still in flight
+    /// is cancelled.
+    fn cancel_all(&self) {
+        let calls = std::mem::take(&mut *self.calls());
+        for control in calls.into_values() {
+            control.cancel();
+        }
+    }
+
+    /// Request `request_id` leaves the table; whether its caller still wants an answer.
+    fn finish(&self, request_id: u64) -> bool {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.outbox.room.notify_one();
+        let control = self.calls().remove(&request_id);
+        !control.is_some_and(|control| control.is_cancelled())
+    }
+}
+
+impl ReplyRoute for Replies {
+    fn abandon(&self, request_id: u64) {
+        self.finish(request_id);
+    }
+
+    fn reply(&self, request_id: u64, result: ReplyResult) {
+        if !self.finish(request_id) {
+            return;
+        }
         let frame = match result {
             Ok(ReplyValue::Encoded(bytes)) if HEADER_LEN + bytes.len() <= self.max_frame => {
                 Frame::new(FrameKind::Response, request_id, bytes)

@@ -63,6 +63,8 @@ pub mod target {
         async fn blob(&mut self, size: u32) -> ByteBuf;
         /// Keeps the main thread busy until the gate opens; how many calls came before.
         async fn hold(&mut self) -> u64;
+        /// How many connections to this service have closed.
+        async fn disconnects(&mut self) -> u64;
     }
 
     /// Opens the gate [`Target::hold`] waits for; served by a second endpoint, `gate`.
@@ -89,10 +91,15 @@ pub mod target {
     #[derive(Default)]
     pub struct TargetEndpoint {
         calls: u64,
+        disconnects: u64,
     }
 
     impl RpcEndpoint for TargetEndpoint {
         rpc_core::serves!(Target);
+
+        fn on_disconnected(&mut self, _peer: std::net::SocketAddr) {
+            self.disconnects += 1;
+        }
     }
 
     impl Target for TargetEndpoint {
@@ -124,6 +131,9 @@ pub mod target {
                 permit.forget();
             }
             self.calls
+        }
+        async fn disconnects(&mut self) -> u64 {
+            self.disconnects
         }
     }
 }

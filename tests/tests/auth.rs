@@ -127,7 +127,7 @@ async fn a_raw_client_skipping_the_proof_is_disconnected_before_any_call() {
         "a Hello requiring a secret"
     );
     // Claim a secret too, then skip the key exchange: bind and knock right away.
-    let mut claim = common::handshake_bytes(3);
+    let mut claim = common::handshake_bytes(rpc_netty::protocol::PROTOCOL_VERSION);
     *claim.last_mut().unwrap() = 1;
     raw.write_all(&claim).await.unwrap();
     let mut bind = vec![0, 0, 0, 18, 0x04, 0, 0, 0, 0, 0, 0, 0, 1];

@@ -45,7 +45,11 @@ async fn setup() -> (RpcService, RpcService, CounterClient, String) {
 /// Connects and completes the handshake by hand.
 async fn raw_session(address: &str) -> TcpStream {
     let mut raw = TcpStream::connect(address).await.unwrap();
-    raw.write_all(&common::handshake_bytes(3)).await.unwrap();
+    raw.write_all(&common::handshake_bytes(
+        rpc_netty::protocol::PROTOCOL_VERSION,
+    ))
+    .await
+    .unwrap();
     let mut answer = [0; 20];
     raw.read_exact(&mut answer).await.unwrap();
     assert_eq!(answer, common::SERVER_HELLO);

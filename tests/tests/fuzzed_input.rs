@@ -116,7 +116,7 @@ fn rig() -> &'static Rig {
 /// A valid conversation: handshake, bind of slot 1 to `echo`/`Echo`, an ask and a tell.
 fn valid_session() -> Vec<u8> {
     use rpc_core::Gateway;
-    let mut bytes = common::handshake_bytes(3);
+    let mut bytes = common::handshake_bytes(rpc_netty::protocol::PROTOCOL_VERSION);
     let mut bind_body = vec![1, 4];
     bind_body.extend_from_slice(b"echo");
     bind_body.push(4);
@@ -139,8 +139,8 @@ fn valid_session() -> Vec<u8> {
         f
     };
     bytes.extend(frame(0x04, 1, &bind_body));
-    // echo(7): variant 0, u64 7; note("hi"): variant 1, string "hi".
-    bytes.extend(frame(0x06, 2, &[0, 0, 0, 1, 0, 7]));
+    // echo(7) on slot 1 with a 5 s budget: variant 0, u64 7; note("hi"): variant 1, "hi".
+    bytes.extend(frame(0x06, 2, &[0, 0, 0, 1, 0, 0, 0x13, 0x88, 0, 7]));
     bytes.extend(frame(0x07, 0, &[0, 0, 0, 1, 1, 2, b'h', b'i']));
     bytes
 }
@@ -175,7 +175,7 @@ fn hostile() -> impl Strategy<Value = Vec<u8>> {
         mutated(),
         // A valid handshake, then a length prefix anywhere up to 4 GiB.
         (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..32)).prop_map(|(len, tail)| {
-            let mut bytes = common::handshake_bytes(3);
+            let mut bytes = common::handshake_bytes(rpc_netty::protocol::PROTOCOL_VERSION);
             bytes.extend_from_slice(&len.to_be_bytes());
             bytes.extend(tail);
             bytes

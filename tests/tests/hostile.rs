@@ -144,7 +144,7 @@ async fn raw_client(address: SocketAddr) -> TcpStream {
 
 /// A `Request` on slot 1 whose invocation is `body`.
 fn request(id: u64, body: Vec<u8>) -> Vec<u8> {
-    wire(&protocol::call(FrameKind::Request, id, 1, body.into()))
+    wire(&protocol::request(id, 1, protocol::NO_BUDGET, &body))
 }
 
 /// postcard's `Tree` nested `depth` nodes deep: `depth` times variant 1, then variant 0.
@@ -646,7 +646,7 @@ async fn a_tell_flood_from_eight_connections_stays_within_the_mailbox_budget() {
         let mut body = vec![4];
         varint(STRINGS, &mut body);
         body.resize(body.len() + STRINGS, 0);
-        let tell = Arc::new(wire(&protocol::call(FrameKind::Tell, 0, 1, body.into())));
+        let tell = Arc::new(wire(&protocol::tell(1, body.into())));
         let flooders: Vec<_> = (0..8)
             .map(|_| {
                 let tell = Arc::clone(&tell);
@@ -722,16 +722,22 @@ async fn a_client_that_asks_and_never_reads_is_cut_off_at_the_outbox_limit() {
             asks.extend_from_slice(&request(10 + id, body.clone()));
         }
         raw.write_all(&asks).await.unwrap();
-        // Read nothing until every ask has run (a second client watches the count); then what
-        // is left in the socket is at most what the kernel buffered, and the stream ends.
+        // Read nothing until the server has closed the connection (a second client watches);
+        // then what is left in the socket is at most what the kernel buffered, and the stream
+        // ends. The asks still queued when it closed are skipped: nobody can read their replies.
         let watcher = NettyBuilder::new().client();
         let proxy: TargetClient = watcher
             .connect(&target.address.to_string(), "target")
             .await
             .unwrap();
-        while proxy.calls().await.unwrap() < 1024 {
+        while proxy.disconnects().await.unwrap() < 1 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let ran = proxy.calls().await.unwrap();
+        assert!(
+            ran < 1024,
+            "all {ran} asks ran for a connection that was closed"
+        );
         let mut answered = 0;
         let ended = loop {
             match tokio::time::timeout(Duration::from_secs(30), read_frame(&mut raw)).await {

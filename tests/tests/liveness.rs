@@ -110,7 +110,11 @@ async fn the_server_drops_a_client_that_went_silent() {
         .unwrap();
     let address = server.local_address().unwrap();
     let mut raw = TcpStream::connect(address).await.unwrap();
-    raw.write_all(&common::handshake_bytes(3)).await.unwrap();
+    raw.write_all(&common::handshake_bytes(
+        rpc_netty::protocol::PROTOCOL_VERSION,
+    ))
+    .await
+    .unwrap();
     let mut answer = [0; 20];
     raw.read_exact(&mut answer).await.unwrap();
     assert_eq!(answer, common::SERVER_HELLO, "the server greeted");

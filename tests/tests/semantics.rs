@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Harness, Mode};
-use rpc_core::{BoxError, Deferred, RpcContext, RpcEndpoint, RpcError, rpc_gateway};
+use rpc_core::{BoxError, Deferred, RpcContext, RpcEndpoint, RpcError, TimeoutSource, rpc_gateway};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
@@ -229,41 +229,64 @@ async fn panicking_handler_answers_and_keeps_serving(mode: Mode) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Timeouts: service default, per proxy, per call. The error names what timed out.
+// Timeouts: service default, per proxy, per call. The error names what timed out, and the
+// setting that gave the timeout.
 
 async fn timeouts_name_method_endpoint_and_duration(mode: Mode) {
     let h = Harness::with_timeout(mode, Duration::from_millis(40)).await;
     let (_, probe) = start_probe(&h, "sleepy").await;
     assert_eq!(probe.timeout(), Duration::from_millis(40));
 
-    let expect_timeout = |result: Result<u32, RpcError>, expected: Duration| match result {
-        Err(RpcError::Timeout {
-            gateway,
-            method,
-            endpoint,
-            timeout,
-        }) => {
-            assert_eq!((gateway, method), ("Probe", "never"));
-            assert_eq!(endpoint.name(), "sleepy");
-            assert_eq!(timeout, expected);
-        }
-        other => panic!("expected a timeout, got {other:?}"),
-    };
+    let expect_timeout =
+        |result: Result<u32, RpcError>, expected: Duration, knob: TimeoutSource| match result {
+            Err(RpcError::Timeout {
+                gateway,
+                method,
+                endpoint,
+                timeout,
+                origin,
+            }) => {
+                assert_eq!((gateway, method), ("Probe", "never"));
+                assert_eq!(endpoint.name(), "sleepy");
+                assert_eq!(timeout, expected);
+                assert_eq!(origin, knob);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        };
 
     let error = probe.never().await;
     let text = error.as_ref().map_err(ToString::to_string).unwrap_err();
     assert!(
-        text.contains("Probe::never") && text.contains("sleepy") && text.contains("40ms"),
+        text.contains("Probe::never")
+            && text.contains("sleepy")
+            && text.contains("40ms")
+            && text.contains("default ask timeout")
+            && text.contains("default_timeout"),
         "{text}"
     );
-    expect_timeout(error, Duration::from_millis(40));
+    expect_timeout(
+        error,
+        Duration::from_millis(40),
+        TimeoutSource::ServiceDefault,
+    );
 
     let patient = probe.with_timeout(Duration::from_millis(60));
     assert_eq!(patient.timeout(), Duration::from_millis(60));
-    expect_timeout(patient.never().await, Duration::from_millis(60));
+    let error = patient.never().await;
+    let text = error.as_ref().map_err(ToString::to_string).unwrap_err();
+    assert!(
+        text.contains("proxy's timeout") && text.contains("with_timeout"),
+        "{text}"
+    );
+    expect_timeout(error, Duration::from_millis(60), TimeoutSource::Proxy);
 
-    let call = patient.never().with_timeout(Duration::from_millis(20));
-    expect_timeout(call.await, Duration::from_millis(20));
+    let error = patient
+        .never()
+        .with_timeout(Duration::from_millis(20))
+        .await;
+    let text = error.as_ref().map_err(ToString::to_string).unwrap_err();
+    assert!(text.contains("RpcCall::with_timeout"), "{text}");
+    expect_timeout(error, Duration::from_millis(20), TimeoutSource::Call);
 
     // The endpoint kept serving throughout.
     assert_eq!(probe.echo("awake".into()).await.unwrap(), "awake");

@@ -204,7 +204,11 @@ async fn server_refuses_another_protocol_version() {
     assert_eq!(hello[0], 0x01, "the server's Hello comes first");
     let reject = read_frame(&mut raw).await;
     assert_eq!(reject[0], 0x03, "a HandshakeReject frame");
-    assert_eq!(&reject[9..11], &[0, 3], "carrying the server's version, 3");
+    assert_eq!(
+        &reject[9..11],
+        &rpc_netty::protocol::PROTOCOL_VERSION.to_be_bytes(),
+        "carrying the server's version"
+    );
     assert_eq!(reject[11], 1, "with reason code 1: version");
     let reason = String::from_utf8_lossy(&reject[12..]);
     assert!(reason.contains("99"), "{reason}");
@@ -232,7 +236,7 @@ async fn client_reports_a_server_of_another_version() {
         .await
     {
         Err(error @ RpcError::VersionMismatch { ours, theirs, .. }) => {
-            assert_eq!((ours, theirs), (3, 7));
+            assert_eq!((ours, theirs), (rpc_netty::protocol::PROTOCOL_VERSION, 7));
             assert!(error.to_string().contains("version 7"), "{error}");
         }
         other => panic!("expected VersionMismatch, got {other:?}"),

@@ -40,7 +40,11 @@ fn inspect(frame: Frame) {
     let _ = protocol::parse_reject(&frame.body);
     let _ = postcard::from_bytes::<BindBody>(&frame.body);
     let _ = WireError::decode(&frame.body, peer);
-    if let Ok((_slot, payload)) = protocol::split_call(frame.body) {
+    let _ = protocol::parse_deadline(&frame.body);
+    if let Ok((_slot, _budget, payload)) = protocol::split_request(frame.body.clone()) {
+        let _ = postcard::take_from_bytes::<SampleInvocation>(&payload);
+    }
+    if let Ok((_slot, payload)) = protocol::split_tell(frame.body) {
         let _ = postcard::take_from_bytes::<SampleInvocation>(&payload);
     }
 }

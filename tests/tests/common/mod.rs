@@ -139,11 +139,14 @@ pub fn handshake_bytes(version: u16) -> Vec<u8> {
     frame
 }
 
-/// The `Hello` a server of protocol version 3 without a shared secret sends as soon as it
+/// The `Hello` a server of this protocol version without a shared secret sends as soon as it
 /// accepts a connection (and that a fake server sends to a client).
-pub const SERVER_HELLO: [u8; 20] = [
-    0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 3, 0,
-];
+pub const SERVER_HELLO: [u8; 20] = {
+    let v = rpc_netty::protocol::PROTOCOL_VERSION.to_be_bytes();
+    [
+        0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', v[0], v[1], 0,
+    ]
+};
 
 /// Forwards bytes between a client and `target`, recording everything that passes.
 pub async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
