@@ -178,15 +178,18 @@ impl CallControl {
 }
 
 tokio::task_local! {
-    static CURRENT: Arc<CallControl>;
+    static CURRENT: Option<Arc<CallControl>>;
 }
 
-/// Runs `future` with `control` as the current call, for [`CallContext::current`].
-pub(crate) async fn scoped<F: Future>(control: Option<Arc<CallControl>>, future: F) -> F::Output {
-    match control {
-        Some(control) => CURRENT.scope(control, future).await,
-        None => future.await,
-    }
+/// Runs `future` with `control` as the current call, for [`CallContext::current`]; gives the
+/// control back with the output (moved in and out, so that it is not shared once more).
+pub(crate) async fn scoped<F: Future>(
+    control: Option<Arc<CallControl>>,
+    future: F,
+) -> (F::Output, Option<Arc<CallControl>>) {
+    let mut scope = std::pin::pin!(CURRENT.scope(control, future));
+    let output = scope.as_mut().await;
+    (output, scope.take_value().flatten())
 }
 
 /// A handler's view of the ask it is running: its deadline and whether the caller has given
@@ -235,7 +238,7 @@ impl CallContext {
     /// The ask the current task is running, or an empty context outside one.
     pub fn current() -> CallContext {
         CallContext {
-            control: CURRENT.try_with(Arc::clone).ok(),
+            control: CURRENT.try_with(Option::clone).ok().flatten(),
         }
     }
 

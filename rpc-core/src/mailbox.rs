@@ -262,8 +262,8 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         None => (None, None),
     };
     let mode = ReplyMode::new(encoded, method);
-    let dispatch = control::scoped(control.clone(), G::dispatch(endpoint, invocation, mode));
-    let outcome = AssertUnwindSafe(dispatch).catch_unwind().await;
+    let dispatch = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode)).catch_unwind();
+    let (outcome, control) = control::scoped(control, dispatch).await;
     match outcome {
         Ok(Handled::Reply(result)) => {
             if let Some(reply) = reply {
@@ -273,7 +273,8 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         Ok(Handled::Deferred(future)) => {
             let name = cell.address.name().to_owned();
             cell.shared.runtime.spawn(async move {
-                let run = AssertUnwindSafe(control::scoped(control.clone(), future)).catch_unwind();
+                let run = AssertUnwindSafe(future).catch_unwind();
+                let run = async { control::scoped(control.clone(), run).await.0 };
                 let result = match &control {
                     // Dropped, not finished, once nobody waits for it.
                     Some(control) => tokio::select! {
