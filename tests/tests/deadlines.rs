@@ -42,6 +42,26 @@ pub trait Work {
     async fn until_cancelled(&mut self) -> bool;
 }
 
+/// Opens the gate [`Work::hold`] waits on. A second endpoint, reached over the same
+/// connection as `worker`: its call arrives after every frame sent before it (cancels
+/// included), so the test releases the held endpoint only once those have reached the server.
+#[rpc_gateway]
+pub trait Opener {
+    async fn open(&mut self);
+}
+
+struct OpenerEndpoint(Arc<Shared>);
+
+impl RpcEndpoint for OpenerEndpoint {
+    rpc_core::serves!(Opener);
+}
+
+impl Opener for OpenerEndpoint {
+    async fn open(&mut self) {
+        self.0.gate.add_permits(1);
+    }
+}
+
 struct Shared {
     gate: Semaphore,
     runs: AtomicU64,
@@ -127,6 +147,7 @@ struct Fixture {
     shared: Arc<Shared>,
     events: mpsc::UnboundedReceiver<Event>,
     work: WorkClient,
+    opener: OpenerClient,
     ctx: RpcContext<Worker>,
 }
 
@@ -144,12 +165,18 @@ async fn fixture(mode: Mode) -> Fixture {
         .start_endpoint("worker", Worker(Arc::clone(&shared)))
         .await
         .unwrap();
+    h.server
+        .start_endpoint("opener", OpenerEndpoint(Arc::clone(&shared)))
+        .await
+        .unwrap();
     let work = h.gateway::<WorkClient>("worker").await.unwrap();
+    let opener = h.gateway::<OpenerClient>("opener").await.unwrap();
     Fixture {
         h,
         shared,
         events: receiver,
         work,
+        opener,
         ctx,
     }
 }
@@ -169,8 +196,9 @@ impl Fixture {
         hold
     }
 
-    fn release(&self) {
-        self.shared.gate.add_permits(1);
+    /// Lets the held main thread go, through the same path (and connection) as the calls.
+    async fn release(&self) {
+        self.opener.open().await.unwrap();
     }
 
     /// Waits (at most 10 s) until no `Deferred` reply future is alive.
@@ -245,7 +273,7 @@ async fn expired_asks_queued_behind_a_busy_endpoint_do_not_run(mode: Mode) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let results = timed_out.await.unwrap();
     assert!(results.iter().all(is_timeout), "every queued ask timed out");
-    f.release();
+    f.release().await;
     hold.await.unwrap().unwrap();
     // The ask after them runs after everything queued before it: it is the first to count.
     let runs = f.work.count().await.unwrap();
@@ -270,7 +298,7 @@ async fn cancelled_queued_asks_never_run(mode: Mode) {
         }) => assert_eq!((gateway, method), ("Work", "count")),
         other => panic!("expected Cancelled, got {other:?}"),
     }
-    f.release();
+    f.release().await;
     hold.await.unwrap().unwrap();
     assert_eq!(f.work.count().await.unwrap(), 1, "only the last ask ran");
     f.h.shutdown().await;
@@ -280,7 +308,7 @@ async fn cancelled_queued_asks_never_run(mode: Mode) {
 async fn cancelled_deferred_replies_stop(mode: Mode) {
     let mut f = fixture(mode).await;
     for how in ["drop", "abort", "timeout"] {
-        let timeout = if how == "timeout" { 200 } else { 3_600_000 };
+        let timeout = if how == "timeout" { 2_000 } else { 3_600_000 };
         let call = f
             .work
             .forever()
@@ -323,9 +351,10 @@ async fn handlers_see_the_cancel(mode: Mode) {
     f.h.shutdown().await;
 }
 
-/// A handler reads the deadline its caller set, however far the call travelled.
+/// A handler reads the deadline its caller set, however far the call travelled, also one the
+/// caller moved while the call waited in the mailbox.
 async fn handlers_see_the_callers_deadline(mode: Mode) {
-    let f = fixture(mode).await;
+    let mut f = fixture(mode).await;
     let left = f
         .work
         .with_timeout(Duration::from_secs(5))
@@ -334,13 +363,12 @@ async fn handlers_see_the_callers_deadline(mode: Mode) {
         .unwrap()
         .expect("an ask has a deadline");
     assert!((4_000..=5_000).contains(&left), "{left} ms left of 5 s");
-    let left = f
-        .work
-        .budget()
-        .with_timeout(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("an ask has a deadline");
+    // Sent with the proxy's 10 s, given 60 s while it waits behind `hold`.
+    let hold = f.hold().await;
+    let call = f.work.budget().with_timeout(Duration::from_secs(60));
+    f.release().await;
+    hold.await.unwrap().unwrap();
+    let left = call.await.unwrap().expect("an ask has a deadline");
     assert!(
         (55_000..=60_000).contains(&left),
         "{left} ms left of the call's 60 s"
@@ -352,9 +380,9 @@ async fn handlers_see_the_callers_deadline(mode: Mode) {
 /// `Deferred` reply is not dropped at the proxy's deadline.
 async fn a_longer_call_timeout_reaches_the_endpoint(mode: Mode) {
     let f = fixture(mode).await;
-    let hasty = f.work.with_timeout(Duration::from_millis(50));
-    let answer = hasty.later(300).with_timeout(Duration::from_secs(10)).await;
-    assert_eq!(answer.unwrap(), 300);
+    let hasty = f.work.with_timeout(Duration::from_millis(200));
+    let answer = hasty.later(600).with_timeout(Duration::from_secs(10)).await;
+    assert_eq!(answer.unwrap(), 600);
     f.h.shutdown().await;
 }
 
@@ -400,7 +428,7 @@ async fn call_async_times_out_and_never_runs_late() {
             f.ctx
                 .call_async(move |_| flag.store(true, Ordering::SeqCst)),
         );
-        f.release();
+        f.release().await;
         hold.await.unwrap().unwrap();
         let answer = f
             .ctx
