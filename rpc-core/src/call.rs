@@ -43,16 +43,6 @@ pub enum ReplyTo {
     Route(std::sync::Arc<dyn crate::transport::ReplyRoute>, u64),
 }
 
-impl std::fmt::Debug for ReplyTo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReplyTo::Caller(_) => f.write_str("ReplyTo::Caller"),
-            ReplyTo::Callback(_) => f.write_str("ReplyTo::Callback"),
-            ReplyTo::Route(_, request_id) => write!(f, "ReplyTo::Route({request_id})"),
-        }
-    }
-}
-
 impl ReplyTo {
     /// A reply slot and the receiver an [`RpcCall`] awaits.
     pub fn channel() -> (ReplyTo, oneshot::Receiver<ReplyResult>) {

@@ -111,10 +111,11 @@ impl CallControl {
 
     /// Moves the deadline. A later one is passed on to the transport route, if there is one.
     pub fn set_deadline(&self, deadline: Option<Instant>) {
-        let before = self.deadline.swap(to_nanos(deadline), Ordering::AcqRel);
+        let nanos = to_nanos(deadline);
+        let before = self.deadline.swap(nanos, Ordering::AcqRel);
         self.waiters.notify_waiters();
         if let (Some(deadline), Some((route, request_id))) = (deadline, self.route.get()) {
-            if to_nanos(Some(deadline)) > before && !self.is_cancelled() {
+            if nanos > before && !self.is_cancelled() {
                 if let Some(route) = route.upgrade() {
                     route.extend(*request_id, deadline);
                 }

@@ -71,6 +71,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(events: mpsc::UnboundedSender<Event>) -> Arc<Shared> {
+        Arc::new(Shared {
+            gate: Semaphore::new(0),
+            runs: AtomicU64::new(0),
+            live: AtomicUsize::new(0),
+            events,
+        })
+    }
+
     fn event(&self, event: Event) {
         let _ = self.events.send(event);
     }
@@ -154,12 +163,7 @@ struct Fixture {
 async fn fixture(mode: Mode) -> Fixture {
     let h = Harness::new(mode).await;
     let (events, receiver) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        gate: Semaphore::new(0),
-        runs: AtomicU64::new(0),
-        live: AtomicUsize::new(0),
-        events,
-    });
+    let shared = Shared::new(events);
     let ctx = h
         .server
         .start_endpoint("worker", Worker(Arc::clone(&shared)))
@@ -446,12 +450,7 @@ async fn scheduled_calls_return_values_and_never_run_after_cancel_or_stop() {
     common::bounded(async {
         let service = RpcService::new();
         let (events, _receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            gate: Semaphore::new(0),
-            runs: AtomicU64::new(0),
-            live: AtomicUsize::new(0),
-            events,
-        });
+        let shared = Shared::new(events);
         let ctx = service
             .start_endpoint("worker", Worker(Arc::clone(&shared)))
             .await
