@@ -13,15 +13,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::transport::{
     Binding, CallControl, CancelRoute, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo,
-    ReplyValue, ServiceHandle,
+    ServiceHandle,
 };
 use rpc_core::{EndpointAddress, RpcError};
 use tokio::net::TcpStream;
@@ -32,12 +29,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
-use crate::frame::{Frame, FrameError, FrameKind};
+use crate::frame::FrameError;
 use crate::handshake::{ClientHandshake, ClientStep, describe_foreign};
-use crate::ids::IdMap;
-use crate::io::{Outbox, Reader, Refused, Writer, plain, write_frame, write_loop};
-use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
+use crate::io::{Outbox, Reader, Refused, Writer, keepalive_tick, plain, write_frame, write_loop};
+use crate::protocol::{self, HANDSHAKE_MAX_FRAME};
+use crate::session::{ClientSession, Received};
 
 /// The outbound connections of one service, by remote address.
 pub(crate) struct Pool {
@@ -88,10 +84,7 @@ impl Pool {
         let connection = Arc::new(Connection {
             peer,
             outbox,
-            state: Mutex::default(),
-            next_request: AtomicU64::new(1),
-            next_slot: AtomicU32::new(1),
-            max_in_flight: self.config.max_in_flight,
+            session: Mutex::new(ClientSession::new(peer, self.config.max_in_flight)),
         });
         connections.insert(peer, Arc::clone(&connection));
         self.tasks
@@ -111,78 +104,36 @@ impl Pool {
     }
 }
 
-/// One outbound connection.
+/// One outbound connection: its session (the rules, `session::ClientSession`) and its
+/// outbox, both shared by the callers and the connection's task.
 struct Connection {
     peer: SocketAddr,
     /// Frames for the writer; it starts draining once the handshake succeeded.
     outbox: Arc<Outbox>,
-    state: Mutex<State>,
-    next_request: AtomicU64,
-    next_slot: AtomicU32,
-    /// Asks that may await replies at once on this connection.
-    max_in_flight: usize,
-}
-
-#[derive(Default)]
-struct State {
-    /// Replies awaited, by request id.
-    pending: IdMap<u64, ReplyTo>,
-    /// The slot of each binding on this connection.
-    slots: HashMap<Binding, u32>,
-    /// Slots whose bind the server refused (rare, so a list): calls must not use them.
-    refused: Vec<u32>,
-    /// Why the connection ended, once it has: new calls fail with it at once.
-    dead: Option<RpcError>,
-    /// A frame was queued since the idle check last looked.
-    used: bool,
+    session: Mutex<ClientSession>,
 }
 
 impl Connection {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn session(&self) -> MutexGuard<'_, ClientSession> {
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn is_dead(&self) -> bool {
-        self.state().dead.is_some()
-    }
-
-    /// Queues a frame made from a fresh request id, registering `reply` under that id. Under
-    /// the state lock, so that a call either is failed by [`Connection::fail`] or is refused.
-    fn send(
-        self: &Arc<Self>,
-        reply: Option<ReplyTo>,
-        frame: impl FnOnce(u64) -> Frame,
-    ) -> Result<(), RpcError> {
-        self.send_locked(&mut self.state(), reply, None, |outbox, id| {
-            outbox.push(frame(id)).map_err(|_| Refused::Closed)
-        })
+        self.session().is_dead()
     }
 
     /// Queues what `push` writes under a fresh request id (0 for a tell), registering `reply`
-    /// under that id and this connection as the cancel route of the ask's `control`.
+    /// under that id and this connection as the cancel route of the ask's `control`. Under
+    /// the session lock, so that a call either is failed by [`Connection::fail`] or is
+    /// refused.
     fn send_locked(
         self: &Arc<Self>,
-        state: &mut State,
+        session: &mut ClientSession,
         reply: Option<ReplyTo>,
         control: Option<&Arc<CallControl>>,
         push: impl FnOnce(&Outbox, u64) -> Result<(), Refused>,
     ) -> Result<(), RpcError> {
-        if let Some(dead) = &state.dead {
-            return Err(dead.clone());
-        }
-        if reply.is_some() && state.pending.len() >= self.max_in_flight {
-            return Err(RpcError::Overloaded {
-                address: self.peer,
-                reason: format!(
-                    "{} calls already await replies on it (max_in_flight)",
-                    self.max_in_flight
-                ),
-            });
-        }
-        let request_id = match &reply {
-            Some(_) => self.next_request.fetch_add(1, Ordering::Relaxed),
-            None => 0,
-        };
+        let request_id = session.request_id(reply.is_some())?;
         match push(&self.outbox, request_id) {
             Ok(()) => {}
             Err(Refused::Call(error)) => return Err(error),
@@ -199,22 +150,27 @@ impl Connection {
                 });
             }
         }
-        if let Some(reply) = reply {
-            state.pending.insert(request_id, reply);
-        }
+        session.sent(request_id, reply);
         if let Some(control) = control {
             let route: Weak<dyn CancelRoute> = Arc::downgrade(self) as Weak<Connection>;
             control.set_route(route, request_id);
         }
-        state.used = true;
         Ok(())
     }
 
-    /// Whether the connection has been idle since the last check: nothing queued since, and
-    /// no call waiting for a reply.
-    fn take_idle(&self) -> bool {
-        let mut state = self.state();
-        !std::mem::take(&mut state.used) && state.pending.is_empty()
+    /// Queues a `Bind` of `binding` to `slot`, whose answer goes to `on_bound`.
+    fn send_bind(
+        self: &Arc<Self>,
+        session: &mut ClientSession,
+        binding: &Binding,
+        slot: u32,
+        on_bound: ReplyTo,
+    ) -> Result<(), RpcError> {
+        self.send_locked(session, Some(on_bound), None, |outbox, id| {
+            outbox
+                .push(protocol::bind(id, slot, binding))
+                .map_err(|_| Refused::Closed)
+        })
     }
 
     /// Queues a call on `binding`'s slot, binding it first (pipelined, in the same critical
@@ -225,33 +181,27 @@ impl Connection {
         encode: EncodeInvocation<'_>,
         ask: Ask<'_>,
     ) -> Result<u32, RpcError> {
-        let mut state = self.state();
-        let slot = match state.slots.get(binding) {
-            Some(slot) => *slot,
+        let mut session = self.session();
+        let slot = match session.slot(binding) {
+            Some(slot) => slot,
             None => {
-                let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-                // If the bind fails, the calls behind it report why; forget the slot so that
-                // a later call binds again.
+                let slot = session.new_slot();
+                // If the bind fails, the calls behind it report why; the session retires the
+                // slot so that a later call binds again.
                 let connection = Arc::downgrade(self);
                 let key = binding.clone();
                 let on_bound = ReplyTo::Callback(Box::new(move |result| {
                     if let (Err(error), Some(connection)) = (result, Weak::upgrade(&connection)) {
                         tracing::warn!(peer = %connection.peer, "bind refused: {error}");
-                        let mut state = connection.state();
-                        state.slots.remove(&key);
-                        state.refused.push(slot);
+                        connection.session().refused(&key, slot);
                     }
                 }));
-                self.send_locked(&mut state, Some(on_bound), None, |outbox, id| {
-                    outbox
-                        .push(protocol::bind(id, slot, binding))
-                        .map_err(|_| Refused::Closed)
-                })?;
-                state.slots.insert(binding.clone(), slot);
+                self.send_bind(&mut session, binding, slot, on_bound)?;
+                session.bound(binding.clone(), slot);
                 slot
             }
         };
-        self.send_call(&mut state, slot, encode, ask)?;
+        self.send_call(&mut session, slot, encode, ask)?;
         Ok(slot)
     }
 
@@ -259,7 +209,7 @@ impl Connection {
     /// on `slot`.
     fn send_call(
         self: &Arc<Self>,
-        state: &mut State,
+        session: &mut ClientSession,
         slot: u32,
         encode: EncodeInvocation<'_>,
         ask: Ask<'_>,
@@ -267,11 +217,11 @@ impl Connection {
         match ask {
             Some((reply, control)) => {
                 let budget = protocol::budget(control.remaining());
-                self.send_locked(state, Some(reply), Some(control), |outbox, id| {
+                self.send_locked(session, Some(reply), Some(control), |outbox, id| {
                     outbox.push_call(id, slot, Some(budget), encode)
                 })
             }
-            None => self.send_locked(state, None, None, |outbox, id| {
+            None => self.send_locked(session, None, None, |outbox, id| {
                 outbox.push_call(id, slot, None, encode)
             }),
         }
@@ -285,50 +235,33 @@ impl Connection {
         encode: EncodeInvocation<'_>,
         ask: Ask<'a>,
     ) -> Result<(), Rebind<'a>> {
-        let mut state = self.state();
-        if state.dead.is_some() || state.refused.contains(&slot) {
+        let mut session = self.session();
+        if !session.usable(slot) {
             return Err(Rebind::Reroute(ask));
         }
-        self.send_call(&mut state, slot, encode, ask)
+        self.send_call(&mut session, slot, encode, ask)
             .map_err(Rebind::Failed)
     }
 
     /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`.
     fn bind_checked(self: &Arc<Self>, binding: &Binding, reply: ReplyTo) -> Result<(), RpcError> {
-        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let mut session = self.session();
+        let slot = session.new_slot();
         let connection = Arc::downgrade(self);
         let key = binding.clone();
         let on_bound = ReplyTo::Callback(Box::new(move |result| {
             if let (Ok(_), Some(connection)) = (&result, Weak::upgrade(&connection)) {
-                connection.state().slots.insert(key, slot);
+                connection.session().bound(key, slot);
             }
             reply.send(result);
         }));
-        self.send(Some(on_bound), |id| protocol::bind(id, slot, binding))
-    }
-
-    /// Delivers the answer to request `request_id`. One nobody awaits any more (its call
-    /// was cancelled: timed out, dropped or aborted) is dropped.
-    fn complete(&self, request_id: u64, result: Result<ReplyValue, RpcError>) {
-        let reply = self.state().pending.remove(&request_id);
-        match reply {
-            Some(reply) => reply.send(result),
-            None => tracing::debug!(
-                peer = %self.peer,
-                request_id,
-                "dropped a late reply: its call was cancelled"
-            ),
-        }
+        self.send_bind(&mut session, binding, slot, on_bound)
     }
 
     /// Ends the connection: every call still waiting fails with `error`, at once.
     fn fail(&self, error: RpcError) {
-        let pending = {
-            let mut state = self.state();
-            state.dead.get_or_insert(error.clone());
-            std::mem::take(&mut state.pending)
-        };
-        for reply in pending.into_values() {
+        let pending = self.session().fail(&error);
+        for reply in pending {
             reply.send(Err(error.clone()));
         }
     }
@@ -338,18 +271,18 @@ impl Connection {
 /// tell the server (`Cancel`), or tell it the new deadline (`Deadline`).
 impl CancelRoute for Connection {
     fn cancel(&self, request_id: u64) {
-        let mut state = self.state();
-        let Some(reply) = state.pending.remove(&request_id) else {
+        let mut session = self.session();
+        let Some(reply) = session.cancel(request_id) else {
             return; // answered already
         };
         let _ = self.outbox.push(protocol::cancel(request_id));
-        drop(state);
+        drop(session);
         drop(reply);
     }
 
     fn extend(&self, request_id: u64, deadline: Instant) {
-        let state = self.state();
-        if state.pending.contains_key(&request_id) {
+        let session = self.session();
+        if session.awaits(request_id) {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let budget = protocol::budget(Some(remaining));
             let _ = self.outbox.push(protocol::deadline(request_id, budget));
@@ -423,39 +356,19 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             }
         }
     });
-    let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
-    let mut idle = Duration::ZERO;
+    let mut keepalive = config.keepalive();
+    let timer = tokio::time::sleep_until(keepalive.deadline());
+    tokio::pin!(timer);
     let error = loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
-            verdict = liveness.tick() => {
-                match verdict {
-                    Verdict::Alive => {}
-                    Verdict::Ping => {
-                        let _ = connection
-                            .outbox
-                            .push(Frame::new(FrameKind::Ping, 0, Vec::new()));
-                    }
-                    Verdict::Dead(quiet) => {
-                        let reason =
-                            format!("nothing heard from the server for {quiet:?} (keep-alive)");
-                        tracing::warn!(%peer, "closing the connection: {reason}");
-                        break disconnected(reason);
-                    }
-                }
-                // Idle: no call made since the last tick and none waiting for a reply (pings
-                // and pongs do not count).
-                idle = if connection.take_idle() {
-                    idle + config.keepalive_interval
-                } else {
-                    Duration::ZERO
-                };
-                match config.idle_timeout {
-                    Some(timeout) if idle >= timeout => {
-                        tracing::info!(%peer, "closing the connection: idle for {idle:?}");
-                        break disconnected(format!("closed after being idle for {idle:?}"));
-                    }
-                    _ => continue,
+            () = &mut timer => {
+                let active = connection.session().take_active();
+                let tick = keepalive.on_deadline(Instant::now(), active);
+                timer.as_mut().reset(keepalive.deadline());
+                match keepalive_tick(tick, &connection.outbox, peer) {
+                    Some(reason) => break disconnected(reason),
+                    None => continue,
                 }
             },
             () = closing.cancelled() => break if pool.closing.is_cancelled() {
@@ -466,7 +379,7 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         };
         let frame = match frame {
             Some(Ok(frame)) => {
-                liveness.heard();
+                keepalive.heard();
                 frame
             }
             Some(Err(error)) => {
@@ -475,27 +388,19 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             }
             None => break disconnected("the server closed the connection".to_owned()),
         };
-        match frame.kind {
-            FrameKind::Response => {
-                connection.complete(frame.request_id, Ok(ReplyValue::Encoded(frame.body)));
+        let received = connection.session().receive(frame);
+        match received {
+            Ok(Received::Reply(reply, result)) => reply.send(result),
+            Ok(Received::Late(request_id)) => tracing::debug!(
+                %peer,
+                request_id,
+                "dropped a late reply: its call was cancelled"
+            ),
+            Ok(Received::Answer(frame)) => {
+                let _ = connection.outbox.push(frame);
             }
-            FrameKind::Bound => {
-                connection.complete(frame.request_id, Ok(ReplyValue::Encoded(Bytes::new())))
-            }
-            FrameKind::Failure => {
-                let error = WireError::decode(&frame.body, peer);
-                connection.complete(frame.request_id, Err(error));
-            }
-            FrameKind::Ping => {
-                let _ = connection.outbox.push(Frame::new(
-                    FrameKind::Pong,
-                    frame.request_id,
-                    Vec::new(),
-                ));
-            }
-            FrameKind::Pong => {}
-            other => {
-                let reason = format!("a server may not send {other:?} frames");
+            Ok(Received::Nothing) => {}
+            Err(reason) => {
                 tracing::warn!(%peer, "closing the connection: {reason}");
                 break disconnected(reason);
             }

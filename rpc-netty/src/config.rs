@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::auth::Secret;
 use crate::frame::DEFAULT_MAX_FRAME;
+use crate::session::Keepalive;
 
 /// Settings of one service's transport.
 #[derive(Debug, Clone)]
@@ -67,5 +68,17 @@ impl Default for NettyConfig {
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+}
+
+impl NettyConfig {
+    /// Keep-alive state for a connection established now.
+    pub(crate) fn keepalive(&self) -> Keepalive {
+        Keepalive::new(
+            tokio::time::Instant::now(),
+            self.keepalive_interval,
+            self.keepalive_timeout,
+            self.idle_timeout,
+        )
     }
 }

@@ -1,16 +1,16 @@
 //! The writing side both ends of a connection share: an [`Outbox`] that senders encode their
-//! frames into, and the writer task that drains it.
+//! frames into, the writer task that drains it, and carrying out a keep-alive deadline.
 //!
 //! Senders (callers on the client, endpoints' replies on the server) encode each frame
 //! straight into the connection's shared buffer, under a short lock. The writer takes the
 //! whole buffer at once and writes it with one system call: under load, many frames share a
 //! write, and no frame is copied twice or queued as an object of its own.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-
-use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rpc_core::RpcError;
@@ -24,6 +24,7 @@ use crate::channel::Sealer;
 use crate::frame::{
     Frame, FrameError, FrameKind, HEADER_LEN, LENGTH_LEN, encode_frame, encode_header,
 };
+use crate::session::Tick;
 
 /// The reading half of a connection, plain TCP or TLS.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
@@ -367,4 +368,24 @@ pub(crate) async fn write_loop(
     }
     socket.shutdown().await?;
     Ok(())
+}
+
+/// Carries out what a keep-alive deadline found on the connection to `peer`: a `Ping` into
+/// `outbox`, or the reason to close the connection (logged).
+pub(crate) fn keepalive_tick(tick: Tick, outbox: &Outbox, peer: SocketAddr) -> Option<String> {
+    match tick {
+        Tick::Quiet => None,
+        Tick::Ping => {
+            let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+            None
+        }
+        Tick::Dead(reason) => {
+            tracing::warn!(%peer, "closing the connection: {reason}");
+            Some(reason)
+        }
+        Tick::Idle(reason) => {
+            tracing::info!(%peer, "closing the connection: {reason}");
+            Some(reason)
+        }
+    }
 }

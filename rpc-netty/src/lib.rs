@@ -31,11 +31,13 @@
 //! - [`protocol`]: each frame kind's body, the handshake's, and errors on the wire.
 //! - [`handshake`]: the handshake as client and server state machines (no I/O).
 //! - [`channel`]: the encrypted records a shared secret puts frames in (no I/O).
-//! - `server`: the listener and one task per inbound connection.
-//! - `client`: one outbound connection per remote address, its pending calls and bindings.
+//! - [`session`]: an established connection's rules on each side: slots, calls awaiting
+//!   replies, requests in flight, keep-alive (no I/O).
+//! - `server`: the listener and one task per inbound connection, driving a session.
+//! - `client`: one outbound connection per remote address, driving a session.
 //! - `io`: the batching writer both sides share.
 //! - `transport`: the [`rpc_core::transport::Transport`] tying them to a service.
-//! - `auth`: shared-secret authentication; `liveness`: keep-alive; `config`: the settings.
+//! - `auth`: shared-secret authentication; `config`: the settings.
 //! - `tls` (cargo feature `tls`): TLS with rustls.
 //!
 //! `PROTOCOL.md` in this crate documents the wire format byte by byte.
@@ -51,9 +53,9 @@ pub mod frame;
 pub mod handshake;
 mod ids;
 mod io;
-mod liveness;
 pub mod protocol;
 mod server;
+pub mod session;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod transport;

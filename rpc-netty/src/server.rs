@@ -23,10 +23,9 @@ use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::handshake::{ServerHandshake, ServerStep};
-use crate::ids::IdMap;
-use crate::io::{Outbox, Overflow, Reader, Writer, plain, write_frame, write_loop};
-use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{self, BindBody, HANDSHAKE_MAX_FRAME, MAX_NAME_LEN, MAX_SLOTS, WireError};
+use crate::io::{Outbox, Overflow, Reader, Writer, keepalive_tick, plain, write_frame, write_loop};
+use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
+use crate::session::{Event, Requests, ServerSession};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
 pub(crate) async fn accept(
@@ -145,17 +144,17 @@ async fn serve(
             outbox: Arc::clone(&outbox),
             max_frame: config.max_frame_size,
             in_flight: AtomicUsize::new(0),
-            calls: Mutex::default(),
+            requests: Mutex::default(),
             peer,
             closing: closing.clone(),
         }),
         backlog: Arc::new(Backlog::new(config.max_backlog_bytes)),
-        slots: IdMap::default(),
+        session: ServerSession::default(),
         held: None,
-        used: false,
     };
-    let mut liveness = Liveness::new(config.keepalive_interval, config.keepalive_timeout);
-    let mut idle = Duration::ZERO;
+    let mut keepalive = config.keepalive();
+    let timer = tokio::time::sleep_until(keepalive.deadline());
+    tokio::pin!(timer);
     let reason: CloseReason = loop {
         if let Some((sink, payload)) = connection.held.take() {
             // Wait for room in the endpoint's mailbox, registered before trying so that no
@@ -167,10 +166,13 @@ async fn serve(
                 Ok(()) => continue,
                 Err(busy) => busy.payload,
             };
-            liveness.heard();
             tokio::select! {
                 () = notified => {}
-                _ = liveness.tick() => {
+                () = &mut timer => {
+                    // Not reading is not the peer's silence, and a held tell is a call.
+                    keepalive.heard();
+                    keepalive.on_deadline(Instant::now(), true);
+                    timer.as_mut().reset(keepalive.deadline());
                     let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
                 }
                 () = closing.cancelled() => break "the connection is closing".to_owned(),
@@ -186,35 +188,21 @@ async fn serve(
             && !connection.backlog.is_full();
         if !has_room {
             // Waiting for room is not the peer's silence.
-            liveness.heard();
+            keepalive.heard();
         }
         let frame = tokio::select! {
             frame = frames.next(), if has_room => frame,
             () = outbox.room.notified(), if !has_room => continue,
             () = connection.backlog.room().notified(), if !has_room => continue,
-            verdict = liveness.tick() => {
-                match verdict {
-                    Verdict::Alive => {}
-                    Verdict::Ping => {
-                        let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
-                    }
-                    Verdict::Dead(quiet) => {
-                        let reason = format!("nothing heard from the peer for {quiet:?} (keep-alive)");
-                        tracing::warn!(%peer, "closing the connection: {reason}");
-                        break reason;
-                    }
-                }
-                // Idle: no bind or call since the last tick and none unanswered (pings do not
-                // count), so a peer cannot hold a connection open by only answering pings.
-                let busy = std::mem::take(&mut connection.used)
+            () = &mut timer => {
+                // Active: a bind or call since the last look, or one unanswered.
+                let active = connection.session.take_used()
                     || connection.replies.in_flight.load(Ordering::Acquire) > 0;
-                idle = if busy { Duration::ZERO } else { idle + config.keepalive_interval };
-                match config.idle_timeout {
-                    Some(timeout) if idle >= timeout => {
-                        tracing::info!(%peer, "closing the connection: no call for {idle:?} (idle_timeout)");
-                        break format!("no call for {idle:?} (idle_timeout)");
-                    }
-                    _ => continue,
+                let tick = keepalive.on_deadline(Instant::now(), active);
+                timer.as_mut().reset(keepalive.deadline());
+                match keepalive_tick(tick, &outbox, peer) {
+                    Some(reason) => break reason,
+                    None => continue,
                 }
             },
             () = closing.cancelled() => break "the connection is closing".to_owned(),
@@ -226,7 +214,7 @@ async fn serve(
                 break error.to_string();
             }
             Some(Ok(frame)) => {
-                liveness.heard();
+                keepalive.heard();
                 if let Err(violation) = connection.handle(frame) {
                     tracing::warn!(%peer, "closing the connection: {violation}");
                     break violation;
@@ -305,109 +293,67 @@ struct Inbound<'a> {
     replies: Arc<Replies>,
     /// The bytes of this connection's invocations waiting in mailboxes.
     backlog: Arc<Backlog>,
-    /// What each client-chosen slot is bound to, or why its bind failed: calls on a slot whose
-    /// bind failed get the bind's error.
-    slots: IdMap<u32, Result<Arc<dyn InboundSink>, WireError>>,
+    /// The rules: the bind table, what a client may send.
+    session: ServerSession<Arc<dyn InboundSink>>,
     /// A tell that found its endpoint's mailbox full: nothing more is read from this
     /// connection until it is delivered (backpressure instead of loss).
     held: Option<(Arc<dyn InboundSink>, Bytes)>,
-    /// A bind or call arrived since the idle check last looked.
-    used: bool,
 }
 
 impl Inbound<'_> {
-    /// Handles one frame; an error is a protocol violation that closes the connection.
+    /// Carries out what one frame means; an error is a protocol violation that closes the
+    /// connection.
     fn handle(&mut self, frame: Frame) -> Result<(), String> {
-        if matches!(
-            frame.kind,
-            FrameKind::Bind | FrameKind::Request | FrameKind::Tell
-        ) {
-            self.used = true;
-        }
-        match frame.kind {
-            FrameKind::Bind => {
-                let body: BindBody = postcard::from_bytes(&frame.body)
-                    .map_err(|e| format!("undecodable bind: {e}"))?;
-                if body.endpoint.len() > MAX_NAME_LEN || body.gateway.len() > MAX_NAME_LEN {
-                    return Err(format!(
-                        "a bind names an endpoint or gateway longer than {MAX_NAME_LEN} bytes"
-                    ));
-                }
-                if self.slots.len() >= MAX_SLOTS && !self.slots.contains_key(&body.slot) {
-                    return Err(format!(
-                        "more than {MAX_SLOTS} slots bound on one connection"
-                    ));
-                }
-                let binding = body.binding();
+        match self.session.receive(frame)? {
+            Event::Bind {
+                request_id,
+                slot,
+                binding,
+            } => {
                 let bound = self.service.resolve(&binding).map_err(|error| {
                     tracing::warn!(peer = %self.peer, "bind refused: {error}");
                     WireError::from_rpc(&error)
                 });
-                let answer = match &bound {
-                    Ok(_) => Frame::new(FrameKind::Bound, frame.request_id, Vec::new()),
-                    Err(error) => protocol::failure(frame.request_id, error),
-                };
-                self.slots.insert(body.slot, bound);
-                self.send(answer);
+                let answer = self.session.bind(request_id, slot, bound);
+                let _ = self.outbox.push(answer);
             }
-            FrameKind::Request => {
-                let (slot, budget, payload) = protocol::split_request(frame.body)?;
-                match self.slots.get(&slot) {
-                    Some(Ok(sink)) => {
-                        // The caller's deadline, on this side's clock.
-                        let deadline = budget.and_then(|budget| Instant::now().checked_add(budget));
-                        let control = self.replies.begin(frame.request_id, deadline);
-                        let reply = self.reply_to(frame.request_id);
-                        if let Err(busy) =
-                            sink.invoke(payload, Some((reply, control)), &self.backlog)
-                        {
-                            // A full mailbox: an ask learns it at once.
-                            if let Some(reply) = busy.reply {
-                                reply.send(Err(sink.mailbox_full()));
-                            }
-                        }
-                    }
-                    Some(Err(error)) => self.send(protocol::failure(frame.request_id, error)),
-                    None => self.send(protocol::failure(
-                        frame.request_id,
-                        &WireError::UnknownSlot { slot },
-                    )),
-                }
-            }
-            FrameKind::Tell => {
-                let (slot, payload) = protocol::split_tell(frame.body)?;
-                match self.slots.get(&slot) {
-                    Some(Ok(sink)) => {
-                        // A full mailbox: the tell waits, and with it the connection.
-                        if let Err(busy) = sink.invoke(payload, None, &self.backlog) {
-                            self.held = Some((Arc::clone(sink), busy.payload));
-                        }
-                    }
-                    _ => {
-                        tracing::warn!(peer = %self.peer, slot, "dropped a tell to an unbound slot")
+            Event::Ask {
+                request_id,
+                sink,
+                budget,
+                payload,
+            } => {
+                let control = self.replies.begin(request_id, budget)?;
+                let reply =
+                    ReplyTo::Route(Arc::clone(&self.replies) as Arc<dyn ReplyRoute>, request_id);
+                if let Err(busy) = sink.invoke(payload, Some((reply, control)), &self.backlog) {
+                    // A full mailbox: an ask learns it at once.
+                    if let Some(reply) = busy.reply {
+                        reply.send(Err(sink.mailbox_full()));
                     }
                 }
             }
-            FrameKind::Cancel => self.replies.cancel(frame.request_id),
-            FrameKind::Deadline => {
-                let budget = protocol::parse_deadline(&frame.body)?;
-                let deadline = budget.and_then(|budget| Instant::now().checked_add(budget));
-                self.replies.extend(frame.request_id, deadline);
+            Event::Tell { sink, payload } => {
+                // A full mailbox: the tell waits, and with it the connection.
+                if let Err(busy) = sink.invoke(payload, None, &self.backlog) {
+                    self.held = Some((Arc::clone(sink), busy.payload));
+                }
             }
-            FrameKind::Ping => self.send(Frame::new(FrameKind::Pong, frame.request_id, Vec::new())),
-            FrameKind::Pong => {}
-            other => return Err(format!("a client may not send {other:?} frames")),
+            Event::Unroutable { slot } => {
+                tracing::warn!(peer = %self.peer, slot, "dropped a tell to an unbound slot");
+            }
+            Event::Cancel(request_id) => self.replies.requests().cancel(request_id),
+            Event::Deadline { request_id, budget } => {
+                self.replies
+                    .requests()
+                    .extend(request_id, budget, Instant::now());
+            }
+            Event::Answer(frame) => {
+                let _ = self.outbox.push(frame);
+            }
+            Event::Nothing => {}
         }
         Ok(())
-    }
-
-    fn send(&self, frame: Frame) {
-        let _ = self.outbox.push(frame);
-    }
-
-    /// Where the reply of request `request_id` goes: this connection's reply route.
-    fn reply_to(&self, request_id: u64) -> ReplyTo {
-        ReplyTo::Route(Arc::clone(&self.replies) as Arc<dyn ReplyRoute>, request_id)
     }
 }
 
@@ -419,60 +365,50 @@ impl Inbound<'_> {
 struct Replies {
     outbox: Arc<Outbox>,
     max_frame: usize,
-    /// Requests handed to endpoints and not answered yet.
+    /// How many requests are in flight (`requests.len()`, readable without the lock).
     in_flight: AtomicUsize,
-    /// Their controls, by request id: how a `Cancel` or `Deadline` frame reaches them.
-    calls: Mutex<IdMap<u64, Arc<CallControl>>>,
+    /// The requests in flight and their controls.
+    requests: Mutex<Requests>,
     peer: SocketAddr,
     closing: CancellationToken,
 }
 
 impl Replies {
-    fn calls(&self) -> MutexGuard<'_, IdMap<u64, Arc<CallControl>>> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    fn requests(&self) -> MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers request `request_id`, whose caller waits until `deadline`, as in flight.
-    fn begin(&self, request_id: u64, deadline: Option<Instant>) -> Arc<CallControl> {
-        let control = CallControl::new(deadline);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.calls().insert(request_id, Arc::clone(&control));
-        control
-    }
-
-    /// The client cancelled request `request_id`: it is skipped if still queued, dropped if
-    /// a `Deferred` is finishing it, and visible to a running handler. An unknown id (already
-    /// answered) is ignored.
-    fn cancel(&self, request_id: u64) {
-        let control = self.calls().get(&request_id).cloned();
-        if let Some(control) = control {
-            control.cancel();
-        }
-    }
-
-    /// The client of request `request_id` now waits until `deadline`.
-    fn extend(&self, request_id: u64, deadline: Option<Instant>) {
-        let control = self.calls().get(&request_id).cloned();
-        if let Some(control) = control {
-            control.set_deadline(deadline);
-        }
+    /// Registers request `request_id`, whose caller waits `budget` from now, as in flight.
+    fn begin(&self, request_id: u64, budget: Option<Duration>) -> Result<Arc<CallControl>, String> {
+        let mut requests = self.requests();
+        let control = requests.begin(request_id, budget, Instant::now())?;
+        self.in_flight.store(requests.len(), Ordering::Release);
+        Ok(control)
     }
 
     /// The connection has ended: nobody will read a reply, so every request still in flight
     /// is cancelled.
     fn cancel_all(&self) {
-        let calls = std::mem::take(&mut *self.calls());
-        for control in calls.into_values() {
+        let controls = {
+            let mut requests = self.requests();
+            self.in_flight.store(0, Ordering::Release);
+            requests.drain()
+        };
+        for control in controls {
             control.cancel();
         }
     }
 
     /// Request `request_id` leaves the table; whether its caller still wants an answer.
     fn finish(&self, request_id: u64) -> bool {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let wanted = {
+            let mut requests = self.requests();
+            let wanted = requests.finish(request_id);
+            self.in_flight.store(requests.len(), Ordering::Release);
+            wanted
+        };
         self.outbox.room.notify_one();
-        let control = self.calls().remove(&request_id);
-        !control.is_some_and(|control| control.is_cancelled())
+        wanted
     }
 }
 

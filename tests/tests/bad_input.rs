@@ -5,9 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+use bytes::BytesMut;
+use rpc_core::transport::Binding;
+use rpc_core::{Deferred, Gateway, RpcEndpoint, RpcService, rpc_gateway};
+use rpc_netty::frame::{Frame, FrameKind, encode_frame};
+use rpc_netty::protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 #[rpc_gateway]
 pub trait Counter {
@@ -26,6 +31,48 @@ impl Counter for Count {
         self.0 += 1;
         self.0
     }
+}
+
+/// An endpoint whose `park` calls never finish: each stays in flight until cancelled. It says
+/// when a call has parked and when its reply future is dropped.
+#[rpc_gateway]
+pub trait Parking {
+    fn park(&mut self) -> Deferred<u64>;
+}
+
+struct Parker {
+    parked: mpsc::UnboundedSender<()>,
+    dropped: mpsc::UnboundedSender<()>,
+}
+
+impl RpcEndpoint for Parker {
+    rpc_core::serves!(Parking);
+}
+
+/// Sends on drop.
+struct DropSignal(mpsc::UnboundedSender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+impl Parking for Parker {
+    fn park(&mut self) -> Deferred<u64> {
+        let signal = DropSignal(self.dropped.clone());
+        let _ = self.parked.send(());
+        Deferred::new(async move {
+            let _signal = signal;
+            std::future::pending::<u64>().await
+        })
+    }
+}
+
+fn wire(frame: &Frame) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    encode_frame(frame, &mut bytes, usize::MAX).expect("encodable");
+    bytes.to_vec()
 }
 
 /// A server, and a well-behaved client already connected to it.
@@ -158,5 +205,49 @@ async fn silent_peer_is_dropped_after_the_handshake_timeout() {
     let address = server.local_address().unwrap().to_string();
     let mut raw = TcpStream::connect(&address).await.unwrap();
     expect_closed(&mut raw).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reusing_a_request_id_in_flight_closes_the_connection_and_cancels_its_calls() {
+    let (server, client, counter, address) = setup().await;
+    let (parked, mut parked_calls) = mpsc::unbounded_channel();
+    let (dropped, mut dropped_calls) = mpsc::unbounded_channel();
+    server
+        .start_endpoint("parker", Parker { parked, dropped })
+        .await
+        .unwrap();
+    let mut raw = raw_session(&address).await;
+    let binding = Binding {
+        endpoint: "parker".to_owned(),
+        gateway: "Parking".to_owned(),
+        fingerprint: ParkingClient::FINGERPRINT,
+    };
+    // Bind, then `park` as request 5; once it has parked (in flight for good), request 5
+    // again.
+    let park = wire(&protocol::request(5, 1, protocol::NO_BUDGET, &[0]));
+    let mut bytes = wire(&protocol::bind(1, 1, &binding));
+    bytes.extend(&park);
+    raw.write_all(&bytes).await.unwrap();
+    let mut answer = [0; 13];
+    raw.read_exact(&mut answer).await.unwrap();
+    assert_eq!(
+        answer[4],
+        FrameKind::Bound as u8,
+        "the bind succeeds: {answer:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), parked_calls.recv())
+        .await
+        .expect("the first request runs")
+        .expect("the endpoint is running");
+    raw.write_all(&park).await.unwrap();
+    expect_closed(&mut raw).await;
+    // The connection's call in flight was cancelled with it: its reply future is dropped.
+    tokio::time::timeout(Duration::from_secs(10), dropped_calls.recv())
+        .await
+        .expect("the parked call is cancelled when its connection closes")
+        .expect("the endpoint is running");
+    still_served(&counter, 3).await;
+    client.shutdown().await;
     server.shutdown().await;
 }

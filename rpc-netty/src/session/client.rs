@@ -1,0 +1,321 @@
+//! The client's side of an established connection: request ids, the calls awaiting replies,
+//! the slot of each binding, and what the server may send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use rpc_core::RpcError;
+use rpc_core::transport::{Binding, ReplyResult, ReplyTo, ReplyValue};
+
+use crate::frame::{Frame, FrameKind};
+use crate::ids::IdMap;
+use crate::protocol::WireError;
+
+/// What a frame from the server means, for the driver to carry out (after releasing whatever
+/// lock guards the session: a reply may run a callback that takes it again).
+pub enum Received {
+    /// The answer to a call: deliver `result` to `reply`.
+    Reply(ReplyTo, ReplyResult),
+    /// The answer to a call nobody awaits any more (it was cancelled): drop it.
+    Late(u64),
+    /// Send this frame back (a `Pong`).
+    Answer(Frame),
+    /// Nothing to do (a `Pong`).
+    Nothing,
+}
+
+/// One outbound connection's calls and bindings.
+///
+/// The driver queues a call's frame between [`ClientSession::request_id`] (which applies the
+/// rules: a dead connection fails at once, `max_in_flight` caps the asks awaiting replies)
+/// and [`ClientSession::sent`] (which registers the reply), both under one lock, so that a
+/// call is either failed by [`ClientSession::fail`] or refused, never lost.
+pub struct ClientSession {
+    peer: SocketAddr,
+    max_in_flight: usize,
+    /// Replies awaited, by request id.
+    pending: IdMap<u64, ReplyTo>,
+    /// The slot of each binding on this connection.
+    slots: HashMap<Binding, u32>,
+    /// Slots whose bind the server refused (rare, so a list): calls must not use them.
+    refused: Vec<u32>,
+    /// Why the connection ended, once it has: new calls fail with it at once.
+    dead: Option<RpcError>,
+    /// A frame was queued since [`ClientSession::take_active`] last looked.
+    used: bool,
+    next_request: u64,
+    next_slot: u32,
+}
+
+impl ClientSession {
+    /// A session with `peer`, allowing `max_in_flight` asks to await replies at once.
+    pub fn new(peer: SocketAddr, max_in_flight: usize) -> ClientSession {
+        ClientSession {
+            peer,
+            max_in_flight,
+            pending: IdMap::default(),
+            slots: HashMap::new(),
+            refused: Vec::new(),
+            dead: None,
+            used: false,
+            next_request: 1,
+            next_slot: 1,
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_dead(&self) -> bool {
+        self.dead.is_some()
+    }
+
+    /// The request id for a new frame: a fresh one for an ask, 0 for a tell. Fails if the
+    /// connection has ended, or if an ask would exceed `max_in_flight`.
+    pub fn request_id(&mut self, ask: bool) -> Result<u64, RpcError> {
+        if let Some(dead) = &self.dead {
+            return Err(dead.clone());
+        }
+        if !ask {
+            return Ok(0);
+        }
+        if self.pending.len() >= self.max_in_flight {
+            return Err(RpcError::Overloaded {
+                address: self.peer,
+                reason: format!(
+                    "{} calls already await replies on it (max_in_flight)",
+                    self.max_in_flight
+                ),
+            });
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        Ok(id)
+    }
+
+    /// The frame of `request_id` was queued; `reply` awaits its answer (`None` for a tell).
+    pub fn sent(&mut self, request_id: u64, reply: Option<ReplyTo>) {
+        if let Some(reply) = reply {
+            self.pending.insert(request_id, reply);
+        }
+        self.used = true;
+    }
+
+    /// The slot `binding` is bound to on this connection, if any.
+    pub fn slot(&self, binding: &Binding) -> Option<u32> {
+        self.slots.get(binding).copied()
+    }
+
+    /// A fresh slot for a new binding.
+    pub fn new_slot(&mut self) -> u32 {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        slot
+    }
+
+    /// `binding` is (about to be) bound to `slot`: later calls use it.
+    pub fn bound(&mut self, binding: Binding, slot: u32) {
+        self.slots.insert(binding, slot);
+    }
+
+    /// The server refused to bind `slot`: calls must not use it, and a later call on
+    /// `binding` binds again.
+    pub fn refused(&mut self, binding: &Binding, slot: u32) {
+        if self.slots.get(binding) == Some(&slot) {
+            self.slots.remove(binding);
+        }
+        self.refused.push(slot);
+    }
+
+    /// Whether a call may still go out on `slot`: the connection lives and its bind was not
+    /// refused.
+    pub fn usable(&self, slot: u32) -> bool {
+        self.dead.is_none() && !self.refused.contains(&slot)
+    }
+
+    /// Whether request `request_id` still awaits its reply.
+    pub fn awaits(&self, request_id: u64) -> bool {
+        self.pending.contains_key(&request_id)
+    }
+
+    /// The caller of `request_id` gave up: forget its reply slot. `None` if it was answered
+    /// already; otherwise the driver tells the server (`Cancel`).
+    pub fn cancel(&mut self, request_id: u64) -> Option<ReplyTo> {
+        self.pending.remove(&request_id)
+    }
+
+    /// Whether the connection was used since the last look: a frame queued, or a call
+    /// awaiting its reply. For the idle close.
+    pub fn take_active(&mut self) -> bool {
+        std::mem::take(&mut self.used) || !self.pending.is_empty()
+    }
+
+    /// What a frame from the server means. An error is a protocol violation: the driver
+    /// closes the connection with it.
+    pub fn receive(&mut self, frame: Frame) -> Result<Received, String> {
+        let result = match frame.kind {
+            FrameKind::Response => Ok(ReplyValue::Encoded(frame.body)),
+            FrameKind::Bound => Ok(ReplyValue::Encoded(Bytes::new())),
+            FrameKind::Failure => Err(WireError::decode(&frame.body, self.peer)),
+            FrameKind::Ping => {
+                return Ok(Received::Answer(Frame::new(
+                    FrameKind::Pong,
+                    frame.request_id,
+                    Vec::new(),
+                )));
+            }
+            FrameKind::Pong => return Ok(Received::Nothing),
+            other => return Err(format!("a server may not send {other:?} frames")),
+        };
+        Ok(match self.pending.remove(&frame.request_id) {
+            Some(reply) => Received::Reply(reply, result),
+            None => Received::Late(frame.request_id),
+        })
+    }
+
+    /// The connection has ended with `error`: new calls fail with it; the calls still
+    /// waiting are returned, for the driver to fail outside the lock.
+    pub fn fail(&mut self, error: &RpcError) -> Vec<ReplyTo> {
+        self.dead.get_or_insert_with(|| error.clone());
+        std::mem::take(&mut self.pending).into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(max_in_flight: usize) -> ClientSession {
+        ClientSession::new(([127, 0, 0, 1], 7000).into(), max_in_flight)
+    }
+
+    fn binding(endpoint: &str) -> Binding {
+        Binding {
+            endpoint: endpoint.to_owned(),
+            gateway: "G".to_owned(),
+            fingerprint: 1,
+        }
+    }
+
+    fn ask(session: &mut ClientSession) -> (u64, tokio::sync::oneshot::Receiver<ReplyResult>) {
+        let (reply, receiver) = ReplyTo::channel();
+        let id = session.request_id(true).expect("admitted");
+        session.sent(id, Some(reply));
+        (id, receiver)
+    }
+
+    #[test]
+    fn a_response_reaches_the_call_with_its_request_id_once() {
+        let mut session = session(8);
+        let (first, _) = ask(&mut session);
+        let (second, mut receiver) = ask(&mut session);
+        assert_ne!(first, second);
+        let frame = Frame::new(FrameKind::Response, second, vec![7]);
+        let Ok(Received::Reply(reply, result)) = session.receive(frame.clone()) else {
+            panic!("a reply for the second call");
+        };
+        reply.send(result);
+        let Ok(Ok(ReplyValue::Encoded(body))) = receiver.try_recv() else {
+            panic!("the encoded reply");
+        };
+        assert_eq!(&body[..], [7]);
+        // The same answer again is late: nobody awaits it.
+        assert!(matches!(session.receive(frame), Ok(Received::Late(id)) if id == second));
+    }
+
+    #[test]
+    fn a_failure_becomes_the_callers_error() {
+        let mut session = session(8);
+        let (id, _) = ask(&mut session);
+        let frame = crate::protocol::failure(id, &WireError::UnknownSlot { slot: 9 });
+        let Ok(Received::Reply(_, Err(error))) = session.receive(frame) else {
+            panic!("an error reply");
+        };
+        assert!(error.to_string().contains('9'), "{error}");
+    }
+
+    #[test]
+    fn asks_beyond_max_in_flight_are_refused_and_tells_are_not() {
+        let mut session = session(2);
+        let (first, _) = ask(&mut session);
+        ask(&mut session);
+        let refused = session.request_id(true);
+        assert!(
+            matches!(&refused, Err(RpcError::Overloaded { reason, .. }) if reason.contains("max_in_flight")),
+            "{refused:?}"
+        );
+        assert_eq!(session.request_id(false).ok(), Some(0));
+        // A cancelled call frees its place.
+        assert!(session.cancel(first).is_some());
+        assert!(session.cancel(first).is_none(), "cancelled once");
+        assert!(session.request_id(true).is_ok());
+    }
+
+    #[test]
+    fn a_dead_connection_fails_waiting_calls_and_refuses_new_ones() {
+        let mut session = session(8);
+        ask(&mut session);
+        ask(&mut session);
+        let error = RpcError::Disconnected {
+            address: session.peer,
+            reason: "gone".to_owned(),
+        };
+        assert_eq!(session.fail(&error).len(), 2);
+        assert!(session.is_dead());
+        assert!(matches!(
+            session.request_id(false),
+            Err(RpcError::Disconnected { .. })
+        ));
+        assert!(!session.usable(1));
+        assert!(session.fail(&error).is_empty(), "failed once");
+    }
+
+    #[test]
+    fn a_refused_bind_retires_its_slot_and_the_binding_binds_again() {
+        let mut session = session(8);
+        let binding = binding("e");
+        let slot = session.new_slot();
+        session.bound(binding.clone(), slot);
+        assert_eq!(session.slot(&binding), Some(slot));
+        session.refused(&binding, slot);
+        assert_eq!(session.slot(&binding), None);
+        assert!(!session.usable(slot));
+        let again = session.new_slot();
+        assert_ne!(again, slot);
+        // A late refusal of the old slot does not unbind the new one.
+        session.bound(binding.clone(), again);
+        session.refused(&binding, slot);
+        assert_eq!(session.slot(&binding), Some(again));
+    }
+
+    #[test]
+    fn the_server_may_not_send_calls_and_pings_are_answered() {
+        let mut session = session(8);
+        for kind in [
+            FrameKind::Request,
+            FrameKind::Tell,
+            FrameKind::Bind,
+            FrameKind::Cancel,
+        ] {
+            assert!(
+                session.receive(Frame::new(kind, 1, Vec::new())).is_err(),
+                "{kind:?}"
+            );
+        }
+        let ping = Frame::new(FrameKind::Ping, 5, Vec::new());
+        let Ok(Received::Answer(pong)) = session.receive(ping) else {
+            panic!("a ping is answered");
+        };
+        assert_eq!((pong.kind, pong.request_id), (FrameKind::Pong, 5));
+    }
+
+    #[test]
+    fn a_connection_is_active_while_a_call_waits() {
+        let mut session = session(8);
+        assert!(!session.take_active());
+        let (id, _) = ask(&mut session);
+        assert!(session.take_active(), "a frame was queued");
+        assert!(session.take_active(), "a reply is awaited");
+        session.cancel(id);
+        assert!(!session.take_active());
+    }
+}
