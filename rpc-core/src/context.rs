@@ -17,7 +17,7 @@ use crate::control::CallControl;
 use crate::endpoint::RpcEndpoint;
 use crate::error::{RpcError, TimeoutSource};
 use crate::gateway::MethodInfo;
-use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle};
+use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle, Incarnation};
 use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
@@ -38,6 +38,8 @@ pub(crate) struct Shared {
 pub(crate) struct EndpointCell<E> {
     /// Unique within the process; tells a self-call apart.
     pub(crate) id: u64,
+    /// This run of the endpoint, as proxies are bound to it.
+    pub(crate) incarnation: Incarnation,
     pub(crate) address: Arc<EndpointAddress>,
     pub(crate) mailbox: mpsc::UnboundedSender<Envelope<E>>,
     /// Cancelled when the stop is processed: ends pending `schedule_run_async` timers.
@@ -197,6 +199,11 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// The endpoint's name.
     pub fn name(&self) -> &str {
         self.cell.address.name()
+    }
+
+    /// This run of the endpoint: new at every start, also under the same name.
+    pub fn incarnation(&self) -> Incarnation {
+        self.cell.incarnation
     }
 
     /// Queues `f` to run on the main thread, after everything already queued.

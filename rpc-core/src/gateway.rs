@@ -73,6 +73,45 @@ pub struct MethodInfo {
     pub kind: MethodKind,
 }
 
+/// One run of an endpoint: a fresh id (a random UUID) each time an endpoint is started, so
+/// that an endpoint restarted under the same name is a different incarnation.
+///
+/// A proxy is bound to the incarnation it reached when it was made. Once that incarnation
+/// has stopped, every call through the proxy fails with
+/// [`RpcError::EndpointStopped`], in process and over the network, even if an endpoint of the
+/// same name runs again (a new `connect` or `gateway` reaches that one).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Incarnation(uuid::Uuid);
+
+impl Incarnation {
+    /// A fresh incarnation.
+    pub(crate) fn random() -> Incarnation {
+        Incarnation(uuid::Uuid::new_v4())
+    }
+
+    /// The incarnation with these 16 bytes (as a transport carries it).
+    pub fn from_bytes(bytes: [u8; 16]) -> Incarnation {
+        Incarnation(uuid::Uuid::from_bytes(bytes))
+    }
+
+    /// Its 16 bytes.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.into_bytes()
+    }
+}
+
+impl fmt::Debug for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Incarnation({})", self.0)
+    }
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// Which endpoint a proxy calls: its name and, when it lives in another process, the address
 /// of that process's service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -91,7 +91,7 @@ pub use endpoint::{
     RpcEndpoint,
 };
 pub use error::{RpcError, TimeoutSource};
-pub use gateway::{CallTarget, EndpointAddress, Gateway};
+pub use gateway::{CallTarget, EndpointAddress, Gateway, Incarnation};
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 
 /// Turns a trait into an RPC gateway.

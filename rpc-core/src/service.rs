@@ -14,7 +14,7 @@ use crate::codec::DEFAULT_MAX_DECODE_DEPTH;
 use crate::context::{EndpointCell, RpcContext, Shared};
 use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
 use crate::error::RpcError;
-use crate::gateway::{EndpointAddress, Gateway, GatewayHandle};
+use crate::gateway::{EndpointAddress, Gateway, GatewayHandle, Incarnation};
 use crate::mailbox::{self, Envelope};
 use crate::transport::{
     Binding, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
@@ -102,6 +102,7 @@ fn incompatible(name: &str, gateway: &str, served: &[GatewayEntry]) -> RpcError 
 /// A running endpoint with its type erased.
 trait AnyEndpoint: Send + Sync {
     fn id(&self) -> u64;
+    fn incarnation(&self) -> Incarnation;
     fn gateways(&self) -> &[GatewayEntry];
     fn stop(&self);
     fn terminated(&self) -> CancellationToken;
@@ -116,6 +117,10 @@ struct Registered<E> {
 impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
     fn id(&self) -> u64 {
         self.cell.id
+    }
+
+    fn incarnation(&self) -> Incarnation {
+        self.cell.incarnation
     }
 
     fn gateways(&self) -> &[GatewayEntry] {
@@ -282,6 +287,7 @@ impl RpcService {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(EndpointCell {
             id,
+            incarnation: Incarnation::random(),
             address: Arc::new(EndpointAddress::new(name.as_str(), None)),
             mailbox: sender,
             stopping: CancellationToken::new(),
@@ -396,6 +402,7 @@ impl RpcService {
             endpoint: endpoint.to_owned(),
             gateway: G::NAME.to_owned(),
             fingerprint: G::FINGERPRINT,
+            incarnation: None,
         };
         let channel = transport.connect(address, binding).await?;
         Ok(G::from_handle(GatewayHandle::new(
@@ -477,9 +484,23 @@ impl ServiceInner {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The inbound sink for a remote client's binding, or why there is none.
+    /// The inbound sink for a remote client's binding, or why there is none. A binding to an
+    /// incarnation that is not the running one finds that its endpoint has stopped.
     pub(crate) fn resolve(&self, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
-        let endpoint = self.registry().endpoint(&binding.endpoint)?;
+        let endpoint = self.registry().endpoint(&binding.endpoint);
+        let endpoint = match (endpoint, binding.incarnation) {
+            (Ok(endpoint), Some(bound)) if endpoint.incarnation() != bound => {
+                return Err(RpcError::EndpointStopped {
+                    endpoint: binding.endpoint.clone(),
+                });
+            }
+            (Err(RpcError::EndpointNotFound { .. }), Some(_)) => {
+                return Err(RpcError::EndpointStopped {
+                    endpoint: binding.endpoint.clone(),
+                });
+            }
+            (endpoint, _) => endpoint?,
+        };
         let entry = endpoint
             .gateways()
             .iter()

@@ -26,7 +26,7 @@ use crate::context::EndpointCell;
 pub use crate::control::{CallControl, CancelRoute};
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
-use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
+use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, Incarnation, MethodInfo};
 use crate::mailbox::EncodedInvocation;
 use crate::service::ServiceInner;
 
@@ -40,6 +40,10 @@ pub struct Binding {
     pub gateway: String,
     /// The client's compile-time fingerprint of the gateway.
     pub fingerprint: u64,
+    /// The incarnation the proxy is bound to: `None` when it connects first (any running
+    /// incarnation will do), then the one it reached, so that binding again on a new
+    /// connection reaches that incarnation or fails with `EndpointStopped`.
+    pub incarnation: Option<Incarnation>,
 }
 
 /// A network transport an [`RpcService`](crate::RpcService) uses to reach other processes.
@@ -122,6 +126,9 @@ pub trait InboundSink: Send + Sync + 'static {
 
     /// [`RpcError::MailboxFull`] for this endpoint, to answer an ask that met a full mailbox.
     fn mailbox_full(&self) -> RpcError;
+
+    /// The incarnation of the endpoint behind this sink, for the client to bind to.
+    fn incarnation(&self) -> Incarnation;
 }
 
 /// The endpoint's mailbox is full: the invocation was not queued.
@@ -320,5 +327,9 @@ impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
 
     fn mailbox_full(&self) -> RpcError {
         self.cell.full()
+    }
+
+    fn incarnation(&self) -> Incarnation {
+        self.cell.incarnation
     }
 }

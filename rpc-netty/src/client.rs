@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use futures::StreamExt;
 use rpc_core::transport::{
     Binding, CallControl, CancelRoute, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo,
-    ServiceHandle,
+    ReplyValue, ServiceHandle,
 };
-use rpc_core::{EndpointAddress, RpcError};
+use rpc_core::{EndpointAddress, Incarnation, RpcError};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -243,17 +244,38 @@ impl Connection {
             .map_err(Rebind::Failed)
     }
 
-    /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`.
-    fn bind_checked(self: &Arc<Self>, binding: &Binding, reply: ReplyTo) -> Result<(), RpcError> {
+    /// Binds `binding` on a fresh slot and reports the server's verdict through `reply`:
+    /// the incarnation reached, or why the bind failed.
+    fn bind_checked(
+        self: &Arc<Self>,
+        binding: &Binding,
+        reply: oneshot::Sender<Result<Incarnation, RpcError>>,
+    ) -> Result<(), RpcError> {
         let mut session = self.session();
         let slot = session.new_slot();
         let connection = Arc::downgrade(self);
-        let key = binding.clone();
+        let mut key = binding.clone();
+        let peer = self.peer;
         let on_bound = ReplyTo::Callback(Box::new(move |result| {
-            if let (Ok(_), Some(connection)) = (&result, Weak::upgrade(&connection)) {
+            let verdict = result.and_then(|value| match value {
+                ReplyValue::Encoded(body) => {
+                    protocol::parse_bound(&body).map_err(|reason| RpcError::Remote {
+                        address: peer,
+                        message: reason,
+                    })
+                }
+                ReplyValue::Local(_) => Err(RpcError::Remote {
+                    address: peer,
+                    message: "a bind answered in process".to_owned(),
+                }),
+            });
+            if let (Ok(incarnation), Some(connection)) = (&verdict, Weak::upgrade(&connection)) {
+                // Later calls through the proxy name the incarnation, so look the slot up
+                // under that binding.
+                key.incarnation = Some(*incarnation);
                 connection.session().bound(key, slot);
             }
-            reply.send(result);
+            let _ = reply.send(verdict);
         }));
         self.send_bind(&mut session, binding, slot, on_bound)
     }
@@ -488,10 +510,11 @@ pub(crate) async fn connect(
     binding: Binding,
 ) -> Result<Arc<dyn RemoteChannel>, RpcError> {
     let connection = pool.connection(peer)?;
-    let (reply, verdict) = ReplyTo::channel();
+    let (reply, verdict) = oneshot::channel();
     connection.bind_checked(&binding, reply)?;
+    let mut binding = binding;
     match verdict.await {
-        Ok(Ok(_)) => {}
+        Ok(Ok(incarnation)) => binding.incarnation = Some(incarnation),
         Ok(Err(error)) => return Err(error),
         Err(_) => {
             return Err(RpcError::Disconnected {

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use rpc_core::RpcError;
 use rpc_core::transport::Binding;
+use rpc_core::{Incarnation, RpcError};
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{Frame, FrameKind};
@@ -15,7 +15,7 @@ use crate::frame::{Frame, FrameKind};
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
@@ -131,6 +131,8 @@ pub struct BindBody {
     pub gateway: String,
     /// The client's fingerprint of the gateway.
     pub fingerprint: u64,
+    /// The endpoint incarnation the proxy is bound to, once it has reached one.
+    pub incarnation: Option<[u8; 16]>,
 }
 
 impl BindBody {
@@ -140,6 +142,7 @@ impl BindBody {
             endpoint: self.endpoint.clone(),
             gateway: self.gateway.clone(),
             fingerprint: self.fingerprint,
+            incarnation: self.incarnation.map(Incarnation::from_bytes),
         }
     }
 }
@@ -151,10 +154,28 @@ pub fn bind(request_id: u64, slot: u32, binding: &Binding) -> Frame {
         endpoint: binding.endpoint.clone(),
         gateway: binding.gateway.clone(),
         fingerprint: binding.fingerprint,
+        incarnation: binding.incarnation.map(Incarnation::to_bytes),
     };
-    // A struct of strings and integers always encodes.
+    // A struct of strings, integers and bytes always encodes.
     let body = postcard::to_allocvec(&body).unwrap_or_default();
     Frame::new(FrameKind::Bind, request_id, body)
+}
+
+/// `Bound`: the bind with this request id succeeded; the body is the incarnation reached.
+pub fn bound(request_id: u64, incarnation: Incarnation) -> Frame {
+    Frame::new(
+        FrameKind::Bound,
+        request_id,
+        incarnation.to_bytes().to_vec(),
+    )
+}
+
+/// The incarnation in a `Bound` body.
+pub fn parse_bound(body: &[u8]) -> Result<Incarnation, String> {
+    let bytes: [u8; 16] = body
+        .try_into()
+        .map_err(|_| format!("a bound body of {} bytes, not 16", body.len()))?;
+    Ok(Incarnation::from_bytes(bytes))
 }
 
 /// The wire form of the time a caller still waits: whole milliseconds, rounded up (so the
@@ -487,7 +508,7 @@ mod tests {
         assert_eq!(
             wire(hello(AuthMode::None)),
             [
-                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 4, 0
+                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 5, 0
             ]
         );
         assert_eq!(wire(hello(AuthMode::SharedSecret))[19], 1);
@@ -497,25 +518,46 @@ mod tests {
         assert_eq!(
             wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 2, b'n', b'o'
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 2, b'n', b'o'
             ]
         );
     }
 
     #[test]
     fn bind_golden() {
-        let binding = Binding {
+        let mut binding = Binding {
             endpoint: "ep".into(),
             gateway: "G".into(),
             fingerprint: 0x0102,
+            incarnation: None,
         };
-        // postcard: slot varint 3, "ep" (len 2), "G" (len 1), fingerprint varint 0x0102.
+        // postcard: slot varint 3, "ep" (len 2), "G" (len 1), fingerprint varint 0x0102,
+        // no incarnation (0).
         assert_eq!(
             wire(bind(5, 3, &binding)),
             [
-                0, 0, 0, 17, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02
+                0, 0, 0, 18, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02, 0
             ]
         );
+        // Bound to an incarnation: 1, then its 16 bytes.
+        binding.incarnation = Some(Incarnation::from_bytes([0x11; 16]));
+        let mut expected = vec![
+            0, 0, 0, 34, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02, 1,
+        ];
+        expected.extend_from_slice(&[0x11; 16]);
+        assert_eq!(wire(bind(5, 3, &binding)), expected);
+        // The answer: the incarnation reached.
+        let mut expected = vec![0, 0, 0, 25, 0x05, 0, 0, 0, 0, 0, 0, 0, 5];
+        expected.extend_from_slice(&[0x22; 16]);
+        assert_eq!(
+            wire(bound(5, Incarnation::from_bytes([0x22; 16]))),
+            expected
+        );
+        assert_eq!(
+            parse_bound(&expected[13..]),
+            Ok(Incarnation::from_bytes([0x22; 16]))
+        );
+        assert!(parse_bound(&[1, 2]).is_err());
     }
 
     #[test]
@@ -566,7 +608,7 @@ mod tests {
                 auth: None
             })
         );
-        assert!(parse_hello(b"RPCN\x00\x04\x07").is_err(), "an unknown mode");
+        assert!(parse_hello(b"RPCN\x00\x05\x07").is_err(), "an unknown mode");
         assert!(parse_hello(b"GET / HTTP/1.1").is_err());
         let (version, code, reason) =
             parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);

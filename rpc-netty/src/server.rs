@@ -310,10 +310,16 @@ impl Inbound<'_> {
                 slot,
                 binding,
             } => {
-                let bound = self.service.resolve(&binding).map_err(|error| {
-                    tracing::warn!(peer = %self.peer, "bind refused: {error}");
-                    WireError::from_rpc(&error)
-                });
+                let bound = match self.service.resolve(&binding) {
+                    Ok(sink) => {
+                        let incarnation = sink.incarnation();
+                        Ok((sink, incarnation))
+                    }
+                    Err(error) => {
+                        tracing::warn!(peer = %self.peer, "bind refused: {error}");
+                        Err(WireError::from_rpc(&error))
+                    }
+                };
                 let answer = self.session.bind(request_id, slot, bound);
                 let _ = self.outbox.push(answer);
             }

@@ -222,6 +222,7 @@ async fn reusing_a_request_id_in_flight_closes_the_connection_and_cancels_its_ca
         endpoint: "parker".to_owned(),
         gateway: "Parking".to_owned(),
         fingerprint: ParkingClient::FINGERPRINT,
+        incarnation: None,
     };
     // Bind, then `park` as request 5; once it has parked (in flight for good), request 5
     // again.
@@ -229,7 +230,7 @@ async fn reusing_a_request_id_in_flight_closes_the_connection_and_cancels_its_ca
     let mut bytes = wire(&protocol::bind(1, 1, &binding));
     bytes.extend(&park);
     raw.write_all(&bytes).await.unwrap();
-    let mut answer = [0; 13];
+    let mut answer = [0; 29];
     raw.read_exact(&mut answer).await.unwrap();
     assert_eq!(
         answer[4],

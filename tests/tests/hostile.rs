@@ -133,6 +133,7 @@ async fn raw_client(address: SocketAddr) -> TcpStream {
         endpoint: "target".into(),
         gateway: TargetClient::NAME.into(),
         fingerprint: TargetClient::FINGERPRINT,
+        incarnation: None,
     };
     raw.write_all(&wire(&protocol::bind(1, 1, &binding)))
         .await
@@ -203,7 +204,7 @@ async fn deep_replying_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let mut asked = 0;
         while let Some((kind, id, _)) = read_frame(&mut stream).await {
             let answer = match kind {
-                FrameKind::Bind => Frame::new(FrameKind::Bound, id, Vec::new()),
+                FrameKind::Bind => protocol::bound(id, rpc_core::Incarnation::from_bytes([1; 16])),
                 FrameKind::Request if asked == 0 => {
                     asked += 1;
                     Frame::new(FrameKind::Response, id, deep_tree_bytes(1_000_000))
@@ -809,6 +810,7 @@ async fn three_hundred_thousand_binds_hold_at_most_the_slot_cap() {
                 endpoint: name.clone(),
                 gateway: TargetClient::NAME.into(),
                 fingerprint: TargetClient::FINGERPRINT,
+                incarnation: None,
             };
             batch.extend(wire(&protocol::bind(100 + n, (n % 4096) as u32, &binding)));
             if batch.len() > 256 * 1024 {
@@ -821,6 +823,7 @@ async fn three_hundred_thousand_binds_hold_at_most_the_slot_cap() {
             endpoint: "target".into(),
             gateway: TargetClient::NAME.into(),
             fingerprint: TargetClient::FINGERPRINT,
+            incarnation: None,
         };
         batch.extend(wire(&protocol::bind(1, 4096, &binding)));
         write.write_all(&batch).await.unwrap();

@@ -305,8 +305,10 @@ async fn deaf_server() -> SocketAddr {
             match rest[0] {
                 0x01 => stream.write_all(&common::SERVER_HELLO).await.unwrap(),
                 _ => {
-                    let mut bound = vec![0, 0, 0, 9, 0x05];
+                    // Bound, to incarnation 0x11...: 16 bytes.
+                    let mut bound = vec![0, 0, 0, 25, 0x05];
                     bound.extend_from_slice(&rest[1..9]);
+                    bound.extend_from_slice(&[0x11; 16]);
                     stream.write_all(&bound).await.unwrap();
                 }
             }

@@ -65,8 +65,10 @@ async fn vanishing_server() -> SocketAddr {
                 0x01 => stream.write_all(&common::SERVER_HELLO).await.unwrap(),
                 // Bind -> Bound.
                 0x04 => {
-                    let mut bound = vec![0, 0, 0, 9, 0x05];
+                    // Bound to incarnation 0x11...: 16 bytes.
+                    let mut bound = vec![0, 0, 0, 25, 0x05];
                     bound.extend_from_slice(&id);
+                    bound.extend_from_slice(&[0x11; 16]);
                     stream.write_all(&bound).await.unwrap();
                 }
                 // Anything else: silence from now on.

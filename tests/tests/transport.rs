@@ -286,7 +286,7 @@ async fn connecting_to_its_own_address_skips_the_network() {
 // Connections.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_server_fails_pending_calls_at_once_and_the_proxy_reconnects() {
+async fn dropped_server_fails_pending_calls_at_once_and_a_new_connect_reaches_its_successor() {
     common::init_tracing();
     let (server, address) = echo_server("echo", EchoServer::default()).await;
     let client = rpc_netty::client();
@@ -302,12 +302,18 @@ async fn dropped_server_fails_pending_calls_at_once_and_the_proxy_reconnects() {
         other => panic!("expected Disconnected long before the timeout, got {other:?}"),
     }
 
-    // A new server on the same port: the same proxy works again.
+    // A new server on the same port: the proxy reconnects, but its endpoint (that run of
+    // it) is gone; a new connect reaches the new one.
     let again = NettyBuilder::new().bind(&address).await.unwrap();
     again
         .start_endpoint("echo", EchoServer::default())
         .await
         .unwrap();
+    match echo.echo(3).await {
+        Err(RpcError::EndpointStopped { endpoint }) => assert_eq!(endpoint, "echo"),
+        other => panic!("expected EndpointStopped for the old incarnation, got {other:?}"),
+    }
+    let echo: EchoClient = client.connect(&address, "echo").await.unwrap();
     assert_eq!(echo.echo(3).await.unwrap(), 3);
     client.shutdown().await;
     again.shutdown().await;

@@ -63,7 +63,7 @@ fn server(bytes: &[u8]) {
                 // Endpoints whose name starts with 'e' exist.
                 let outcome = if binding.endpoint.starts_with('e') {
                     bound.insert(slot);
-                    Ok(slot)
+                    Ok((slot, rpc_core::Incarnation::from_bytes([1; 16])))
                 } else {
                     bound.remove(&slot);
                     Err(WireError::EndpointNotFound {

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use rpc_core::RpcError;
 use rpc_core::transport::{Binding, ReplyResult, ReplyTo, ReplyValue};
 
@@ -153,8 +152,8 @@ impl ClientSession {
     /// closes the connection with it.
     pub fn receive(&mut self, frame: Frame) -> Result<Received, String> {
         let result = match frame.kind {
-            FrameKind::Response => Ok(ReplyValue::Encoded(frame.body)),
-            FrameKind::Bound => Ok(ReplyValue::Encoded(Bytes::new())),
+            // A bind's answer carries the incarnation reached; the binder reads it.
+            FrameKind::Response | FrameKind::Bound => Ok(ReplyValue::Encoded(frame.body)),
             FrameKind::Failure => Err(WireError::decode(&frame.body, self.peer)),
             FrameKind::Ping => {
                 return Ok(Received::Answer(Frame::new(
@@ -193,6 +192,7 @@ mod tests {
             endpoint: endpoint.to_owned(),
             gateway: "G".to_owned(),
             fingerprint: 1,
+            incarnation: None,
         }
     }
 

@@ -78,6 +78,7 @@ mod tests {
                     endpoint: ["e", "missing"][rng.below(2) as usize].to_owned(),
                     gateway: "G".to_owned(),
                     fingerprint: 1,
+                    incarnation: None,
                 };
                 protocol::bind(id, slot, &binding)
             }
@@ -118,7 +119,7 @@ mod tests {
                     }) => {
                         let outcome = if binding.endpoint == "e" {
                             bound.insert(slot);
-                            Ok(slot)
+                            Ok((slot, rpc_core::Incarnation::from_bytes([1; 16])))
                         } else {
                             bound.remove(&slot);
                             Err(protocol::WireError::EndpointNotFound {

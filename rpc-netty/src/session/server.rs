@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rpc_core::Incarnation;
 use rpc_core::transport::{Binding, CallControl};
 use tokio::time::Instant;
 
@@ -150,12 +151,18 @@ impl<S> ServerSession<S> {
         })
     }
 
-    /// Records how the bind of `slot` (request `request_id`) turned out and gives the answer
-    /// to send. Calls on a slot whose bind failed are answered with the bind's error.
-    pub fn bind(&mut self, request_id: u64, slot: u32, bound: Result<S, WireError>) -> Frame {
-        let answer = match &bound {
-            Ok(_) => Frame::new(FrameKind::Bound, request_id, Vec::new()),
-            Err(error) => protocol::failure(request_id, error),
+    /// Records how the bind of `slot` (request `request_id`) turned out, with the endpoint
+    /// incarnation it reached, and gives the answer to send. Calls on a slot whose bind failed
+    /// are answered with the bind's error.
+    pub fn bind(
+        &mut self,
+        request_id: u64,
+        slot: u32,
+        bound: Result<(S, Incarnation), WireError>,
+    ) -> Frame {
+        let (answer, bound) = match bound {
+            Ok((sink, incarnation)) => (protocol::bound(request_id, incarnation), Ok(sink)),
+            Err(error) => (protocol::failure(request_id, &error), Err(error)),
         };
         self.slots.insert(slot, bound);
         answer
@@ -243,8 +250,13 @@ mod tests {
             endpoint: endpoint.to_owned(),
             gateway: "G".to_owned(),
             fingerprint: 1,
+            incarnation: None,
         };
         protocol::bind(request_id, slot, &binding)
+    }
+
+    fn incarnation() -> Incarnation {
+        Incarnation::from_bytes([7; 16])
     }
 
     /// `frame` as the peer's decoder sees it: the slot in the body.
@@ -272,7 +284,7 @@ mod tests {
             panic!("a bind");
         };
         assert_eq!(binding.endpoint, "e");
-        let answer = session.bind(1, 3, Ok("sink-e"));
+        let answer = session.bind(1, 3, Ok(("sink-e", incarnation())));
         assert_eq!((answer.kind, answer.request_id), (FrameKind::Bound, 1));
         match session.receive(request(2, 3, b"abc")) {
             Ok(Event::Ask {
@@ -320,7 +332,7 @@ mod tests {
         assert!(session.receive(bind_frame(1, 1, &long)).is_err());
         for slot in 0..MAX_SLOTS as u32 {
             let _ = session.receive(bind_frame(1, slot, "e"));
-            session.bind(1, slot, Ok(()));
+            session.bind(1, slot, Ok(((), incarnation())));
         }
         // Rebinding a slot it has is allowed; a new one is not.
         assert!(session.receive(bind_frame(1, 0, "e")).is_ok());
