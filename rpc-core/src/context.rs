@@ -16,6 +16,7 @@ use crate::call::ReplyTo;
 use crate::control::CallControl;
 use crate::endpoint::RpcEndpoint;
 use crate::error::{RpcError, TimeoutSource};
+use crate::fencing::{Fence, FencedEndpoint, Stale};
 use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle, Incarnation};
 use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
@@ -61,6 +62,8 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) starved: AtomicBool,
     /// Signalled when an invocation leaves a mailbox that was full: there is room again.
     pub(crate) room: Arc<Notify>,
+    /// The current fencing token (of a fenced endpoint) and its epoch.
+    pub(crate) fence: Fence,
 }
 
 impl<E: RpcEndpoint> EndpointCell<E> {
@@ -71,6 +74,7 @@ impl<E: RpcEndpoint> EndpointCell<E> {
         &self,
         invocation: G::Invocation,
         method: &'static MethodInfo,
+        token: Option<G::Token>,
         reply: Option<(ReplyTo, Arc<CallControl>)>,
         encoded: bool,
     ) -> Result<(), RpcError> {
@@ -81,7 +85,7 @@ impl<E: RpcEndpoint> EndpointCell<E> {
             }
             return Err(full);
         }
-        let invocation = Invocation::<G>::new(invocation, method, reply, encoded);
+        let invocation = Invocation::<G>::new(invocation, method, token, reply, encoded);
         self.send_invoke(Box::new(invocation))
     }
 
@@ -209,10 +213,37 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// Queues `f` to run on the main thread, after everything already queued.
     ///
     /// Returns [`RpcError::EndpointStopped`] if the endpoint has stopped; `f` is then dropped.
+    /// On a fenced endpoint `f` is also dropped (with a debug log) if the fencing token
+    /// changes before its turn; [`RpcContext::run_async_unfenced`] runs regardless.
     pub fn run_async(&self, f: impl FnOnce(&mut E) + Send + 'static) -> Result<(), RpcError> {
+        self.queue_run(f, Some(self.cell.fence.epoch()))
+    }
+
+    /// [`RpcContext::run_async`] whatever the fencing token is when `f`'s turn comes (Flink's
+    /// `runAsyncWithoutFencing`): for work such as taking or giving up leadership.
+    pub fn run_async_unfenced(
+        &self,
+        f: impl FnOnce(&mut E) + Send + 'static,
+    ) -> Result<(), RpcError> {
+        self.queue_run(f, None)
+    }
+
+    fn queue_run(
+        &self,
+        f: impl FnOnce(&mut E) + Send + 'static,
+        epoch: Option<u64>,
+    ) -> Result<(), RpcError> {
+        let name = Arc::clone(&self.cell.address);
+        let closure = move |endpoint: Result<&mut E, Stale>| match endpoint {
+            Ok(endpoint) => f(endpoint),
+            Err(_) => tracing::debug!(
+                endpoint = name.name(),
+                "dropped a run_async closure queued under an earlier fencing token"
+            ),
+        };
         self.cell
             .mailbox
-            .send(Envelope::Run(Box::new(f)))
+            .send(Envelope::Run(Box::new(closure), epoch))
             .map_err(|_| self.stopped())
     }
 
@@ -222,13 +253,28 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// [`RpcError::HandlerPanicked`] if `f` panics, and [`RpcError::WouldDeadlock`] when
     /// issued from this endpoint's own main thread (which could never run it while waiting).
     /// Dropping the returned future before `f` has started cancels it: `f` does not run.
+    ///
+    /// On a fenced endpoint, if the fencing token changes before `f`'s turn, `f` does not run
+    /// and the call fails with [`RpcError::FencingTokenMismatch`];
+    /// [`RpcContext::call_async_unfenced`] runs regardless.
     pub fn call_async<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut E) -> R + Send + 'static,
     ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static {
-        let queued = self.queue_call("call_async", f);
+        let queued = self.queue_call("call_async", f, Some(self.cell.fence.epoch()));
         let name = self.name().to_owned();
         async move { finish_call(queued?.await, name, "call_async") }
+    }
+
+    /// [`RpcContext::call_async`] whatever the fencing token is when `f`'s turn comes (Flink's
+    /// `callAsyncWithoutFencing`).
+    pub fn call_async_unfenced<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut E) -> R + Send + 'static,
+    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static {
+        let queued = self.queue_call("call_async_unfenced", f, None);
+        let name = self.name().to_owned();
+        async move { finish_call(queued?.await, name, "call_async_unfenced") }
     }
 
     /// [`RpcContext::call_async`] with a timeout (Flink's `callAsync(callable, timeout)`): if
@@ -239,7 +285,7 @@ impl<E: RpcEndpoint> RpcContext<E> {
         timeout: Duration,
         f: impl FnOnce(&mut E) -> R + Send + 'static,
     ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static {
-        let queued = self.queue_call("call_async_timeout", f);
+        let queued = self.queue_call("call_async_timeout", f, Some(self.cell.fence.epoch()));
         let name = self.name().to_owned();
         let endpoint = (*self.cell.address).clone();
         async move {
@@ -257,12 +303,14 @@ impl<E: RpcEndpoint> RpcContext<E> {
         }
     }
 
-    /// Queues `f` for the main thread, to run only if its result is still awaited then.
+    /// Queues `f` for the main thread (stamped with fencing `epoch`), to run only if its
+    /// result is still awaited then.
     fn queue_call<R: Send + 'static>(
         &self,
         method: &'static str,
         f: impl FnOnce(&mut E) -> R + Send + 'static,
-    ) -> Result<oneshot::Receiver<Result<R, String>>, RpcError> {
+        epoch: Option<u64>,
+    ) -> Result<oneshot::Receiver<Ran<R>>, RpcError> {
         if on_main_thread_of(self.cell.id) {
             return Err(RpcError::WouldDeadlock {
                 endpoint: self.name().to_owned(),
@@ -271,16 +319,15 @@ impl<E: RpcEndpoint> RpcContext<E> {
             });
         }
         let (sender, receiver) = oneshot::channel();
-        let closure = move |endpoint: &mut E| {
+        let closure = move |endpoint: Result<&mut E, Stale>| {
             if sender.is_closed() {
                 return; // cancelled: nobody waits for the result
             }
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint)));
-            let _ = sender.send(result.map_err(|panic| panic_message(&*panic)));
+            let _ = sender.send(run_closure(endpoint, f));
         };
         self.cell
             .mailbox
-            .send(Envelope::Run(Box::new(closure)))
+            .send(Envelope::Run(Box::new(closure), epoch))
             .map(|()| receiver)
             .map_err(|_| self.stopped())
     }
@@ -293,18 +340,32 @@ impl<E: RpcEndpoint> RpcContext<E> {
         delay: Duration,
         f: impl FnOnce(&mut E) + Send + 'static,
     ) -> ScheduledRun {
+        self.schedule(delay, move |endpoint: Result<&mut E, Stale>| {
+            if let Ok(endpoint) = endpoint {
+                f(endpoint);
+            }
+        })
+    }
+
+    /// Queues `closure` (stamped with the fencing epoch of now) once `delay` has passed.
+    fn schedule(
+        &self,
+        delay: Duration,
+        closure: impl FnOnce(Result<&mut E, Stale>) + Send + 'static,
+    ) -> ScheduledRun {
         let cancelled = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&cancelled);
         let cell = Arc::clone(&self.cell);
+        let epoch = self.cell.fence.epoch();
         let task = self.cell.shared.runtime.spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {
-                    let closure = move |endpoint: &mut E| {
+                    let closure = move |endpoint: Result<&mut E, Stale>| {
                         if !flag.load(Ordering::Acquire) {
-                            f(endpoint);
+                            closure(endpoint);
                         }
                     };
-                    let _ = cell.mailbox.send(Envelope::Run(Box::new(closure)));
+                    let _ = cell.mailbox.send(Envelope::Run(Box::new(closure), Some(epoch)));
                 }
                 () = cell.stopping.cancelled() => {}
             }
@@ -317,18 +378,19 @@ impl<E: RpcEndpoint> RpcContext<E> {
 
     /// Runs `f` on the main thread once `delay` has passed and returns its result (Flink's
     /// `scheduleRunAsync` with a value): await the [`ScheduledCall`], or
-    /// [cancel](ScheduledCall::cancel) it. It never runs after a cancel or after the endpoint
-    /// stops; the call then fails with [`RpcError::Cancelled`] or
-    /// [`RpcError::EndpointStopped`]. Dropping the `ScheduledCall` does not cancel the run.
+    /// [cancel](ScheduledCall::cancel) it. It never runs after a cancel, after the endpoint
+    /// stops, or (on a fenced endpoint) after the fencing token changed since it was
+    /// scheduled; the call then fails with [`RpcError::Cancelled`],
+    /// [`RpcError::EndpointStopped`] or [`RpcError::FencingTokenMismatch`]. Dropping the
+    /// `ScheduledCall` does not cancel the run.
     pub fn schedule_call_async<R: Send + 'static>(
         &self,
         delay: Duration,
         f: impl FnOnce(&mut E) -> R + Send + 'static,
     ) -> ScheduledCall<R> {
         let (sender, receiver) = oneshot::channel();
-        let run = self.schedule_run_async(delay, move |endpoint| {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint)));
-            let _ = sender.send(result.map_err(|panic| panic_message(&*panic)));
+        let run = self.schedule(delay, move |endpoint| {
+            let _ = sender.send(run_closure(endpoint, f));
         });
         ScheduledCall {
             receiver,
@@ -340,8 +402,14 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// A typed proxy to this endpoint itself, for any gateway it implements. Calls through it
     /// are queued like any other caller's; an *ask* issued from the main thread itself fails
     /// with [`RpcError::WouldDeadlock`] (a tell is fine).
+    ///
+    /// Calls to a fenced gateway through it carry the endpoint's fencing token as it is when
+    /// each call is made (none while the endpoint has none: such calls fail with
+    /// [`RpcError::FencingTokenMissing`]).
     pub fn self_gateway<G: Dispatch<E>>(&self) -> G {
-        let target = Arc::new(LocalTarget::<E, G>::new(Arc::clone(&self.cell)));
+        let target = Arc::new(LocalTarget::<E, G>::stamping_current(Arc::clone(
+            &self.cell,
+        )));
         G::from_handle(GatewayHandle::new(target, self.cell.shared.default_timeout))
     }
 
@@ -374,19 +442,75 @@ impl<E: RpcEndpoint> RpcContext<E> {
     }
 }
 
+impl<E: FencedEndpoint> RpcContext<E> {
+    /// The endpoint's current fencing token, if it has one.
+    pub fn fencing_token(&self) -> Option<E::Token> {
+        self.cell.fence.current::<E::Token>()
+    }
+
+    /// Sets the endpoint's fencing token (`None`: it has none, and every fenced call is
+    /// refused), as it gains or loses leadership. From then on, calls to its fenced gateways
+    /// must carry the new token; calls and closures queued before the change and not yet run
+    /// are refused when their turn comes (see [`fencing`](crate::fencing)).
+    ///
+    /// Only on the endpoint's main thread (in a handler, a hook or a `run_async` closure),
+    /// so that no handler sees the token change under it; elsewhere it fails with
+    /// [`RpcError::NotOnMainThread`]. From another task, queue it with
+    /// [`RpcContext::run_async_unfenced`].
+    pub fn set_fencing_token(&self, token: Option<E::Token>) -> Result<(), RpcError> {
+        if !on_main_thread_of(self.cell.id) {
+            return Err(RpcError::NotOnMainThread {
+                endpoint: self.name().to_owned(),
+                method: "set_fencing_token",
+            });
+        }
+        self.cell.fence.set(token);
+        Ok(())
+    }
+}
+
+/// What became of a closure queued for the main thread.
+#[derive(Debug)]
+pub(crate) enum Ran<R> {
+    /// It returned this.
+    Value(R),
+    /// It panicked with this message.
+    Panicked(String),
+    /// It did not run: the fencing token changed after it was queued.
+    Stale(Stale),
+}
+
+/// Runs `f` on the endpoint if it may still run, catching a panic.
+fn run_closure<E, R>(endpoint: Result<&mut E, Stale>, f: impl FnOnce(&mut E) -> R) -> Ran<R> {
+    match endpoint {
+        Ok(endpoint) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(endpoint))) {
+            Ok(value) => Ran::Value(value),
+            Err(panic) => Ran::Panicked(panic_message(&*panic)),
+        },
+        Err(stale) => Ran::Stale(stale),
+    }
+}
+
 /// The result of a closure run on the main thread, as its caller sees it.
 fn finish_call<R>(
-    outcome: Result<Result<R, String>, oneshot::error::RecvError>,
+    outcome: Result<Ran<R>, oneshot::error::RecvError>,
     endpoint: String,
     method: &str,
 ) -> Result<R, RpcError> {
     match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(RpcError::HandlerPanicked {
+        Ok(Ran::Value(value)) => Ok(value),
+        Ok(Ran::Panicked(message)) => Err(RpcError::HandlerPanicked {
             endpoint,
             gateway: "RpcContext".to_owned(),
             method: method.to_owned(),
             message,
+        }),
+        Ok(Ran::Stale(stale)) => Err(RpcError::FencingTokenMismatch {
+            endpoint,
+            gateway: "RpcContext".to_owned(),
+            method: method.to_owned(),
+            expected: stale.expected,
+            received: None,
         }),
         Err(_) => Err(RpcError::EndpointStopped { endpoint }),
     }
@@ -396,7 +520,7 @@ fn finish_call<R>(
 #[derive(Debug)]
 #[must_use = "the result arrives only if awaited (the closure runs regardless, unless cancelled)"]
 pub struct ScheduledCall<R> {
-    receiver: oneshot::Receiver<Result<R, String>>,
+    receiver: oneshot::Receiver<Ran<R>>,
     run: ScheduledRun,
     endpoint: EndpointAddress,
 }

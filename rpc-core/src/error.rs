@@ -181,6 +181,58 @@ pub enum RpcError {
         method: &'static str,
     },
 
+    /// The call's fencing token is not the endpoint's current one: the caller holds the token
+    /// of another leadership (an earlier one, or one the endpoint has not taken yet), or the
+    /// endpoint has no token now. The handler did not run. Closures queued with `run_async` or
+    /// `call_async` before the endpoint's token changed fail the same way (`received` is then
+    /// `None`: the token they were queued under).
+    #[error(
+        "endpoint `{endpoint}` refused `{gateway}::{method}`: its fencing token is {}, the call \
+         carried {}; reconnect with the current leader's token",
+        expected.as_deref().unwrap_or("not set"),
+        received.as_deref().unwrap_or("the token from before its last change")
+    )]
+    FencingTokenMismatch {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The gateway (`RpcContext` for a queued closure).
+        gateway: String,
+        /// The method (or `run_async`, `call_async`, ...).
+        method: String,
+        /// The endpoint's current token (`Debug`), if it has one.
+        expected: Option<String>,
+        /// The token the call carried (`Debug`).
+        received: Option<String>,
+    },
+
+    /// A call to a fenced gateway carried no fencing token (a peer that does not stamp one, or
+    /// the endpoint's own `self_gateway` while it has no token). The handler did not run.
+    #[error(
+        "endpoint `{endpoint}` refused `{gateway}::{method}`: the gateway is fenced and the call \
+         carried no fencing token; make the proxy with `gateway_fenced` or `connect_fenced`"
+    )]
+    FencingTokenMissing {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The gateway.
+        gateway: String,
+        /// The method.
+        method: String,
+    },
+
+    /// An operation that must run on the endpoint's main thread (in a handler, a hook or a
+    /// `run_async` closure) was called from elsewhere.
+    #[error(
+        "`RpcContext::{method}` of endpoint `{endpoint}` must be called on its main thread (in a \
+         handler, a hook or a `run_async` closure)"
+    )]
+    NotOnMainThread {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The operation.
+        method: &'static str,
+    },
+
     /// The endpoint's `on_start` failed (or panicked); it never served.
     #[error("endpoint `{endpoint}` failed to start: {source}")]
     StartFailed {

@@ -62,6 +62,7 @@
 //!   inbound sinks, connection events.
 //! - [`deferred`](Deferred): [`Deferred`], a reply finished off the main thread.
 //! - [`error`](RpcError): [`RpcError`].
+//! - [`fencing`]: fenced gateways and endpoints (Flink's fencing tokens), [`FencingId`].
 //!
 //! rpc-core does no I/O: it has no sockets. The network transport lives in `rpc-netty`.
 
@@ -75,6 +76,7 @@ mod deferred;
 mod depth;
 mod endpoint;
 mod error;
+pub mod fencing;
 mod gateway;
 mod mailbox;
 mod service;
@@ -91,7 +93,10 @@ pub use endpoint::{
     RpcEndpoint,
 };
 pub use error::{RpcError, TimeoutSource};
-pub use gateway::{CallTarget, EndpointAddress, Gateway, Incarnation};
+pub use fencing::{FencedEndpoint, FencingId, FencingToken, Unfenced};
+pub use gateway::{
+    CallTarget, EndpointAddress, FencedGateway, Gateway, Incarnation, UnfencedGateway,
+};
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 
 /// Turns a trait into an RPC gateway.
@@ -124,13 +129,21 @@ pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 /// signatures, pattern arguments, receivers other than `&mut self`/`&self`, a missing
 /// receiver, a non-async method with a return value, `unsafe`/`const`/`extern` methods,
 /// method names that collide with the proxy's own (`with_timeout`, `timeout`, `endpoint`,
-/// `clone`), supertraits that are not gateways, unknown attribute arguments, and the
+/// `clone`, and `with_fencing_token`, `fencing_token` when fenced), supertraits that are not gateways, unknown attribute arguments, and the
 /// attribute on anything but a trait.
 ///
 /// # Arguments
 ///
 /// `#[rpc_gateway(name = "cluster.TaskExecutorGateway")]` sets the gateway's name in the
 /// handshake (default: the trait's identifier).
+///
+/// `#[rpc_gateway(fenced)]` makes the gateway *fenced* with token type
+/// [`FencingId`], `#[rpc_gateway(fenced = JobMasterId)]` with a token type of your own: every
+/// call carries the proxy's token and is refused unless it is the endpoint's current one
+/// (see [`fencing`]). Proxies are made with `gateway_fenced` / `connect_fenced` (`gateway` and
+/// `connect` do not compile for it), the client gains `with_fencing_token` and
+/// `fencing_token`, and an endpoint serving it must implement [`FencedEndpoint`] with that
+/// token type.
 ///
 /// # Supertraits
 ///
@@ -160,8 +173,10 @@ pub use rpc_macros::serves;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::call::{Handled, ReplyMode, ReplyTo, ReplyValue};
+    pub use crate::fencing::{FencedEndpoint, FencingId, Unfenced};
     pub use crate::gateway::{
-        CallTarget, Dispatch, Gateway, GatewayHandle, MethodInfo, MethodKind,
+        CallTarget, Dispatch, FencedGateway, Gateway, GatewayHandle, MethodInfo, MethodKind,
+        UnfencedGateway,
     };
     pub use serde;
 

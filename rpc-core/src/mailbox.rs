@@ -23,6 +23,7 @@ use crate::context::{EndpointCell, RpcContext};
 use crate::control::{self, CallControl};
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
+use crate::fencing::Stale;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
 use crate::transport::Charge;
 
@@ -43,11 +44,16 @@ pub(crate) fn on_main_thread_of(id: u64) -> bool {
 pub(crate) enum Envelope<E> {
     /// An invocation of a gateway method.
     Invoke(Box<dyn Invoke<E>>),
-    /// A closure from `run_async`, `call_async` or `schedule_run_async`.
-    Run(Box<dyn FnOnce(&mut E) + Send>),
+    /// A closure from `run_async`, `call_async` or `schedule_run_async`, with the fencing
+    /// epoch it was queued at (`None`: it runs whatever the token). It is called with the
+    /// endpoint, or, if the endpoint's fencing token changed since, with why it may not run.
+    Run(Closure<E>, Option<u64>),
     /// Stop once everything queued before this has run.
     Stop,
 }
+
+/// A closure for the main thread: given the endpoint, or told it is stale.
+pub(crate) type Closure<E> = Box<dyn FnOnce(Result<&mut E, Stale>) + Send>;
 
 /// A type-erased invocation of some gateway `G` that endpoint `E` serves.
 pub(crate) trait Invoke<E>: Send {
@@ -70,10 +76,11 @@ pub(crate) trait Invoke<E>: Send {
 /// An ask's reply slot and its control (deadline, cancellation); a tell has neither.
 pub(crate) type Ask = Option<(ReplyTo, Arc<CallControl>)>;
 
-/// An invocation of gateway `G` with its reply slot.
+/// An invocation of gateway `G` with its reply slot (and fencing token).
 pub(crate) struct Invocation<G: Gateway> {
     invocation: G::Invocation,
     method: &'static MethodInfo,
+    token: Option<G::Token>,
     reply: Ask,
     /// Whether the reply must be encoded (remote caller or forced serialization).
     encoded: bool,
@@ -83,12 +90,14 @@ impl<G: Gateway> Invocation<G> {
     pub(crate) fn new(
         invocation: G::Invocation,
         method: &'static MethodInfo,
+        token: Option<G::Token>,
         reply: Ask,
         encoded: bool,
     ) -> Self {
         Invocation {
             invocation,
             method,
+            token,
             reply,
             encoded,
         }
@@ -104,10 +113,14 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
         let Invocation {
             invocation,
             method,
+            token,
             reply,
             encoded,
         } = *self;
         let Some(reply) = settle_stale(reply, cell, method.gateway) else {
+            return Box::pin(std::future::ready(()));
+        };
+        let Some(reply) = admit::<E, G>(reply, token.as_ref(), cell, method) else {
             return Box::pin(std::future::ready(()));
         };
         Box::pin(run_decoded::<E, G>(
@@ -202,14 +215,22 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         };
         Box::pin(async move {
             let depth = cell.shared.max_decode_depth;
-            let decoded = codec::decode::<G::Invocation>(payload.as_slice(), depth, || {
-                format!("decoding an invocation of gateway `{}`", G::NAME)
-            });
+            let what = || format!("decoding an invocation of gateway `{}`", G::NAME);
+            // A fenced gateway's invocation comes after the token it carries.
+            let decoded = if G::FENCED {
+                codec::decode::<(Option<G::Token>, G::Invocation)>(payload.as_slice(), depth, what)
+            } else {
+                codec::decode::<G::Invocation>(payload.as_slice(), depth, what)
+                    .map(|invocation| (None, invocation))
+            };
             drop(charge);
             drop(payload);
             match decoded {
-                Ok(invocation) => {
+                Ok((token, invocation)) => {
                     let method = &G::METHODS[G::method_index(&invocation)];
+                    let Some(reply) = admit::<E, G>(reply, token.as_ref(), cell, method) else {
+                        return;
+                    };
                     run_decoded::<E, G>(endpoint, cell, invocation, method, reply, true).await
                 }
                 Err(error) => {
@@ -245,6 +266,30 @@ fn settle_stale<E>(ask: Ask, cell: &EndpointCell<E>, gateway: &str) -> Option<As
             None
         }
         ask => Some(ask),
+    }
+}
+
+/// Lets a call to a fenced gateway through (`Some`) if it carries the endpoint's current
+/// fencing token; otherwise answers it (an ask) or drops it with a warning (a tell): `None`.
+/// Calls to a gateway that is not fenced always pass.
+fn admit<E: RpcEndpoint, G: Dispatch<E>>(
+    ask: Ask,
+    token: Option<&G::Token>,
+    cell: &EndpointCell<E>,
+    method: &'static MethodInfo,
+) -> Option<Ask> {
+    if !G::FENCED {
+        return Some(ask);
+    }
+    match cell.fence.admit(token, cell.address.name(), method) {
+        Ok(()) => Some(ask),
+        Err(error) => {
+            match ask {
+                Some((reply, _)) => reply.send(Err(error)),
+                None => tracing::warn!(endpoint = cell.address.name(), "dropped a tell: {error}"),
+            }
+            None
+        }
     }
 }
 
@@ -404,9 +449,12 @@ async fn main_loop<E: RpcEndpoint>(
                 cell.release(invocation.size());
                 invocation.run(&mut endpoint, &cell).await
             }
-            Envelope::Run(closure) => {
-                if let Err(panic) =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| closure(&mut endpoint)))
+            Envelope::Run(closure, epoch) => {
+                let admitted = match epoch.map(|epoch| cell.fence.admit_closure(epoch)) {
+                    Some(Err(stale)) => Err(stale),
+                    _ => Ok(&mut endpoint),
+                };
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| closure(admitted)))
                 {
                     tracing::error!(
                         endpoint = %name,

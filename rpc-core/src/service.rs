@@ -14,7 +14,10 @@ use crate::codec::DEFAULT_MAX_DECODE_DEPTH;
 use crate::context::{EndpointCell, RpcContext, Shared};
 use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
 use crate::error::RpcError;
-use crate::gateway::{EndpointAddress, Gateway, GatewayHandle, Incarnation};
+use crate::fencing::{Fence, Stale};
+use crate::gateway::{
+    EndpointAddress, FencedGateway, Gateway, GatewayHandle, Incarnation, UnfencedGateway,
+};
 use crate::mailbox::{self, Envelope};
 use crate::transport::{
     Binding, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
@@ -136,12 +139,16 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
     }
 
     fn connection_event(&self, event: ConnectionEvent) {
-        let hook = move |endpoint: &mut E| match &event {
-            ConnectionEvent::Connected(peer) => endpoint.on_connected(*peer),
-            ConnectionEvent::Disconnected(peer) => endpoint.on_disconnected(*peer),
-            ConnectionEvent::NetworkError(peer, error) => endpoint.on_network_error(*peer, error),
+        // Hooks run whatever the fencing token (no epoch).
+        let hook = move |endpoint: Result<&mut E, Stale>| match (endpoint, &event) {
+            (Ok(endpoint), ConnectionEvent::Connected(peer)) => endpoint.on_connected(*peer),
+            (Ok(endpoint), ConnectionEvent::Disconnected(peer)) => endpoint.on_disconnected(*peer),
+            (Ok(endpoint), ConnectionEvent::NetworkError(peer, error)) => {
+                endpoint.on_network_error(*peer, error)
+            }
+            (Err(_), _) => {}
         };
-        let _ = self.cell.mailbox.send(Envelope::Run(Box::new(hook)));
+        let _ = self.cell.mailbox.send(Envelope::Run(Box::new(hook), None));
     }
 }
 
@@ -300,6 +307,7 @@ impl RpcService {
             max_bytes: options.mailbox_bytes,
             starved: std::sync::atomic::AtomicBool::new(false),
             room: Arc::default(),
+            fence: Fence::default(),
         });
         let mut gateways = Gateways::new(Arc::clone(&cell));
         E::gateways(&mut gateways);
@@ -360,18 +368,34 @@ impl RpcService {
     /// A typed proxy to the endpoint `name` of this service.
     ///
     /// Fails with [`RpcError::EndpointNotFound`], or [`RpcError::IncompatibleGateway`] when
-    /// the endpoint does not serve `G`.
-    pub fn gateway<G: Gateway>(&self, name: &str) -> Result<G, RpcError> {
+    /// the endpoint does not serve `G`. A fenced gateway needs a token:
+    /// [`RpcService::gateway_fenced`].
+    pub fn gateway<G: UnfencedGateway>(&self, name: &str) -> Result<G, RpcError> {
+        self.local_handle::<G>(name).map(G::from_handle)
+    }
+
+    /// A typed proxy to the endpoint `name` of this service through fenced gateway `G`; its
+    /// calls carry `token` (see [`fencing`](crate::fencing)).
+    pub fn gateway_fenced<G: FencedGateway>(
+        &self,
+        name: &str,
+        token: G::Token,
+    ) -> Result<G, RpcError> {
+        self.local_handle::<G>(name)
+            .map(|handle| G::from_handle(handle.with_fencing_token(token)))
+    }
+
+    fn local_handle<G: Gateway>(&self, name: &str) -> Result<GatewayHandle<G>, RpcError> {
         let endpoint = self.inner.registry().endpoint(name)?;
         let target = endpoint
             .gateways()
             .iter()
             .find_map(GatewayEntry::local::<G>)
             .ok_or_else(|| incompatible(name, G::NAME, endpoint.gateways()))?;
-        Ok(G::from_handle(GatewayHandle::new(
+        Ok(GatewayHandle::new(
             target,
             self.inner.shared.default_timeout,
-        )))
+        ))
     }
 
     /// The address this service listens on, if it has a transport that listens.
@@ -384,7 +408,36 @@ impl RpcService {
     /// fingerprint). An address of this service itself gives a local proxy: no network.
     ///
     /// The connection to `address` is opened on first use and shared by every proxy to it.
-    pub async fn connect<G: Gateway>(&self, address: &str, endpoint: &str) -> Result<G, RpcError> {
+    /// A fenced gateway needs a token: [`RpcService::connect_fenced`].
+    pub async fn connect<G: UnfencedGateway>(
+        &self,
+        address: &str,
+        endpoint: &str,
+    ) -> Result<G, RpcError> {
+        self.connect_handle::<G>(address, endpoint)
+            .await
+            .map(G::from_handle)
+    }
+
+    /// [`RpcService::connect`] through fenced gateway `G`: the proxy's calls carry `token`
+    /// (see [`fencing`](crate::fencing)). The token is checked call by call, not here: an
+    /// endpoint's token changes while proxies to it live.
+    pub async fn connect_fenced<G: FencedGateway>(
+        &self,
+        address: &str,
+        endpoint: &str,
+        token: G::Token,
+    ) -> Result<G, RpcError> {
+        self.connect_handle::<G>(address, endpoint)
+            .await
+            .map(|handle| G::from_handle(handle.with_fencing_token(token)))
+    }
+
+    async fn connect_handle<G: Gateway>(
+        &self,
+        address: &str,
+        endpoint: &str,
+    ) -> Result<GatewayHandle<G>, RpcError> {
         let Some(transport) = self.inner.transport.get().cloned() else {
             return Err(RpcError::ConnectFailed {
                 address: address.to_owned(),
@@ -396,7 +449,7 @@ impl RpcService {
         };
         let address = transport.resolve(address).await?;
         if is_local(transport.local_address(), address) {
-            return self.gateway(endpoint);
+            return self.local_handle(endpoint);
         }
         let binding = Binding {
             endpoint: endpoint.to_owned(),
@@ -405,13 +458,13 @@ impl RpcService {
             incarnation: None,
         };
         let channel = transport.connect(address, binding).await?;
-        Ok(G::from_handle(GatewayHandle::new(
+        Ok(GatewayHandle::new(
             Arc::new(RemoteTarget::<G>::new(
                 channel,
                 self.inner.shared.max_decode_depth,
             )),
             self.inner.shared.default_timeout,
-        )))
+        ))
     }
 
     /// The names of the running endpoints, sorted.

@@ -16,6 +16,8 @@ use crate::mailbox::on_main_thread_of;
 /// forces it, no serialization.
 pub(crate) struct LocalTarget<E: RpcEndpoint, G> {
     cell: Arc<EndpointCell<E>>,
+    /// A self gateway: calls carry the endpoint's current fencing token, not the proxy's.
+    stamp_current: bool,
     _gateway: PhantomData<fn() -> G>,
 }
 
@@ -23,6 +25,16 @@ impl<E: RpcEndpoint, G> LocalTarget<E, G> {
     pub(crate) fn new(cell: Arc<EndpointCell<E>>) -> Self {
         LocalTarget {
             cell,
+            stamp_current: false,
+            _gateway: PhantomData,
+        }
+    }
+
+    /// The target of a self gateway (see `stamp_current`).
+    pub(crate) fn stamping_current(cell: Arc<EndpointCell<E>>) -> Self {
+        LocalTarget {
+            cell,
+            stamp_current: true,
             _gateway: PhantomData,
         }
     }
@@ -33,6 +45,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
+        token: Option<&G::Token>,
         reply: Option<(ReplyTo, Arc<CallControl>)>,
     ) -> Result<(), RpcError> {
         let encoded = self.cell.shared.force_serialization;
@@ -41,7 +54,13 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
         } else {
             invocation
         };
-        self.cell.deliver::<G>(invocation, method, reply, encoded)
+        let token = match (G::FENCED, self.stamp_current) {
+            (false, _) => None,
+            (true, true) => self.cell.fence.current::<G::Token>(),
+            (true, false) => token.cloned(),
+        };
+        self.cell
+            .deliver::<G>(invocation, method, token, reply, encoded)
     }
 }
 
@@ -58,6 +77,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
+        token: Option<&G::Token>,
         reply: ReplyTo,
         control: &Arc<CallControl>,
     ) -> Result<(), RpcError> {
@@ -68,11 +88,21 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
                 method: method.name,
             });
         }
-        self.enqueue(method, invocation, Some((reply, Arc::clone(control))))
+        self.enqueue(
+            method,
+            invocation,
+            token,
+            Some((reply, Arc::clone(control))),
+        )
     }
 
-    fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {
-        self.enqueue(method, invocation, None)
+    fn tell(
+        &self,
+        method: &'static MethodInfo,
+        invocation: G::Invocation,
+        token: Option<&G::Token>,
+    ) -> Result<(), RpcError> {
+        self.enqueue(method, invocation, token, None)
     }
 }
 

@@ -251,11 +251,25 @@ impl<G> RemoteTarget<G> {
     }
 }
 
-fn arguments(method: &MethodInfo) -> String {
-    format!(
-        "encoding the arguments of `{}::{}`",
-        method.gateway, method.name
-    )
+/// Appends an invocation as the wire carries it: for a fenced gateway, the fencing token
+/// (`Option<Token>` in postcard) first.
+fn encode<G: Gateway>(
+    invocation: &G::Invocation,
+    token: Option<&G::Token>,
+    method: &MethodInfo,
+    out: &mut BytesMut,
+) -> Result<(), RpcError> {
+    let what = || {
+        format!(
+            "encoding the arguments of `{}::{}`",
+            method.gateway, method.name
+        )
+    };
+    if G::FENCED {
+        codec::encode_into(&(token, invocation), out, what)
+    } else {
+        codec::encode_into(invocation, out, what)
+    }
 }
 
 impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
@@ -271,17 +285,21 @@ impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
+        token: Option<&G::Token>,
         reply: ReplyTo,
         control: &Arc<CallControl>,
     ) -> Result<(), RpcError> {
-        let mut encode =
-            |out: &mut BytesMut| codec::encode_into(&invocation, out, || arguments(method));
+        let mut encode = |out: &mut BytesMut| encode::<G>(&invocation, token, method, out);
         self.channel.ask(&mut encode, reply, control)
     }
 
-    fn tell(&self, method: &'static MethodInfo, invocation: G::Invocation) -> Result<(), RpcError> {
-        let mut encode =
-            |out: &mut BytesMut| codec::encode_into(&invocation, out, || arguments(method));
+    fn tell(
+        &self,
+        method: &'static MethodInfo,
+        invocation: G::Invocation,
+        token: Option<&G::Token>,
+    ) -> Result<(), RpcError> {
+        let mut encode = |out: &mut BytesMut| encode::<G>(&invocation, token, method, out);
         self.channel.tell(&mut encode)
     }
 }

@@ -14,6 +14,8 @@ pub struct Gateway<'a> {
     pub item: &'a ItemTrait,
     /// The gateway's wire name: `name = "..."` or the trait's identifier.
     pub name: String,
+    /// The fencing token type of a fenced gateway (`fenced` / `fenced = T`).
+    pub fenced: Option<syn::Type>,
     /// The RPC methods, in declaration order (the order fixes the wire's method indices).
     pub methods: Vec<Method<'a>>,
     /// Items other than methods (associated types, consts, macros); always an error.
@@ -111,7 +113,11 @@ impl<'a> Output<'a> {
 }
 
 impl<'a> Gateway<'a> {
-    pub fn from_syn(item: &'a ItemTrait, name: Option<String>) -> Gateway<'a> {
+    pub fn from_syn(
+        item: &'a ItemTrait,
+        name: Option<String>,
+        fenced: Option<syn::Type>,
+    ) -> Gateway<'a> {
         let mut methods = Vec::new();
         let mut other_items = Vec::new();
         for trait_item in &item.items {
@@ -136,6 +142,7 @@ impl<'a> Gateway<'a> {
         Gateway {
             item,
             name: name.unwrap_or_else(|| item.ident.to_string()),
+            fenced,
             methods,
             other_items,
             supers,

@@ -12,6 +12,9 @@ pub struct Args {
     /// `name = "..."`: the gateway's name on the wire and in the connect handshake. Defaults to
     /// the trait's identifier; set it when two gateways in one program share an identifier.
     pub name: Option<LitStr>,
+    /// `fenced` or `fenced = Token`: the gateway is fenced, with this token type
+    /// (`rpc_core::FencingId` when none is given).
+    pub fenced: Option<syn::Type>,
 }
 
 struct RawArgs(Punctuated<Meta, Token![,]>);
@@ -52,10 +55,32 @@ impl Args {
                         ),
                     }
                 }
+                Meta::Path(path) if path.is_ident("fenced") => {
+                    args.set_fenced(&meta, syn::parse_quote!(::rpc_core::FencingId), cx);
+                }
+                Meta::NameValue(nv) if nv.path.is_ident("fenced") => match &nv.value {
+                    syn::Expr::Path(syn::ExprPath {
+                        qself: None, path, ..
+                    }) => {
+                        let token = syn::Type::Path(syn::TypePath {
+                            qself: None,
+                            path: path.clone(),
+                        });
+                        args.set_fenced(&meta, token, cx);
+                    }
+                    other => cx.error_spanned_by(
+                        other,
+                        "`fenced` takes the fencing token's type, as in `#[rpc_gateway(fenced = JobMasterId)]`, or nothing: `#[rpc_gateway(fenced)]` uses `rpc_core::FencingId`",
+                    ),
+                },
+                Meta::List(list) if list.path.is_ident("fenced") => cx.error_spanned_by(
+                    &meta,
+                    "write `fenced = TokenType` (or just `fenced`), not `fenced(..)`",
+                ),
                 _ => cx.error_spanned_by(
                     meta.path(),
                     format!(
-                        "unknown #[rpc_gateway] argument `{}`; the only argument is `name = \"...\"` (the gateway's wire name)",
+                        "unknown #[rpc_gateway] argument `{}`; the arguments are `name = \"...\"` (the gateway's wire name) and `fenced` or `fenced = TokenType` (a fenced gateway)",
                         meta.path()
                             .get_ident()
                             .map(ToString::to_string)
@@ -65,5 +90,12 @@ impl Args {
             }
         }
         args
+    }
+
+    fn set_fenced(&mut self, meta: &Meta, token: syn::Type, cx: &Ctxt) {
+        if self.fenced.is_some() {
+            cx.error_spanned_by(meta, "duplicate `fenced` argument: give it once");
+        }
+        self.fenced = Some(token);
     }
 }

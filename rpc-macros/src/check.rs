@@ -21,6 +21,15 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("clone", "clones the proxy (from `Clone`)"),
 ];
 
+/// The further methods of a fenced gateway's client.
+pub const RESERVED_FENCED: &[(&str, &str)] = &[
+    (
+        "with_fencing_token",
+        "returns a copy of the proxy carrying another fencing token",
+    ),
+    ("fencing_token", "reads the proxy's fencing token"),
+];
+
 pub fn check(gateway: &Gateway, cx: &Ctxt) {
     check_trait(gateway, cx);
     for method in &gateway.methods {
@@ -127,7 +136,16 @@ fn check_method(gateway: &Gateway, method: &Method, cx: &Ctxt) {
             "an rpc method cannot have a where clause: it has no type parameters to constrain",
         );
     }
-    if let Some((name, what)) = RESERVED.iter().find(|(name, _)| method.ident == name) {
+    let fenced: &[(&str, &str)] = if gateway.fenced.is_some() {
+        RESERVED_FENCED
+    } else {
+        &[]
+    };
+    if let Some((name, what)) = RESERVED
+        .iter()
+        .chain(fenced)
+        .find(|(name, _)| method.ident == name)
+    {
         cx.error_spanned_by(
             method.ident,
             format!(

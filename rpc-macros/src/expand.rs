@@ -31,7 +31,11 @@ pub fn rpc_gateway(args: TokenStream, input: TokenStream) -> TokenStream {
         }
         Err(error) => return error.to_compile_error(),
     };
-    let gateway = Gateway::from_syn(&item, args.name.as_ref().map(syn::LitStr::value));
+    let gateway = Gateway::from_syn(
+        &item,
+        args.name.as_ref().map(syn::LitStr::value),
+        args.fenced,
+    );
     check::check(&gateway, &cx);
     match cx.finish() {
         Ok(()) => expand(&gateway),
@@ -104,19 +108,28 @@ fn expand(gateway: &Gateway) -> TokenStream {
     quote!(#(#items)*)
 }
 
+/// The extra bound on an endpoint serving a fenced gateway: `+ FencedEndpoint<Token = T>`.
+fn fenced_bound(gateway: &Gateway) -> TokenStream {
+    match &gateway.fenced {
+        Some(token) => quote!(+ ::rpc_core::__private::FencedEndpoint<Token = #token>),
+        None => TokenStream::new(),
+    }
+}
+
 /// The trait, with each `async fn` rewritten to return `impl Future + Send`, so that the
 /// endpoint's main loop may run on any worker thread. Implementors still write `async fn`.
 fn gen_trait(gateway: &Gateway) -> TokenStream {
     let item: &ItemTrait = gateway.item;
     let mut item = item.clone();
     let client = gateway.client_ident();
+    let fenced = fenced_bound(gateway);
     // Reached through the trait's own path, so that `serves!(Trait)` and supertraits work
     // with whatever path names the trait where they are written.
     item.items.push(syn::parse_quote! {
         #[doc(hidden)]
         fn __rpc_gateway_register(gateways: &mut ::rpc_core::Gateways<Self>)
         where
-            Self: ::core::marker::Sized + ::rpc_core::RpcEndpoint,
+            Self: ::core::marker::Sized + ::rpc_core::RpcEndpoint #fenced,
         {
             gateways.add::<#client>();
         }
@@ -189,6 +202,20 @@ fn gen_client(gateway: &Gateway) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(index, m)| gen_client_method(gateway, index, m));
+    let fencing = gateway.fenced.as_ref().map(|token| {
+        quote! {
+            /// Returns a copy of this proxy whose calls carry fencing token `token` (for
+            /// example the new leader's, after a leadership change).
+            #vis fn with_fencing_token(&self, token: #token) -> Self {
+                Self { handle: self.handle.with_fencing_token(token) }
+            }
+
+            /// The fencing token this proxy's calls carry.
+            #vis fn fencing_token(&self) -> ::core::option::Option<&#token> {
+                self.handle.fencing_token()
+            }
+        }
+    });
     quote! {
         #[doc = #doc]
         #[derive(Clone)]
@@ -201,12 +228,15 @@ fn gen_client(gateway: &Gateway) -> TokenStream {
                 f.debug_struct(::core::stringify!(#client))
                     .field("endpoint", self.handle.endpoint())
                     .field("timeout", &self.handle.timeout())
+                    .field("fencing_token", &self.handle.fencing_token())
                     .finish()
             }
         }
 
         impl #client {
             #(#methods)*
+
+            #fencing
 
             /// Returns a copy of this proxy whose asks time out after `timeout` (unless a call
             /// overrides it with [`RpcCall::with_timeout`](::rpc_core::RpcCall::with_timeout)).
@@ -281,11 +311,23 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
         let method = m.ident;
         quote!(#invocation::#method { .. } => #index)
     });
+    let (token, fenced, marker) = match &gateway.fenced {
+        Some(token) => (quote!(#token), true, quote!(FencedGateway)),
+        None => (
+            quote!(::rpc_core::__private::Unfenced),
+            false,
+            quote!(UnfencedGateway),
+        ),
+    };
     quote! {
+        impl ::rpc_core::__private::#marker for #client {}
+
         impl ::rpc_core::__private::Gateway for #client {
             type Invocation = #invocation;
+            type Token = #token;
             const NAME: &'static str = #name;
             const FINGERPRINT: u64 = #fingerprint;
+            const FENCED: bool = #fenced;
             const METHODS: &'static [::rpc_core::__private::MethodInfo] = &[#(#methods),*];
 
             fn method_index(invocation: &Self::Invocation) -> usize {
@@ -303,6 +345,7 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
 
 fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
     let trait_ = gateway.ident();
+    let fenced = fenced_bound(gateway);
     let client = gateway.client_ident();
     let invocation = gateway.invocation_ident();
     let supers = gateway.supers.iter().map(|bound| {
@@ -341,7 +384,7 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
     quote! {
         impl<__RpcE> ::rpc_core::__private::Dispatch<__RpcE> for #client
         where
-            __RpcE: #trait_ + ::rpc_core::RpcEndpoint,
+            __RpcE: #trait_ + ::rpc_core::RpcEndpoint #fenced,
         {
             #[allow(unused_variables, clippy::unit_arg)]
             fn dispatch(

@@ -4,8 +4,9 @@
 //! built against another version of a gateway is refused at connect time instead of
 //! misdecoding invocations later.
 //!
-//! What it covers: each method's position, name, kind (ask or tell), argument types and reply
-//! type, written as tokens with whitespace removed. What it does not cover: argument names
+//! What it covers: whether the gateway is fenced and its token type, and each method's
+//! position, name, kind (ask or tell), argument types and reply type, written as tokens with
+//! whitespace removed. What it does not cover: argument names
 //! (they never reach the wire), and the *definitions* of the named types: changing the fields
 //! of a struct used as an argument keeps the fingerprint; renaming the type, or writing the same
 //! type under another path (`String` versus `std::string::String`), changes it.
@@ -21,6 +22,10 @@ use crate::ast::{Gateway, Kind};
 /// The canonical text the fingerprint hashes, one line per method.
 pub fn canonical(gateway: &Gateway) -> String {
     let mut text = String::new();
+    // The token type is part of a fenced gateway's contract.
+    if let Some(token) = &gateway.fenced {
+        text.push_str(&format!("fenced({});", tokens(token)));
+    }
     for method in &gateway.methods {
         let kind = match method.kind() {
             // A deferred reply is an ask on the wire.

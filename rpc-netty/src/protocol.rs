@@ -352,6 +352,28 @@ pub enum WireError {
         /// Its mailbox capacity.
         capacity: u64,
     },
+    /// The call's fencing token is not the endpoint's current one.
+    FencingTokenMismatch {
+        /// The endpoint.
+        endpoint: String,
+        /// The gateway.
+        gateway: String,
+        /// The method.
+        method: String,
+        /// The endpoint's current token (`Debug`), if any.
+        expected: Option<String>,
+        /// The call's token (`Debug`), if known.
+        received: Option<String>,
+    },
+    /// A call to a fenced gateway carried no fencing token.
+    FencingTokenMissing {
+        /// The endpoint.
+        endpoint: String,
+        /// The gateway.
+        gateway: String,
+        /// The method.
+        method: String,
+    },
 }
 
 impl WireError {
@@ -402,6 +424,28 @@ impl WireError {
             RpcError::MailboxFull { endpoint, capacity } => WireError::MailboxFull {
                 endpoint,
                 capacity: capacity as u64,
+            },
+            RpcError::FencingTokenMismatch {
+                endpoint,
+                gateway,
+                method,
+                expected,
+                received,
+            } => WireError::FencingTokenMismatch {
+                endpoint,
+                gateway,
+                method,
+                expected,
+                received,
+            },
+            RpcError::FencingTokenMissing {
+                endpoint,
+                gateway,
+                method,
+            } => WireError::FencingTokenMissing {
+                endpoint,
+                gateway,
+                method,
             },
             other => WireError::Other {
                 message: other.to_string(),
@@ -470,6 +514,28 @@ impl WireError {
             WireError::MailboxFull { endpoint, capacity } => RpcError::MailboxFull {
                 endpoint,
                 capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            },
+            WireError::FencingTokenMismatch {
+                endpoint,
+                gateway,
+                method,
+                expected,
+                received,
+            } => RpcError::FencingTokenMismatch {
+                endpoint,
+                gateway,
+                method,
+                expected,
+                received,
+            },
+            WireError::FencingTokenMissing {
+                endpoint,
+                gateway,
+                method,
+            } => RpcError::FencingTokenMissing {
+                endpoint,
+                gateway,
+                method,
             },
         }
     }

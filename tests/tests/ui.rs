@@ -11,5 +11,6 @@ fn ui() {
     t.compile_fail("ui/trait_shape/*.rs");
     t.compile_fail("ui/attribute/*.rs");
     t.compile_fail("ui/endpoint/*.rs");
+    t.compile_fail("ui/fencing/*.rs");
     t.pass("ui/pass/*.rs");
 }

@@ -86,6 +86,10 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     if wanted("ours.seq") {
         samples.push(ours::seq("ours.seq", &ours.remote, counts.seq.0, counts.seq.1).await);
     }
+    if wanted("ours.fenced.seq") {
+        let (warmup, n) = counts.seq;
+        samples.push(ours::fenced_seq("ours.fenced.seq", &ours.fenced, warmup, n).await);
+    }
     if wanted("ours.pipe64") {
         samples.push(ours::pipe64("ours.pipe64", &ours.remote, counts.pipe.0, counts.pipe.1).await);
     }

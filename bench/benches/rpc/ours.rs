@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+use rpc_core::{
+    BoxError, FencedEndpoint, FencingId, RpcCall, RpcContext, RpcEndpoint, RpcService, rpc_gateway,
+};
 use serde_bytes::ByteBuf;
 
 use crate::stats::{Latencies, Sample, Unit, bulk, concurrent, sequential};
@@ -16,13 +18,34 @@ pub trait EchoBench {
     async fn told(&mut self) -> u64;
 }
 
+/// The same echo through a fenced gateway: each call carries a token the endpoint checks.
+#[rpc_gateway(fenced)]
+pub trait FencedEchoBench {
+    async fn echo(&mut self, payload: String) -> String;
+}
+
 #[derive(Default)]
 pub struct Echo {
     told: u64,
 }
 
 impl RpcEndpoint for Echo {
-    rpc_core::serves!(EchoBench);
+    rpc_core::serves!(EchoBench, FencedEchoBench);
+
+    async fn on_start(&mut self, ctx: RpcContext<Self>) -> Result<(), BoxError> {
+        ctx.set_fencing_token(Some(FencingId::random()))?;
+        Ok(())
+    }
+}
+
+impl FencedEndpoint for Echo {
+    type Token = FencingId;
+}
+
+impl FencedEchoBench for Echo {
+    async fn echo(&mut self, payload: String) -> String {
+        payload
+    }
 }
 
 impl EchoBench for Echo {
@@ -45,6 +68,8 @@ pub struct Setup {
     pub server: RpcService,
     pub client: RpcService,
     pub remote: EchoBenchClient,
+    /// A remote proxy through the fenced gateway, carrying the endpoint's token.
+    pub fenced: FencedEchoBenchClient,
     pub local: EchoBenchClient,
     pub address: String,
 }
@@ -60,18 +85,24 @@ pub async fn setup_with(secret: Option<&str>) -> Setup {
         None => rpc_netty::NettyBuilder::new(),
     };
     let server = builder().bind("127.0.0.1:0").await.expect("bind");
-    server
+    let echo = server
         .start_endpoint("echo", Echo::default())
         .await
         .expect("start");
+    let token = echo.fencing_token().expect("set in on_start");
     let address = server.local_address().expect("address").to_string();
     let client = builder().client();
     let remote = client.connect(&address, "echo").await.expect("connect");
+    let fenced = client
+        .connect_fenced(&address, "echo", token)
+        .await
+        .expect("connect");
     let local = server.gateway("echo").expect("local gateway");
     Setup {
         server,
         client,
         remote,
+        fenced,
         local,
         address,
     }
@@ -89,9 +120,28 @@ fn payload() -> String {
 }
 
 pub async fn seq(id: &'static str, proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    seq_with(id, warmup, n, |payload| proxy.echo(payload)).await
+}
+
+/// [`seq`] through the fenced gateway.
+pub async fn fenced_seq(
+    id: &'static str,
+    proxy: &FencedEchoBenchClient,
+    warmup: usize,
+    n: usize,
+) -> Sample {
+    seq_with(id, warmup, n, |payload| proxy.echo(payload)).await
+}
+
+async fn seq_with(
+    id: &'static str,
+    warmup: usize,
+    n: usize,
+    echo: impl Fn(String) -> RpcCall<String>,
+) -> Sample {
     let payload = payload();
     sequential(id, warmup, n, |_| {
-        let call = proxy.echo(payload.clone());
+        let call = echo(payload.clone());
         async move {
             call.await.expect("echo");
         }

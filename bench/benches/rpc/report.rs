@@ -196,6 +196,14 @@ fn ratios(runs: &[Vec<Sample>]) -> Vec<Ratio> {
         ),
         ratio(
             runs,
+            "ours.fenced.seq p50 / ours.seq p50 (cost of fencing)",
+            "ours.fenced.seq",
+            "ours.seq",
+            P50,
+            None,
+        ),
+        ratio(
+            runs,
             "ours.secret.seq p50 / ours.seq p50 (cost of the secret)",
             "ours.secret.seq",
             "ours.seq",

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpc_core::{DEFAULT_TIMEOUT, Gateway, RpcError, RpcService};
+use rpc_core::{DEFAULT_TIMEOUT, FencedGateway, RpcError, RpcService, UnfencedGateway};
 use rpc_netty::NettyBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -69,12 +69,30 @@ impl Harness {
     }
 
     /// A proxy to endpoint `name`, reached the way this mode reaches it.
-    pub async fn gateway<G: Gateway>(&self, name: &str) -> Result<G, RpcError> {
+    pub async fn gateway<G: UnfencedGateway>(&self, name: &str) -> Result<G, RpcError> {
         match self.mode {
             Mode::InProcess | Mode::Serialized => self.server.gateway(name),
             Mode::Tcp => {
                 let address = self.server.local_address().expect("the server listens");
                 self.client.connect(&address.to_string(), name).await
+            }
+        }
+    }
+
+    /// A proxy to endpoint `name` through fenced gateway `G`, carrying `token`.
+    #[allow(dead_code)]
+    pub async fn gateway_fenced<G: FencedGateway>(
+        &self,
+        name: &str,
+        token: G::Token,
+    ) -> Result<G, RpcError> {
+        match self.mode {
+            Mode::InProcess | Mode::Serialized => self.server.gateway_fenced(name, token),
+            Mode::Tcp => {
+                let address = self.server.local_address().expect("the server listens");
+                self.client
+                    .connect_fenced(&address.to_string(), name, token)
+                    .await
             }
         }
     }
