@@ -1,0 +1,216 @@
+//! [`EtcdCoordinator`]: leader election on etcd (3.4 or newer), through its election API.
+//!
+//! A contender holds a lease of `ttl` and keeps it alive (a keep-alive every third of the
+//! TTL); it campaigns with its [`LeaderInfo`] as the value, attached to the lease. etcd makes
+//! the oldest campaign of an election the leader. When the leader's process dies, or is cut
+//! off from etcd, its lease expires within `ttl` and etcd deletes its key: the next contender
+//! leads. The contender that was cut off learns it lost when it can no longer renew its lease
+//! (`ttl` after its last successful renewal), so it steps down no later than the moment its
+//! successor can be elected. Retrieval observes the election and yields each new leader.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, LeaderKey, ResignOptions};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Coordinator, HaError, LeaderInfo, Leadership};
+
+/// Elections on an etcd cluster.
+#[derive(Clone)]
+pub struct EtcdCoordinator {
+    client: Client,
+    ttl: Duration,
+}
+
+fn unavailable(error: etcd_client::Error) -> HaError {
+    HaError::Unavailable(error.to_string())
+}
+
+impl EtcdCoordinator {
+    /// Connects to the etcd cluster at `endpoints` (`"127.0.0.1:2379"`). Leaderships last
+    /// `ttl` (whole seconds, at least one) after their holder's last contact with etcd.
+    pub async fn connect(endpoints: &[&str], ttl: Duration) -> Result<Self, HaError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(ttl.max(Duration::from_secs(1)))
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(unavailable)?;
+        Ok(EtcdCoordinator {
+            client,
+            ttl: Duration::from_secs(ttl.as_secs().max(1)),
+        })
+    }
+
+    /// The lease TTL of leaderships.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+impl Coordinator for EtcdCoordinator {
+    fn campaign<'a>(
+        &'a self,
+        election: &'a str,
+        info: &'a LeaderInfo,
+    ) -> BoxFuture<'a, Result<Box<dyn Leadership>, HaError>> {
+        async move {
+            let mut client = self.client.clone();
+            let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+            let lease = client
+                .lease_grant(ttl_secs, None)
+                .await
+                .map_err(unavailable)?
+                .id();
+            // Keep the lease alive while campaigning and while leading.
+            let lost = CancellationToken::new();
+            // Stops renewing if the campaign is given up (this future dropped).
+            let keeper = AbortOnDrop(tokio::spawn(keep_alive(
+                self.client.clone(),
+                lease,
+                self.ttl,
+                lost.clone(),
+            )));
+            let won = tokio::select! {
+                won = client.campaign(election, info.to_bytes(), lease) => won,
+                () = lost.cancelled() => {
+                    return Err(HaError::Unavailable("the lease expired while campaigning".to_owned()));
+                }
+            };
+            let key = match won {
+                Ok(mut response) => response.take_leader(),
+                Err(error) => {
+                    drop(keeper);
+                    let _ = client.lease_revoke(lease).await;
+                    return Err(unavailable(error));
+                }
+            };
+            let Some(key) = key else {
+                return Err(HaError::Unavailable(
+                    "etcd answered the campaign without a leader key".to_owned(),
+                ));
+            };
+            Ok(Box::new(EtcdLeadership {
+                client: self.client.clone(),
+                key,
+                lease,
+                lost,
+                keeper,
+            }) as Box<dyn Leadership>)
+        }
+        .boxed()
+    }
+
+    fn observe<'a>(
+        &'a self,
+        election: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<LeaderInfo, HaError>>, HaError>> {
+        async move {
+            let mut client = self.client.clone();
+            let stream = client.observe(election).await.map_err(unavailable)?;
+            let leaders = stream
+                .filter_map(|response| async move {
+                    match response {
+                        Ok(response) => response.kv().map(|kv| LeaderInfo::from_bytes(kv.value())),
+                        Err(error) => Some(Err(unavailable(error))),
+                    }
+                })
+                .boxed();
+            Ok(leaders)
+        }
+        .boxed()
+    }
+}
+
+/// Renews `lease` every third of `ttl`, re-opening the keep-alive stream after an error, and
+/// cancels `lost` once the lease cannot have survived: etcd reported it gone, or `ttl` passed
+/// since the last renewal.
+async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: CancellationToken) {
+    let mut renewed = Instant::now();
+    let period = ttl / 3;
+    'reconnect: loop {
+        if renewed.elapsed() >= ttl {
+            break;
+        }
+        let mut client = client.clone();
+        let opened = tokio::time::timeout(period, client.lease_keep_alive(lease)).await;
+        let (mut keeper, mut responses) = match opened {
+            Ok(Ok(pair)) => pair,
+            _ => {
+                tokio::time::sleep(period / 4).await;
+                continue;
+            }
+        };
+        loop {
+            if keeper.keep_alive().await.is_err() {
+                continue 'reconnect;
+            }
+            match tokio::time::timeout(period, responses.message()).await {
+                Ok(Ok(Some(response))) if response.ttl() > 0 => renewed = Instant::now(),
+                Ok(Ok(Some(_))) => {
+                    tracing::warn!(lease, "etcd says the lease has expired");
+                    lost.cancel();
+                    return;
+                }
+                _ => continue 'reconnect,
+            }
+            if renewed.elapsed() >= ttl {
+                break 'reconnect;
+            }
+            tokio::time::sleep_until(renewed + period).await;
+        }
+    }
+    tracing::warn!(lease, "could not renew the lease within its TTL");
+    lost.cancel();
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct EtcdLeadership {
+    client: Client,
+    key: LeaderKey,
+    lease: i64,
+    lost: CancellationToken,
+    /// Renews the lease while the leadership lives.
+    keeper: AbortOnDrop,
+}
+
+impl Leadership for EtcdLeadership {
+    fn lost(&self) -> BoxFuture<'_, String> {
+        async move {
+            self.lost.cancelled().await;
+            "its etcd lease expired (cut off from etcd, or too slow to renew it)".to_owned()
+        }
+        .boxed()
+    }
+
+    fn resign(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            let EtcdLeadership {
+                mut client,
+                key,
+                lease,
+                keeper,
+                ..
+            } = *self;
+            drop(keeper);
+            let _ = client
+                .resign(Some(ResignOptions::new().with_leader(key)))
+                .await;
+            let _ = client.lease_revoke(lease).await;
+        }
+        .boxed()
+    }
+}
