@@ -5,9 +5,12 @@
 //!
 //! - [`hello`]: Spark's classic Hello service.
 //! - [`heartbeat`]: Spark's HeartbeatReceiver pattern: a driver expiring silent executors.
+//! - `cluster` (feature `etcd`): Flink's leader failover with fencing, on etcd.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "etcd")]
+pub mod cluster;
 pub mod heartbeat;
 pub mod hello;
 

@@ -57,6 +57,7 @@ impl<T> FencingToken for T where
 /// let first = FencingId::random();
 /// assert_ne!(first, FencingId::random());
 /// assert_eq!(FencingId::from_bytes(first.to_bytes()), first);
+/// assert_eq!(first.to_string().parse::<FencingId>(), Ok(first));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FencingId([u8; 16]);
@@ -75,6 +76,22 @@ impl FencingId {
     /// Its 16 bytes.
     pub fn to_bytes(self) -> [u8; 16] {
         self.0
+    }
+}
+
+/// A [`FencingId`] in text that is not one (not a UUID).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a fencing token (a UUID): {0:?}")]
+pub struct ParseFencingIdError(String);
+
+/// Reads what `Display` writes: the UUID, hyphenated.
+impl std::str::FromStr for FencingId {
+    type Err = ParseFencingIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(text)
+            .map(|uuid| FencingId(uuid.into_bytes()))
+            .map_err(|_| ParseFencingIdError(text.to_owned()))
     }
 }
 

@@ -93,7 +93,7 @@ pub use endpoint::{
     RpcEndpoint,
 };
 pub use error::{RpcError, TimeoutSource};
-pub use fencing::{FencedEndpoint, FencingId, FencingToken, Unfenced};
+pub use fencing::{FencedEndpoint, FencingId, FencingToken, ParseFencingIdError, Unfenced};
 pub use gateway::{
     CallTarget, EndpointAddress, FencedGateway, Gateway, Incarnation, UnfencedGateway,
 };

@@ -214,3 +214,105 @@ impl Leadership for EtcdLeadership {
         .boxed()
     }
 }
+
+/// A local etcd server for tests and examples: the `etcd` binary (Debian package
+/// `etcd-server`) as a child process on loopback ports of its own, with a temporary data
+/// directory. Killed when dropped; [`LocalEtcd::restart`] brings it back with the same data.
+pub struct LocalEtcd {
+    child: Option<tokio::process::Child>,
+    client_address: String,
+    peer_url: String,
+    data: std::path::PathBuf,
+}
+
+impl LocalEtcd {
+    /// Whether an `etcd` binary is on the `PATH`.
+    pub fn available() -> bool {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("etcd").is_file()))
+    }
+
+    /// Starts a one-member etcd and waits (up to 20 s) until it accepts connections.
+    pub async fn start() -> std::io::Result<LocalEtcd> {
+        let data = std::env::temp_dir().join(format!(
+            "rpc-ha-etcd-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
+        let _ = std::fs::remove_dir_all(&data);
+        let mut etcd = LocalEtcd {
+            child: None,
+            client_address: format!("127.0.0.1:{}", free_port()?),
+            peer_url: format!("http://127.0.0.1:{}", free_port()?),
+            data,
+        };
+        etcd.launch().await?;
+        Ok(etcd)
+    }
+
+    /// Where clients connect (`127.0.0.1:PORT`), for [`EtcdCoordinator::connect`].
+    pub fn client_address(&self) -> &str {
+        &self.client_address
+    }
+
+    async fn launch(&mut self) -> std::io::Result<()> {
+        let client = format!("http://{}", self.client_address);
+        let child = tokio::process::Command::new("etcd")
+            .arg("--name=local")
+            .arg(format!("--data-dir={}", self.data.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={}", self.peer_url))
+            .arg(format!("--initial-advertise-peer-urls={}", self.peer_url))
+            .arg(format!("--initial-cluster=local={}", self.peer_url))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let ready = async {
+            while tokio::net::TcpStream::connect(&self.client_address)
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "etcd did not accept connections within 20 s",
+                )
+            })
+    }
+
+    /// Kills etcd (SIGKILL) and waits until it has exited.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts it again on the same ports, with the same data.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.kill().await;
+        self.launch().await
+    }
+}
+
+impl Drop for LocalEtcd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

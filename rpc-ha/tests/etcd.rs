@@ -9,16 +9,16 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Etcd, etcd_available, init_tracing};
-use rpc_ha::etcd::EtcdCoordinator;
+use common::{etcd_available, init_tracing};
+use rpc_ha::etcd::{EtcdCoordinator, LocalEtcd};
 use rpc_ha::{Coordinator, LeaderElection, LeaderInfo, LeaderRetrieval, LeadershipEvent};
 use tokio::time::Instant;
 
 /// The lease TTL of these tests' leaderships.
 const TTL: Duration = Duration::from_secs(2);
 
-async fn coordinator(etcd: &Etcd) -> Arc<dyn Coordinator> {
-    let connected = EtcdCoordinator::connect(&[etcd.client_url.as_str()], TTL)
+async fn coordinator(etcd: &LocalEtcd) -> Arc<dyn Coordinator> {
+    let connected = EtcdCoordinator::connect(&[etcd.client_address()], TTL)
         .await
         .expect("connect to etcd");
     Arc::new(connected)
@@ -56,7 +56,7 @@ async fn a_standby_takes_over_within_two_ttls_when_the_leader_vanishes() {
         return;
     }
     init_tracing();
-    let etcd = Etcd::start().await;
+    let etcd = LocalEtcd::start().await.expect("start etcd");
     let mut first = LeaderElection::start(coordinator(&etcd).await, "rm", "10.0.0.1:1", "rm");
     let one = granted(&mut first).await;
     let mut second = LeaderElection::start(coordinator(&etcd).await, "rm", "10.0.0.2:1", "rm");
@@ -85,7 +85,7 @@ async fn a_resigning_leader_hands_over_at_once_and_campaigns_again() {
         return;
     }
     init_tracing();
-    let etcd = Etcd::start().await;
+    let etcd = LocalEtcd::start().await.expect("start etcd");
     let mut first = LeaderElection::start(coordinator(&etcd).await, "jm", "a:1", "jm");
     let one = granted(&mut first).await;
     let mut second = LeaderElection::start(coordinator(&etcd).await, "jm", "b:1", "jm");
@@ -108,14 +108,14 @@ async fn contenders_and_retrieval_recover_after_etcd_restarts() {
         return;
     }
     init_tracing();
-    let mut etcd = Etcd::start().await;
+    let mut etcd = LocalEtcd::start().await.expect("start etcd");
     let mut first = LeaderElection::start(coordinator(&etcd).await, "rm", "a:1", "rm");
     let one = granted(&mut first).await;
     let mut second = LeaderElection::start(coordinator(&etcd).await, "rm", "b:1", "rm");
     let mut leaders = LeaderRetrieval::start(coordinator(&etcd).await, "rm");
     retrieved(&mut leaders, &one).await;
 
-    etcd.restart().await;
+    etcd.restart().await.expect("restart etcd");
 
     // Whoever leads after the restart, retrieval reports it: either the first kept its
     // leadership (its lease survived the restart), or it lost it and someone won anew.
