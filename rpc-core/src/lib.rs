@@ -120,7 +120,8 @@ pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 /// | `fn m(&mut self, a: A)` | tell (one-way) | `fn m(&self, a: A) -> Result<(), RpcError>` |
 ///
 /// `T` may be `Result<V, E>`: a domain error reaches the caller as the value, as the endpoint
-/// returned it. `&self` works wherever `&mut self` does (the endpoint must then be `Sync` for
+/// returned it. `self: &mut Self` and `self: &Self` are the same receivers spelled out.
+/// `&self` works wherever `&mut self` does (the endpoint must then be `Sync` for
 /// its futures to be `Send`). Default method bodies are allowed. Arguments and return values
 /// must be owned and implement serde's `Serialize` and `Deserialize`, plus `Send + 'static`.
 ///
@@ -135,7 +136,8 @@ pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 /// # Arguments
 ///
 /// `#[rpc_gateway(name = "cluster.TaskExecutorGateway")]` sets the gateway's name in the
-/// handshake (default: the trait's identifier).
+/// handshake (default: the trait's identifier). `#[rpc_gateway(client = "StoreProxy")]`
+/// names the generated client (default `{Trait}Client`), for when that name is taken.
 ///
 /// `#[rpc_gateway(fenced)]` makes the gateway *fenced* with token type
 /// [`FencingId`], `#[rpc_gateway(fenced = JobMasterId)]` with a token type of your own: every

@@ -16,6 +16,8 @@ pub struct Gateway<'a> {
     pub name: String,
     /// The fencing token type of a fenced gateway (`fenced` / `fenced = T`).
     pub fenced: Option<syn::Type>,
+    /// The client's name if `client = "..."` gave one.
+    pub client: Option<Ident>,
     /// The RPC methods, in declaration order (the order fixes the wire's method indices).
     pub methods: Vec<Method<'a>>,
     /// Items other than methods (associated types, consts, macros); always an error.
@@ -74,9 +76,9 @@ pub enum Kind {
 
 /// The method's receiver.
 pub enum Receiver<'a> {
-    /// `&mut self`
+    /// `&mut self` (or `self: &mut Self`)
     RefMut,
-    /// `&self`
+    /// `&self` (or `self: &Self`)
     Ref,
     /// `self`, `mut self`, `self: Box<Self>` and other forms; always an error.
     Other(&'a syn::Receiver),
@@ -113,11 +115,13 @@ impl<'a> Output<'a> {
 }
 
 impl<'a> Gateway<'a> {
-    pub fn from_syn(
-        item: &'a ItemTrait,
-        name: Option<String>,
-        fenced: Option<syn::Type>,
-    ) -> Gateway<'a> {
+    pub fn from_syn(item: &'a ItemTrait, args: crate::attr::Args) -> Gateway<'a> {
+        let crate::attr::Args {
+            name,
+            fenced,
+            client,
+        } = args;
+        let name = name.as_ref().map(syn::LitStr::value);
         let mut methods = Vec::new();
         let mut other_items = Vec::new();
         for trait_item in &item.items {
@@ -143,6 +147,7 @@ impl<'a> Gateway<'a> {
             item,
             name: name.unwrap_or_else(|| item.ident.to_string()),
             fenced,
+            client,
             methods,
             other_items,
             supers,
@@ -156,7 +161,10 @@ impl<'a> Gateway<'a> {
 
     /// `FooGateway` -> `FooGatewayClient`.
     pub fn client_ident(&self) -> Ident {
-        suffixed(self.ident(), "Client")
+        match &self.client {
+            Some(client) => client.clone(),
+            None => suffixed(self.ident(), "Client"),
+        }
     }
 
     /// `FooGateway` -> `FooGatewayInvocation`.
@@ -207,6 +215,11 @@ fn is_std_trait(path: &syn::Path) -> bool {
         .is_some_and(|s| STD.iter().any(|t| s.ident == t))
 }
 
+/// Whether `ty` is `Self`.
+fn is_self(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self"))
+}
+
 impl<'a> Method<'a> {
     fn from_syn(item: &'a TraitItemFn) -> Method<'a> {
         let sig = &item.sig;
@@ -217,6 +230,17 @@ impl<'a> Method<'a> {
                 match (&r.reference, r.colon_token) {
                     (Some(_), None) if r.mutability.is_some() => Receiver::RefMut,
                     (Some(_), None) => Receiver::Ref,
+                    // `self: &mut Self` and `self: &Self`, the same receivers spelled out.
+                    (None, Some(_)) if r.mutability.is_none() => match &*r.ty {
+                        Type::Reference(reference) if is_self(&reference.elem) => {
+                            if reference.mutability.is_some() {
+                                Receiver::RefMut
+                            } else {
+                                Receiver::Ref
+                            }
+                        }
+                        _ => Receiver::Other(r),
+                    },
                     _ => Receiver::Other(r),
                 }
             }

@@ -15,6 +15,9 @@ pub struct Args {
     /// `fenced` or `fenced = Token`: the gateway is fenced, with this token type
     /// (`rpc_core::FencingId` when none is given).
     pub fenced: Option<syn::Type>,
+    /// `client = "Name"`: the generated client's name, instead of `{Trait}Client` (for when
+    /// that name is taken).
+    pub client: Option<syn::Ident>,
 }
 
 struct RawArgs(Punctuated<Meta, Token![,]>);
@@ -55,6 +58,27 @@ impl Args {
                         ),
                     }
                 }
+                Meta::NameValue(nv) if nv.path.is_ident("client") => match &nv.value {
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s),
+                        ..
+                    }) => match syn::parse_str::<syn::Ident>(&s.value()) {
+                        Ok(ident) => {
+                            if args.client.is_some() {
+                                cx.error_spanned_by(&meta, "duplicate `client` argument: give it once");
+                            }
+                            args.client = Some(syn::Ident::new(&ident.to_string(), s.span()));
+                        }
+                        Err(_) => cx.error_spanned_by(
+                            s,
+                            "`client` takes the generated client's name, a Rust identifier, as in `#[rpc_gateway(client = \"StoreProxy\")]`",
+                        ),
+                    },
+                    other => cx.error_spanned_by(
+                        other,
+                        "`client` takes a string literal naming the generated client, as in `#[rpc_gateway(client = \"StoreProxy\")]`",
+                    ),
+                },
                 Meta::Path(path) if path.is_ident("fenced") => {
                     args.set_fenced(&meta, syn::parse_quote!(::rpc_core::FencingId), cx);
                 }
@@ -80,7 +104,7 @@ impl Args {
                 _ => cx.error_spanned_by(
                     meta.path(),
                     format!(
-                        "unknown #[rpc_gateway] argument `{}`; the arguments are `name = \"...\"` (the gateway's wire name) and `fenced` or `fenced = TokenType` (a fenced gateway)",
+                        "unknown #[rpc_gateway] argument `{}`; the arguments are `name = \"...\"` (the gateway's wire name), `client = \"...\"` (the generated client's name) and `fenced` or `fenced = TokenType` (a fenced gateway)",
                         meta.path()
                             .get_ident()
                             .map(ToString::to_string)

@@ -31,11 +31,7 @@ pub fn rpc_gateway(args: TokenStream, input: TokenStream) -> TokenStream {
         }
         Err(error) => return error.to_compile_error(),
     };
-    let gateway = Gateway::from_syn(
-        &item,
-        args.name.as_ref().map(syn::LitStr::value),
-        args.fenced,
-    );
+    let gateway = Gateway::from_syn(&item, args);
     check::check(&gateway, &cx);
     match cx.finish() {
         Ok(()) => expand(&gateway),

@@ -14,7 +14,7 @@
 //! # Layout
 //!
 //! - [`ast`]: the parsed gateway (trait, methods, arguments, receivers, return kinds).
-//! - [`attr`]: the attribute's arguments (`name = "..."`).
+//! - [`attr`]: the attribute's arguments (`name`, `client`, `fenced`).
 //! - [`check`]: every rule a gateway trait must satisfy, each with the fix in its message.
 //! - [`ctxt`]: the error collector.
 //! - [`expand`]: code generation, one function per generated item.

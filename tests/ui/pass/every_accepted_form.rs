@@ -31,6 +31,9 @@ pub trait Everything: Base {
     }
     /// Owned data with a `'static` lifetime argument.
     async fn version(&mut self) -> std::borrow::Cow<'static, str>;
+    /// The receivers spelled out.
+    async fn typed_receiver(self: &mut Self, n: u32) -> u32;
+    async fn typed_shared_receiver(self: &Self) -> u32;
 }
 
 struct All;
@@ -62,6 +65,12 @@ impl Everything for All {
     }
     async fn version(&mut self) -> std::borrow::Cow<'static, str> {
         "1".into()
+    }
+    async fn typed_receiver(self: &mut Self, n: u32) -> u32 {
+        n
+    }
+    async fn typed_shared_receiver(self: &Self) -> u32 {
+        2
     }
 }
 
