@@ -51,6 +51,15 @@ impl Method<'_> {
         &self.item.attrs
     }
 
+    /// The attributes that carry over to the generated client method: docs, lint levels and
+    /// `#[deprecated]`.
+    pub fn client_attrs(&self) -> impl Iterator<Item = &Attribute> {
+        self.item
+            .attrs
+            .iter()
+            .filter(|a| is_lint(a) || a.path().is_ident("doc") || a.path().is_ident("deprecated"))
+    }
+
     /// How the method is called, once [`crate::check`] has accepted it.
     pub fn kind(&self) -> Kind {
         match (&self.output, self.is_async()) {
@@ -92,6 +101,8 @@ pub struct Arg<'a> {
     pub ty: &'a Type,
     /// The argument's name when the pattern is a plain identifier (`name` or `mut name`).
     pub ident: Option<&'a Ident>,
+    /// The attributes written on the argument.
+    pub attrs: &'a [Attribute],
 }
 
 /// The method's return type.
@@ -215,6 +226,13 @@ fn is_std_trait(path: &syn::Path) -> bool {
         .is_some_and(|s| STD.iter().any(|t| s.ident == t))
 }
 
+/// Whether `attr` sets a lint level (`allow`, `warn`, `deny`, `forbid`, `expect`).
+pub fn is_lint(attr: &Attribute) -> bool {
+    ["allow", "warn", "deny", "forbid", "expect"]
+        .iter()
+        .any(|level| attr.path().is_ident(level))
+}
+
 /// Whether `ty` is `Self`.
 fn is_self(ty: &Type) -> bool {
     matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self"))
@@ -251,6 +269,7 @@ impl<'a> Method<'a> {
                 FnArg::Typed(t) => Some(Arg {
                     pat: &t.pat,
                     ty: &t.ty,
+                    attrs: &t.attrs,
                     ident: match &*t.pat {
                         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
                         _ => None,

@@ -176,7 +176,7 @@ fn gen_invocation(gateway: &Gateway) -> TokenStream {
         #[doc = #doc]
         #[derive(::rpc_core::__private::serde::Serialize, ::rpc_core::__private::serde::Deserialize)]
         #[serde(crate = "::rpc_core::__private::serde")]
-        #[allow(non_camel_case_types)]
+        #[allow(non_camel_case_types, non_snake_case, deprecated)]
         #vis enum #ident {
             #(#variants),*
         }
@@ -257,10 +257,22 @@ fn gen_client_method(gateway: &Gateway, index: usize, m: &Method) -> TokenStream
     let vis = &gateway.item.vis;
     let name = m.ident;
     let invocation = gateway.invocation_ident();
-    let docs = m.attrs().iter().filter(|a| a.path().is_ident("doc"));
+    // Docs, lint levels and `#[deprecated]` carry over; a method without docs gets one, so
+    // that `missing_docs` reports the user's method once, not the generated one too.
+    let attrs = m.client_attrs();
+    let fallback_doc = (!m.attrs().iter().any(|a| a.path().is_ident("doc"))).then(|| {
+        let doc = format!("Calls [`{}::{}`] on the endpoint.", gateway.ident(), name);
+        quote!(#[doc = #doc])
+    });
+    let docs = quote! {
+        #(#attrs)*
+        #fallback_doc
+        #[allow(clippy::too_many_arguments, non_snake_case)]
+    };
     let params = m.args.iter().map(|a| {
         let (ident, ty) = (a.ident, a.ty);
-        quote!(#ident: #ty)
+        let lints = a.attrs.iter().filter(|attr| crate::ast::is_lint(attr));
+        quote!(#(#lints)* #ident: #ty)
     });
     let fields = m.args.iter().map(|a| a.ident);
     let build = quote!(#invocation::#name { #(#fields),* });
@@ -271,14 +283,14 @@ fn gen_client_method(gateway: &Gateway, index: usize, m: &Method) -> TokenStream
                 .reply_type()
                 .map_or_else(|| quote!(()), |ty| quote!(#ty));
             quote! {
-                #(#docs)*
+                #docs
                 #vis fn #name(&self, #(#params),*) -> ::rpc_core::RpcCall<#reply> {
                     self.handle.ask(#index, #build)
                 }
             }
         }
         Kind::Tell => quote! {
-            #(#docs)*
+            #docs
             #vis fn #name(&self, #(#params),*) -> ::core::result::Result<(), ::rpc_core::RpcError> {
                 self.handle.tell(#index, #build)
             }
@@ -382,7 +394,8 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
         where
             __RpcE: #trait_ + ::rpc_core::RpcEndpoint #fenced,
         {
-            #[allow(unused_variables, clippy::unit_arg)]
+            // The handler may be deprecated and its arguments named as the user chose.
+            #[allow(unused_variables, clippy::unit_arg, deprecated, non_snake_case)]
             fn dispatch(
                 __rpc_endpoint: &mut __RpcE,
                 __rpc_invocation: #invocation,

@@ -7,6 +7,8 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+pub mod lint_clean;
+
 pub mod target {
     //! The service the attack tests (`tests/tests/hostile.rs`) run in a separate process,
     //! `attack-target`, so that a crash or a memory blow-up is seen by the test.
