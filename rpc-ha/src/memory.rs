@@ -177,7 +177,7 @@ impl Coordinator for MemoryCoordinator {
                 .or_default()
                 .leader
                 .subscribe();
-            let leaders = tokio_stream_watch(receiver)
+            let leaders = every_value(receiver)
                 .filter_map(|leader| async move { leader.map(Ok) })
                 .boxed();
             Ok(leaders)
@@ -187,7 +187,7 @@ impl Coordinator for MemoryCoordinator {
 }
 
 /// Every value of a watch channel, the current one first.
-fn tokio_stream_watch<T: Clone + Send + Sync + 'static>(
+fn every_value<T: Clone + Send + Sync + 'static>(
     receiver: watch::Receiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
     futures::stream::unfold((receiver, true), |(mut receiver, first)| async move {
