@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +10,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -20,6 +18,7 @@ use crate::control::CallControl;
 use crate::deferred::Deferred;
 use crate::error::{RpcError, TimeoutSource};
 use crate::gateway::{EndpointAddress, MethodInfo};
+use crate::wire::{Owned, Plain, Via, WireDecode, WireEncode};
 
 /// A reply on its way back to the caller: the value itself for a local call, its postcard
 /// encoding when it crossed (or, with forced serialization, pretended to cross) a wire.
@@ -86,20 +85,33 @@ impl ReplyMode {
 
     /// The reply of an ask that returned `value`.
     pub fn value<T: Serialize + Send + 'static>(self, value: T) -> Handled {
-        Handled::Reply(self.encode(value))
+        self.value_as::<T, Plain>(value)
     }
 
     /// The reply of a method that returned a [`Deferred`].
     pub fn deferred<T: Serialize + Send + 'static>(self, deferred: Deferred<T>) -> Handled {
-        Handled::Deferred(Box::pin(async move { self.encode(deferred.await) }))
+        self.deferred_as::<T, Plain>(deferred)
     }
 
-    fn encode<T: Serialize + Send + 'static>(self, value: T) -> ReplyResult {
+    /// [`ReplyMode::value`], written on the wire in format `F`.
+    pub fn value_as<T: Send + 'static, F: WireEncode<T>>(self, value: T) -> Handled {
+        Handled::Reply(self.encode::<T, F>(value))
+    }
+
+    /// [`ReplyMode::deferred`], written on the wire in format `F`.
+    pub fn deferred_as<T: Send + 'static, F: WireEncode<T>>(
+        self,
+        deferred: Deferred<T>,
+    ) -> Handled {
+        Handled::Deferred(Box::pin(async move { self.encode::<T, F>(deferred.await) }))
+    }
+
+    fn encode<T: Send + 'static, F: WireEncode<T>>(self, value: T) -> ReplyResult {
         if !self.encoded {
             return Ok(ReplyValue::Local(Box::new(value)));
         }
         let method = self.method;
-        codec::encode(&value, || {
+        codec::encode(&Via::<F, T>::new(&value), || {
             format!(
                 "encoding the reply of `{}::{}`",
                 method.gateway, method.name
@@ -150,7 +162,8 @@ pin_project_lite::pin_project! {
         max_depth: usize,
         #[pin]
         sleep: Option<Sleep>,
-        _reply: PhantomData<fn() -> T>,
+        // Turns the reply back into a `T`, reading an encoded one in the method's wire format.
+        decode: fn(ReplyValue, &MethodInfo, usize) -> Result<T, RpcError>,
     }
 
     impl<T> PinnedDrop for RpcCall<T> {
@@ -165,9 +178,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<T> RpcCall<T> {
+impl<T: 'static> RpcCall<T> {
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn pending(
+    pub(crate) fn pending<F: WireDecode<T>>(
         receiver: oneshot::Receiver<ReplyResult>,
         control: Arc<CallControl>,
         method: &'static MethodInfo,
@@ -188,7 +201,7 @@ impl<T> RpcCall<T> {
             source,
             max_depth,
             sleep: None,
-            _reply: PhantomData,
+            decode: decode::<T, F>,
         }
     }
 
@@ -204,7 +217,7 @@ impl<T> RpcCall<T> {
             source: TimeoutSource::Call,
             max_depth: 0,
             sleep: None,
-            _reply: PhantomData,
+            decode: never_decoded,
         }
     }
 
@@ -259,7 +272,7 @@ impl AbortHandle {
     }
 }
 
-impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
+impl<T: 'static> Future for RpcCall<T> {
     type Output = Result<T, RpcError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -293,7 +306,7 @@ impl<T: DeserializeOwned + 'static> Future for RpcCall<T> {
         if let Poll::Ready(outcome) = Pin::new(receiver).poll(cx) {
             *this.receiver = None;
             return Poll::Ready(match outcome {
-                Ok(Ok(value)) => decode(value, this.method, *this.max_depth),
+                Ok(Ok(value)) => (this.decode)(value, this.method, *this.max_depth),
                 Ok(Err(error)) => Err(error),
                 // The reply slot was dropped: the endpoint gave up on the call at its deadline
                 // (a moment before this side's timer), or it stopped.
@@ -332,8 +345,8 @@ fn endpoint_of(endpoint: &Option<Arc<EndpointAddress>>) -> EndpointAddress {
         .unwrap_or_else(|| EndpointAddress::new("", None))
 }
 
-/// Turns a reply back into the method's return type.
-fn decode<T: DeserializeOwned + 'static>(
+/// Turns a reply back into the method's return type, read in format `F` if it is encoded.
+fn decode<T: 'static, F: WireDecode<T>>(
     value: ReplyValue,
     method: &MethodInfo,
     max_depth: usize,
@@ -354,6 +367,19 @@ fn decode<T: DeserializeOwned + 'static>(
                     reason: "the reply has another type than the proxy expects".to_owned(),
                 })
         }
-        ReplyValue::Encoded(bytes) => codec::decode(&bytes, max_depth, context),
+        ReplyValue::Encoded(bytes) => {
+            codec::decode::<Owned<F, T>>(&bytes, max_depth, context).map(|owned| owned.0)
+        }
     }
+}
+
+/// The decoder of a call that failed before it was sent: it never has a reply.
+fn never_decoded<T>(_: ReplyValue, method: &MethodInfo, _: usize) -> Result<T, RpcError> {
+    Err(RpcError::Serialization {
+        context: format!(
+            "decoding the reply of `{}::{}`",
+            method.gateway, method.name
+        ),
+        reason: "the call failed before it was sent, so it has no reply".to_owned(),
+    })
 }

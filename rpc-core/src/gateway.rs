@@ -14,6 +14,7 @@ use crate::control::CallControl;
 use crate::endpoint::{Gateways, RpcEndpoint};
 use crate::error::{RpcError, TimeoutSource};
 use crate::fencing::FencingToken;
+use crate::wire::{Plain, WireDecode};
 
 /// A gateway: implemented by the client type `#[rpc_gateway]` generates for a trait
 /// (`HelloGateway` -> `HelloGatewayClient`). Users name it to get proxies
@@ -239,7 +240,20 @@ impl<G: Gateway> GatewayHandle<G> {
     }
 
     /// Sends an ask for method number `method` and returns the call to await.
-    pub fn ask<T>(&self, method: usize, invocation: G::Invocation) -> RpcCall<T> {
+    pub fn ask<T: DeserializeOwned + 'static>(
+        &self,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> RpcCall<T> {
+        self.ask_as::<T, Plain>(method, invocation)
+    }
+
+    /// [`GatewayHandle::ask`] for a reply written on the wire in format `F`.
+    pub fn ask_as<T: 'static, F: WireDecode<T>>(
+        &self,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> RpcCall<T> {
         let method = &G::METHODS[method];
         let (reply, receiver) = ReplyTo::channel();
         let started = tokio::time::Instant::now();
@@ -248,7 +262,7 @@ impl<G: Gateway> GatewayHandle<G> {
             .target
             .ask(method, invocation, self.token.as_ref(), reply, &control)
         {
-            Ok(()) => RpcCall::pending(
+            Ok(()) => RpcCall::pending::<F>(
                 receiver,
                 control,
                 method,

@@ -82,6 +82,7 @@ mod mailbox;
 mod service;
 mod target;
 pub mod transport;
+mod wire;
 
 pub use call::{AbortHandle, RpcCall};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
@@ -181,6 +182,27 @@ pub mod __private {
         UnfencedGateway,
     };
     pub use serde;
+
+    /// How argument and reply types are written: see `wire.rs`.
+    pub mod wire {
+        pub use crate::wire::{Bytes, OptionOf, Plain, ResultOf, WireDecode, WireEncode};
+    }
+
+    /// The 64-bit FNV-1a offset basis: the hash of no bytes.
+    pub const FNV1A_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+    /// Continues a 64-bit FNV-1a `hash` over `text`, at compile time. A gateway whose methods
+    /// are behind `#[cfg]` computes its fingerprint with it; the macro hashes the others
+    /// itself, with the same function.
+    pub const fn fnv1a_extend(mut hash: u64, text: &str) -> u64 {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            i += 1;
+        }
+        hash
+    }
 
     /// Spanned on each argument type. Serializability is checked by the invocation enum's
     /// serde derive, whose errors already point at the argument.

@@ -4,9 +4,11 @@
 //! and leaves every judgement to [`crate::check`], so that all mistakes are reported together.
 
 use syn::{
-    Attribute, FnArg, Ident, ItemTrait, Pat, ReturnType, Signature, TraitItem, TraitItemFn, Type,
+    FnArg, Ident, ItemTrait, Pat, ReturnType, Signature, TraitItem, TraitItemFn, Type,
     TypeParamBound,
 };
+
+use crate::passthrough::Passed;
 
 /// A trait annotated with `#[rpc_gateway]`.
 pub struct Gateway<'a> {
@@ -36,6 +38,8 @@ pub struct Method<'a> {
     pub receiver: Receiver<'a>,
     pub args: Vec<Arg<'a>>,
     pub output: Output<'a>,
+    /// Its attributes, sorted by where they go.
+    pub passed: Passed,
 }
 
 impl Method<'_> {
@@ -45,19 +49,6 @@ impl Method<'_> {
 
     pub fn is_async(&self) -> bool {
         self.item.sig.asyncness.is_some()
-    }
-
-    pub fn attrs(&self) -> &[Attribute] {
-        &self.item.attrs
-    }
-
-    /// The attributes that carry over to the generated client method: docs, lint levels and
-    /// `#[deprecated]`.
-    pub fn client_attrs(&self) -> impl Iterator<Item = &Attribute> {
-        self.item
-            .attrs
-            .iter()
-            .filter(|a| is_lint(a) || a.path().is_ident("doc") || a.path().is_ident("deprecated"))
     }
 
     /// How the method is called, once [`crate::check`] has accepted it.
@@ -101,8 +92,8 @@ pub struct Arg<'a> {
     pub ty: &'a Type,
     /// The argument's name when the pattern is a plain identifier (`name` or `mut name`).
     pub ident: Option<&'a Ident>,
-    /// The attributes written on the argument.
-    pub attrs: &'a [Attribute],
+    /// Its attributes, sorted by where they go.
+    pub passed: Passed,
 }
 
 /// The method's return type.
@@ -226,13 +217,6 @@ fn is_std_trait(path: &syn::Path) -> bool {
         .is_some_and(|s| STD.iter().any(|t| s.ident == t))
 }
 
-/// Whether `attr` sets a lint level (`allow`, `warn`, `deny`, `forbid`, `expect`).
-pub fn is_lint(attr: &Attribute) -> bool {
-    ["allow", "warn", "deny", "forbid", "expect"]
-        .iter()
-        .any(|level| attr.path().is_ident(level))
-}
-
 /// Whether `ty` is `Self`.
 fn is_self(ty: &Type) -> bool {
     matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self"))
@@ -269,7 +253,7 @@ impl<'a> Method<'a> {
                 FnArg::Typed(t) => Some(Arg {
                     pat: &t.pat,
                     ty: &t.ty,
-                    attrs: &t.attrs,
+                    passed: Passed::new(&t.attrs),
                     ident: match &*t.pat {
                         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
                         _ => None,
@@ -295,6 +279,7 @@ impl<'a> Method<'a> {
             receiver,
             args,
             output,
+            passed: Passed::new(&item.attrs),
         }
     }
 }
@@ -314,6 +299,71 @@ fn deferred_inner(ty: &Type) -> Option<&Type> {
     };
     match args.args.iter().collect::<Vec<_>>().as_slice() {
         [syn::GenericArgument::Type(inner)] => Some(inner),
+        _ => None,
+    }
+}
+
+/// The wire format of a type the framework writes faster than its serde impls would, as a path
+/// to a `rpc_core::__private::wire` format: `Vec<u8>` (as one byte string), and `Option` or
+/// `Result<_, E>` around one. `None` for every other type (written by its serde impls).
+///
+/// Recognised by how the type is written: `Vec<u8>` behind a type alias is written the slow
+/// way, as the same bytes.
+pub fn wire_format(ty: &Type) -> Option<proc_macro2::TokenStream> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    let prefix: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let is = |paths: &[&[&str]]| paths.contains(&prefix.as_slice());
+    match types.as_slice() {
+        [inner] if is(&[&["Vec"], &["std", "vec", "Vec"], &["alloc", "vec", "Vec"]]) => {
+            let Type::Path(inner) = inner else {
+                return None;
+            };
+            inner
+                .path
+                .is_ident("u8")
+                .then(|| quote::quote!(::rpc_core::__private::wire::Bytes))
+        }
+        [inner]
+            if is(&[
+                &["Option"],
+                &["std", "option", "Option"],
+                &["core", "option", "Option"],
+            ]) =>
+        {
+            let inner = wire_format(inner)?;
+            Some(quote::quote!(::rpc_core::__private::wire::OptionOf<#inner>))
+        }
+        [ok, _]
+            if is(&[
+                &["Result"],
+                &["std", "result", "Result"],
+                &["core", "result", "Result"],
+            ]) =>
+        {
+            let ok = wire_format(ok)?;
+            Some(quote::quote!(::rpc_core::__private::wire::ResultOf<#ok>))
+        }
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Item, ItemTrait, TraitItem};
 
-use crate::ast::{Gateway, Kind, Method, Output, Receiver};
+use crate::ast::{Gateway, Kind, Method, Output, Receiver, wire_format};
 use crate::attr::Args;
 use crate::check;
 use crate::ctxt::Ctxt;
@@ -162,15 +162,25 @@ fn gen_invocation(gateway: &Gateway) -> TokenStream {
     );
     let variants = gateway.methods.iter().map(|m| {
         let name = m.ident;
+        let cfgs = &m.passed.cfgs;
         let fields = m.args.iter().map(|a| {
-            let (ident, ty) = (a.ident, a.ty);
+            let (ident, ty, cfgs) = (a.ident, a.ty, &a.passed.cfgs);
             let doc = ident
                 .map(|i| format!("The `{i}` argument."))
                 .unwrap_or_default();
-            quote!(#[doc = #doc] #ident: #ty)
+            let format = wire_format(ty).map(|format| {
+                let serialize =
+                    quote!(<#format as ::rpc_core::__private::wire::WireEncode<#ty>>::serialize)
+                        .to_string();
+                let deserialize =
+                    quote!(<#format as ::rpc_core::__private::wire::WireDecode<#ty>>::deserialize)
+                        .to_string();
+                quote!(#[serde(serialize_with = #serialize, deserialize_with = #deserialize)])
+            });
+            quote!(#(#cfgs)* #[doc = #doc] #format #ident: #ty)
         });
         let doc = format!("Invokes [`{}::{}`].", gateway.ident(), m.ident);
-        quote!(#[doc = #doc] #name { #(#fields),* })
+        quote!(#(#cfgs)* #[doc = #doc] #name { #(#fields),* })
     });
     quote! {
         #[doc = #doc]
@@ -197,7 +207,7 @@ fn gen_client(gateway: &Gateway) -> TokenStream {
         .methods
         .iter()
         .enumerate()
-        .map(|(index, m)| gen_client_method(gateway, index, m));
+        .map(|(position, m)| gen_client_method(gateway, position, m));
     let fencing = gateway.fenced.as_ref().map(|token| {
         quote! {
             /// Returns a copy of this proxy whose calls carry fencing token `token` (for
@@ -253,28 +263,33 @@ fn gen_client(gateway: &Gateway) -> TokenStream {
     }
 }
 
-fn gen_client_method(gateway: &Gateway, index: usize, m: &Method) -> TokenStream {
+fn gen_client_method(gateway: &Gateway, position: usize, m: &Method) -> TokenStream {
     let vis = &gateway.item.vis;
     let name = m.ident;
     let invocation = gateway.invocation_ident();
+    let index = method_index(gateway, position);
     // Docs, lint levels and `#[deprecated]` carry over; a method without docs gets one, so
     // that `missing_docs` reports the user's method once, not the generated one too.
-    let attrs = m.client_attrs();
-    let fallback_doc = (!m.attrs().iter().any(|a| a.path().is_ident("doc"))).then(|| {
+    let (cfgs, attrs) = (&m.passed.cfgs, &m.passed.client);
+    let fallback_doc = (!m.passed.has_doc).then(|| {
         let doc = format!("Calls [`{}::{}`] on the endpoint.", gateway.ident(), name);
         quote!(#[doc = #doc])
     });
     let docs = quote! {
+        #(#cfgs)*
         #(#attrs)*
         #fallback_doc
         #[allow(clippy::too_many_arguments, non_snake_case)]
     };
     let params = m.args.iter().map(|a| {
         let (ident, ty) = (a.ident, a.ty);
-        let lints = a.attrs.iter().filter(|attr| crate::ast::is_lint(attr));
-        quote!(#(#lints)* #ident: #ty)
+        let (cfgs, lints) = (&a.passed.cfgs, &a.passed.client);
+        quote!(#(#cfgs)* #(#lints)* #ident: #ty)
     });
-    let fields = m.args.iter().map(|a| a.ident);
+    let fields = m.args.iter().map(|a| {
+        let (ident, cfgs) = (a.ident, &a.passed.cfgs);
+        quote!(#(#cfgs)* #ident)
+    });
     let build = quote!(#invocation::#name { #(#fields),* });
     match m.kind() {
         Kind::Ask | Kind::Deferred => {
@@ -282,10 +297,14 @@ fn gen_client_method(gateway: &Gateway, index: usize, m: &Method) -> TokenStream
                 .output
                 .reply_type()
                 .map_or_else(|| quote!(()), |ty| quote!(#ty));
+            let ask = match m.output.reply_type().and_then(wire_format) {
+                Some(format) => quote!(ask_as::<#reply, #format>),
+                None => quote!(ask),
+            };
             quote! {
                 #docs
                 #vis fn #name(&self, #(#params),*) -> ::rpc_core::RpcCall<#reply> {
-                    self.handle.ask(#index, #build)
+                    self.handle.#ask(#index, #build)
                 }
             }
         }
@@ -302,22 +321,24 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
     let client = gateway.client_ident();
     let invocation = gateway.invocation_ident();
     let name = &gateway.name;
-    let fingerprint = fingerprint::fnv1a(&fingerprint::canonical(gateway));
+    let fingerprint = fingerprint::expr(gateway);
     let methods = gateway.methods.iter().map(|m| {
         let method = m.ident.to_string();
+        let cfgs = &m.passed.cfgs;
         let kind = match m.kind() {
             Kind::Ask | Kind::Deferred => quote!(Ask),
             Kind::Tell => quote!(Tell),
         };
-        quote!(::rpc_core::__private::MethodInfo {
+        quote!(#(#cfgs)* ::rpc_core::__private::MethodInfo {
             gateway: #name,
             name: #method,
             kind: ::rpc_core::__private::MethodKind::#kind,
         })
     });
-    let arms = gateway.methods.iter().enumerate().map(|(index, m)| {
-        let method = m.ident;
-        quote!(#invocation::#method { .. } => #index)
+    let arms = gateway.methods.iter().enumerate().map(|(position, m)| {
+        let (method, cfgs) = (m.ident, &m.passed.cfgs);
+        let index = method_index(gateway, position);
+        quote!(#(#cfgs)* #invocation::#method { .. } => #index)
     });
     let (token, fenced, marker) = match &gateway.fenced {
         Some(token) => (quote!(#token), true, quote!(FencedGateway)),
@@ -363,8 +384,15 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
         }
     });
     let arms = gateway.methods.iter().map(|m| {
-        let method = m.ident;
-        let fields: Vec<_> = m.args.iter().map(|a| a.ident).collect();
+        let (method, cfgs) = (m.ident, &m.passed.cfgs);
+        let fields: Vec<_> = m
+            .args
+            .iter()
+            .map(|a| {
+                let (ident, cfgs) = (a.ident, &a.passed.cfgs);
+                quote!(#(#cfgs)* #ident)
+            })
+            .collect();
         let receiver = match m.receiver {
             Receiver::Ref => quote!(&*__rpc_endpoint),
             _ => quote!(&mut *__rpc_endpoint),
@@ -379,15 +407,21 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
             (Kind::Tell, _) => quote!({ #call; ::rpc_core::__private::Handled::NoReply }),
             (Kind::Ask, Output::Unit) => quote!({ #call; __rpc_reply.value(()) }),
             // Spanned on the return type, so a reply that cannot be encoded is reported there.
-            (Kind::Deferred, Output::Deferred(ty)) => quote_spanned! {ty.span()=>
-                ::rpc_core::__private::ReplyMode::deferred::<#ty>(__rpc_reply, #call)
-            },
-            (_, Output::Value(ty) | Output::Deferred(ty)) => quote_spanned! {ty.span()=>
-                ::rpc_core::__private::ReplyMode::value::<#ty>(__rpc_reply, #call)
-            },
+            (Kind::Deferred, Output::Deferred(ty)) => {
+                let format = wire_format(ty).unwrap_or_else(|| quote!(::rpc_core::__private::wire::Plain));
+                quote_spanned! {ty.span()=>
+                    ::rpc_core::__private::ReplyMode::deferred_as::<#ty, #format>(__rpc_reply, #call)
+                }
+            }
+            (_, Output::Value(ty) | Output::Deferred(ty)) => {
+                let format = wire_format(ty).unwrap_or_else(|| quote!(::rpc_core::__private::wire::Plain));
+                quote_spanned! {ty.span()=>
+                    ::rpc_core::__private::ReplyMode::value_as::<#ty, #format>(__rpc_reply, #call)
+                }
+            }
             (Kind::Deferred, Output::Unit) => quote!(__rpc_reply.deferred(#call)),
         };
-        quote!(#invocation::#method { #(#fields),* } => #body)
+        quote!(#(#cfgs)* #invocation::#method { #(#fields),* } => #body)
     });
     quote! {
         impl<__RpcE> ::rpc_core::__private::Dispatch<__RpcE> for #client
@@ -417,22 +451,48 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
     }
 }
 
+/// The index of the method at `position` in the method table: the number of methods before it
+/// that exist in this build (a literal unless some are behind `#[cfg]`).
+fn method_index(gateway: &Gateway, position: usize) -> TokenStream {
+    let before = &gateway.methods[..position];
+    let fixed = before.iter().filter(|m| !m.passed.is_conditional()).count();
+    let conditional: Vec<_> = before
+        .iter()
+        .filter(|m| m.passed.is_conditional())
+        .map(|m| {
+            let cfgs = &m.passed.cfgs;
+            quote!(#(#cfgs)* { index += 1; })
+        })
+        .collect();
+    if conditional.is_empty() {
+        return quote!(#fixed);
+    }
+    quote!(const {
+        let mut index: usize = #fixed;
+        #(#conditional)*
+        index
+    })
+}
+
 /// Assertions spanned on the user's types, so that a type that cannot cross the wire is
 /// underlined where it is written.
 fn gen_assertions(gateway: &Gateway) -> TokenStream {
     let mut checks = Vec::new();
     for m in &gateway.methods {
+        let mut method = Vec::new();
         for a in &m.args {
-            let ty = a.ty;
-            checks.push(quote_spanned! {ty.span()=>
-                ::rpc_core::__private::assert_argument::<#ty>();
+            let (ty, cfgs) = (a.ty, &a.passed.cfgs);
+            method.push(quote_spanned! {ty.span()=>
+                #(#cfgs)* ::rpc_core::__private::assert_argument::<#ty>();
             });
         }
         if let Some(ty) = m.output.reply_type() {
-            checks.push(quote_spanned! {ty.span()=>
+            method.push(quote_spanned! {ty.span()=>
                 ::rpc_core::__private::assert_reply::<#ty>();
             });
         }
+        let cfgs = &m.passed.cfgs;
+        checks.push(quote!(#(#cfgs)* { #(#method)* }));
     }
     if checks.is_empty() {
         return TokenStream::new();

@@ -19,6 +19,7 @@
 //! - [`ctxt`]: the error collector.
 //! - [`expand`]: code generation, one function per generated item.
 //! - [`fingerprint`]: the stable hash of the method signatures.
+//! - [`passthrough`]: where each attribute on a method or argument goes.
 //! - [`serves`]: the `serves!` macro that declares which gateways an endpoint serves.
 
 mod ast;
@@ -27,6 +28,7 @@ mod check;
 mod ctxt;
 mod expand;
 mod fingerprint;
+mod passthrough;
 mod serves;
 
 use proc_macro::TokenStream;

@@ -96,6 +96,9 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     if wanted("ours.bulk1m") {
         samples.push(ours::bulk1m(&ours.remote, counts.bulk.0, counts.bulk.1).await);
     }
+    if wanted("ours.bulk1m.vec") {
+        samples.push(ours::bulk1m_vec(&ours.remote, counts.bulk.0, counts.bulk.1).await);
+    }
     if wanted("ours.local") {
         samples.push(ours::seq("ours.local", &ours.local, counts.local.0, counts.local.1).await);
     }

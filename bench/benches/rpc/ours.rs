@@ -14,6 +14,8 @@ use crate::stats::{Latencies, Sample, Unit, bulk, concurrent, sequential};
 pub trait EchoBench {
     async fn echo(&mut self, payload: String) -> String;
     async fn bulk(&mut self, data: ByteBuf) -> ByteBuf;
+    /// The same echo with the type users write: the macro sends it as one byte string.
+    async fn bulk_vec(&mut self, data: Vec<u8>) -> Vec<u8>;
     fn tell(&mut self, n: u64);
     async fn told(&mut self) -> u64;
 }
@@ -53,6 +55,9 @@ impl EchoBench for Echo {
         payload
     }
     async fn bulk(&mut self, data: ByteBuf) -> ByteBuf {
+        data
+    }
+    async fn bulk_vec(&mut self, data: Vec<u8>) -> Vec<u8> {
         data
     }
     fn tell(&mut self, _n: u64) {
@@ -170,6 +175,26 @@ pub async fn bulk1m(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample 
             back
         }
     })
+    .await
+}
+
+/// [`bulk1m`] with `Vec<u8>` instead of `ByteBuf`.
+pub async fn bulk1m_vec(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    bulk(
+        "ours.bulk1m.vec",
+        warmup,
+        n,
+        1 << 20,
+        vec![7u8; 1 << 20],
+        |data| {
+            let call = proxy.bulk_vec(data);
+            async move {
+                let back = call.await.expect("bulk");
+                assert_eq!(back.len(), 1 << 20);
+                back
+            }
+        },
+    )
     .await
 }
 

@@ -188,6 +188,14 @@ fn ratios(runs: &[Vec<Sample>]) -> Vec<Ratio> {
         ),
         ratio(
             runs,
+            "ours.bulk1m.vec / ours.bulk1m MB/s (Vec<u8> against ByteBuf)",
+            "ours.bulk1m.vec",
+            "ours.bulk1m",
+            Rate,
+            Some(Target::AtLeast(0.9)),
+        ),
+        ratio(
+            runs,
             "tarpc.bulk1m / raw.bulk1m MB/s",
             "tarpc.bulk1m",
             "raw.bulk1m",
