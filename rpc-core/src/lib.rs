@@ -99,6 +99,7 @@ pub use gateway::{
     CallTarget, EndpointAddress, FencedGateway, Gateway, Incarnation, UnfencedGateway,
 };
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
+pub use wire::{RpcArgument, RpcReply};
 
 /// Turns a trait into an RPC gateway.
 ///
@@ -183,9 +184,14 @@ pub mod __private {
     };
     pub use serde;
 
+    pub use crate::wire::{RpcArgument, RpcReply};
+
     /// How argument and reply types are written: see `wire.rs`.
     pub mod wire {
-        pub use crate::wire::{Bytes, OptionOf, Plain, ResultOf, WireDecode, WireEncode};
+        pub use crate::wire::{
+            Bytes, CanAsk, CanDecode, CanEncode, CanReply, CannotAsk, CannotDecode, CannotEncode,
+            CannotReply, OptionOf, Plain, Probe, ResultOf, WireDecode, WireEncode,
+        };
     }
 
     /// The 64-bit FNV-1a offset basis: the hash of no bytes.

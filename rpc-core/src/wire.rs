@@ -14,6 +14,10 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, EnumAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::call::{Handled, ReplyMode, RpcCall};
+use crate::deferred::Deferred;
+use crate::gateway::{Gateway, GatewayHandle};
+
 /// Writes a `T`: one of the formats below.
 pub trait WireEncode<T> {
     /// Serializes `value`.
@@ -245,6 +249,168 @@ impl<'de, F: WireDecode<T>, T> Deserialize<'de> for Owned<F, T> {
         F::deserialize(deserializer).map(|value| Owned(value, PhantomData))
     }
 }
+
+/// What the type of an rpc method's argument must be: owned, `Send` and serde (implemented for
+/// every such type). `#[rpc_gateway]` checks each argument type against it, spanned on the
+/// type, so a type that cannot cross the wire is reported there, in these words, before
+/// anything else.
+///
+/// ```
+/// fn crosses_the_wire<T: rpc_core::RpcArgument>() {}
+/// crosses_the_wire::<(String, Vec<u8>, Option<u64>)>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of an rpc method: arguments must be owned, `Send`, serde types",
+    label = "not an owned, `Send`, serde type",
+    note = "derive `serde::Serialize` and `serde::Deserialize` on your own types; use `String` for \
+            `Cow<str>`, `Arc<T>` for `Rc<T>`, `Vec<T>` for `&[T]`, an enum of the cases for a \
+            closure or a trait object"
+)]
+pub trait RpcArgument: Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> RpcArgument for T {}
+
+/// What the reply type of an rpc method must be: owned, `Send` and serde, like an
+/// [`RpcArgument`].
+///
+/// ```
+/// fn can_reply<T: rpc_core::RpcReply>() {}
+/// can_reply::<Result<Vec<String>, String>>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the reply of an rpc method: replies must be owned, `Send`, serde types",
+    label = "not an owned, `Send`, serde type",
+    note = "derive `serde::Serialize` and `serde::Deserialize` on your own types; for errors, \
+            return `Result<T, E>` with a serde error type such as `String` or an enum of yours"
+)]
+pub trait RpcReply: Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> RpcReply for T {}
+
+// The probes: generated code writes `(&Probe::<T, F>::NEW).encode(..)` (and `decode`, `reply`,
+// `defer`, `ask`) for the user's concrete `T`. When `T` can cross the wire, method resolution
+// finds the `Can*` impl on `Probe` and the call goes through format `F`. When it cannot, it finds
+// the `Cannot*` impl on `&Probe`, which compiles and never runs: the gateway's `RpcArgument` or
+// `RpcReply` bound has already failed the build, with the one error the user should read, and
+// nothing else fails after it.
+
+/// Selects format `F` for `T` when `T` can cross the wire.
+pub struct Probe<T, F>(PhantomData<(Produces<T>, F)>);
+
+impl<T, F> Probe<T, F> {
+    /// The probe.
+    pub const NEW: Self = Probe(PhantomData);
+}
+
+const UNREACHABLE: &str = "a type that cannot cross the wire fails the build before this runs";
+
+/// Encodes a `T` in format `F`.
+pub trait CanEncode<T> {
+    /// Serializes `value`.
+    fn encode<S: Serializer>(&self, value: &T, serializer: S) -> Result<S::Ok, S::Error>;
+}
+
+impl<T, F: WireEncode<T>> CanEncode<T> for Probe<T, F> {
+    fn encode<S: Serializer>(&self, value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        F::serialize(value, serializer)
+    }
+}
+
+/// Stands in for [`CanEncode`]; never runs.
+pub trait CannotEncode<T> {
+    /// Never runs.
+    fn encode<S: Serializer>(&self, _: &T, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(UNREACHABLE))
+    }
+}
+
+impl<T, F> CannotEncode<T> for &Probe<T, F> {}
+
+/// Decodes a `T` in format `F`.
+pub trait CanDecode<T> {
+    /// Deserializes a `T`.
+    fn decode<'de, D: Deserializer<'de>>(&self, deserializer: D) -> Result<T, D::Error>;
+}
+
+impl<T, F: WireDecode<T>> CanDecode<T> for Probe<T, F> {
+    fn decode<'de, D: Deserializer<'de>>(&self, deserializer: D) -> Result<T, D::Error> {
+        F::deserialize(deserializer)
+    }
+}
+
+/// Stands in for [`CanDecode`]; never runs.
+pub trait CannotDecode<T> {
+    /// Never runs.
+    fn decode<'de, D: Deserializer<'de>>(&self, _: D) -> Result<T, D::Error> {
+        Err(de::Error::custom(UNREACHABLE))
+    }
+}
+
+impl<T, F> CannotDecode<T> for &Probe<T, F> {}
+
+/// Replies with a `T`, written in format `F`.
+pub trait CanReply<T> {
+    /// The reply of an ask that returned `value`.
+    fn reply(&self, mode: ReplyMode, value: T) -> Handled;
+    /// The reply of a method that returned a [`Deferred`].
+    fn defer(&self, mode: ReplyMode, deferred: Deferred<T>) -> Handled;
+}
+
+impl<T: Send + 'static, F: WireEncode<T>> CanReply<T> for Probe<T, F> {
+    fn reply(&self, mode: ReplyMode, value: T) -> Handled {
+        mode.value_as::<T, F>(value)
+    }
+
+    fn defer(&self, mode: ReplyMode, deferred: Deferred<T>) -> Handled {
+        mode.deferred_as::<T, F>(deferred)
+    }
+}
+
+/// Stands in for [`CanReply`]; never runs.
+pub trait CannotReply<T> {
+    /// Never runs.
+    fn reply(&self, _: ReplyMode, _: T) -> Handled {
+        Handled::NoReply
+    }
+    /// Never runs.
+    fn defer(&self, _: ReplyMode, _: Deferred<T>) -> Handled {
+        Handled::NoReply
+    }
+}
+
+impl<T, F> CannotReply<T> for &Probe<T, F> {}
+
+/// Asks for a `T`, read in format `F`.
+pub trait CanAsk<T> {
+    /// Sends the ask: see [`GatewayHandle::ask`].
+    fn ask<G: Gateway>(
+        &self,
+        handle: &GatewayHandle<G>,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> RpcCall<T>;
+}
+
+impl<T: 'static, F: WireDecode<T>> CanAsk<T> for Probe<T, F> {
+    fn ask<G: Gateway>(
+        &self,
+        handle: &GatewayHandle<G>,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> RpcCall<T> {
+        handle.ask_as::<T, F>(method, invocation)
+    }
+}
+
+/// Stands in for [`CanAsk`]; never runs.
+pub trait CannotAsk<T> {
+    /// Never runs.
+    fn ask<G: Gateway>(&self, _: &GatewayHandle<G>, _: usize, _: G::Invocation) -> RpcCall<T> {
+        unreachable!("{UNREACHABLE}")
+    }
+}
+
+impl<T, F> CannotAsk<T> for &Probe<T, F> {}
 
 #[cfg(test)]
 mod tests {

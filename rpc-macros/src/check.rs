@@ -210,6 +210,58 @@ struct TypeCheck<'a> {
     cx: &'a Ctxt,
 }
 
+impl TypeCheck<'_> {
+    /// Standard types that look usable and are not, each with the type to write instead.
+    fn known_mistake(&self, path: &syn::TypePath) -> Option<String> {
+        if path.qself.is_some() {
+            return None;
+        }
+        let segments: Vec<String> = path
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let last = path.path.segments.last()?;
+        let what = self.what;
+        match segments.as_slice() {
+            ["Rc"] | ["std" | "alloc", "rc", "Rc"] => Some(format!(
+                "{what} of an rpc method cannot be an `Rc`: it is not `Send`, and the value is \
+                 copied across the wire anyway; use the value itself, or `Arc<T>`"
+            )),
+            ["Cow"] | ["std" | "alloc", "borrow", "Cow"] => {
+                let borrows = match &last.arguments {
+                    PathArguments::AngleBracketed(args) => !args
+                        .args
+                        .iter()
+                        .any(|a| matches!(a, GenericArgument::Lifetime(l) if l.ident == "static")),
+                    _ => true,
+                };
+                borrows.then(|| {
+                    format!(
+                        "{what} of an rpc method cannot borrow, and this `Cow` may: use the owned \
+                         type (`String` for `Cow<str>`, `Vec<T>` for `Cow<[T]>`), or \
+                         `Cow<'static, ..>`"
+                    )
+                })
+            }
+            ["RpcError"] | ["rpc_core", "RpcError"] => Some(if what == "a return value" {
+                "a return value of an rpc method cannot carry `RpcError`: the proxy already \
+                 returns `Result<T, RpcError>` for failures of the call itself; return `T`, or \
+                 `Result<T, E>` with a serde error type of yours (`String`, an enum)"
+                    .to_owned()
+            } else {
+                format!(
+                    "{what} of an rpc method cannot be an `RpcError`: it is not a serde type; \
+                     send `String` (its message) or an enum of yours"
+                )
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl<'ast> Visit<'ast> for TypeCheck<'_> {
     fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
         self.cx.error_spanned_by(
@@ -233,7 +285,61 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
         );
     }
 
+    fn visit_type_trait_object(&mut self, object: &'ast syn::TypeTraitObject) {
+        let names: Vec<String> = object
+            .bounds
+            .iter()
+            .filter_map(|bound| match bound {
+                syn::TypeParamBound::Trait(t) => {
+                    t.path.segments.last().map(|s| s.ident.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        let fix = if names.iter().any(|n| n == "Error") {
+            "for an error, use `String` or an enum of yours deriving `Serialize` and `Deserialize`"
+        } else if names.iter().any(|n| n.starts_with("Fn")) {
+            "a closure cannot be sent to another process: send an enum of the operations the \
+             endpoint knows how to run"
+        } else {
+            "use a concrete type, or an enum of the cases"
+        };
+        self.cx.error_spanned_by(
+            object,
+            format!(
+                "{} of an rpc method cannot be a trait object: it has no wire form; {fix}",
+                self.what
+            ),
+        );
+    }
+
+    fn visit_type_ptr(&mut self, ptr: &'ast syn::TypePtr) {
+        self.cx.error_spanned_by(
+            ptr,
+            format!(
+                "{} of an rpc method cannot be a raw pointer: it points into this process's \
+                 memory; send the value itself",
+                self.what
+            ),
+        );
+    }
+
+    fn visit_type_bare_fn(&mut self, function: &'ast syn::TypeBareFn) {
+        self.cx.error_spanned_by(
+            function,
+            format!(
+                "{} of an rpc method cannot be a function pointer: code cannot be sent to \
+                 another process; send an enum of the operations the endpoint knows how to run",
+                self.what
+            ),
+        );
+    }
+
     fn visit_type_path(&mut self, path: &'ast syn::TypePath) {
+        if let Some(message) = self.known_mistake(path) {
+            self.cx.error_spanned_by(path, message);
+            return;
+        }
         if path.qself.is_none()
             && path
                 .path

@@ -23,9 +23,11 @@ pub fn expand(input: TokenStream) -> TokenStream {
             return error.to_compile_error();
         }
     };
-    let adds = paths.iter().map(
-        |path| quote_spanned!(path.span()=> <Self as #path>::__rpc_gateway_register(gateways);),
-    );
+    // `<_ as Trait>::register_rpc_gateway(gateways)` finds the endpoint type from `gateways`, so the
+    // only `Self` is in the signature: written outside `impl RpcEndpoint`, that is one error.
+    let adds = paths
+        .iter()
+        .map(|path| quote_spanned!(path.span()=> <_ as #path>::register_rpc_gateway(gateways);));
     quote! {
         fn gateways(gateways: &mut ::rpc_core::Gateways<Self>) {
             #(#adds)*
