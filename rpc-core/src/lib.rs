@@ -125,11 +125,45 @@ pub use wire::{RpcArgument, RpcReply};
 /// returned it. `self: &mut Self` and `self: &Self` are the same receivers spelled out.
 /// `&self` works wherever `&mut self` does (the endpoint must then be `Sync` for
 /// its futures to be `Send`). Default method bodies are allowed. Arguments and return values
-/// must be owned and implement serde's `Serialize` and `Deserialize`, plus `Send + 'static`.
+/// must be owned and implement serde's `Serialize` and `Deserialize`, plus `Send + 'static`
+/// ([`RpcArgument`], [`RpcReply`]): a type that is not is reported once, on the type, in those
+/// words. `Arc<T>` is sent as its value.
+///
+/// `Vec<u8>`, alone or as `Option<Vec<u8>>` or `Result<Vec<u8>, E>`, in an argument or a
+/// reply, travels as one byte string (the bytes serde's encoding of a `Vec<u8>` gives, written
+/// in one piece rather than byte by byte); there is no need for `serde_bytes`. A `Vec<u8>`
+/// behind a type alias is recognised only by name, so it takes the slower, byte-by-byte path
+/// to the same bytes.
+///
+/// # Attributes on methods and arguments
+///
+/// `#[cfg(..)]` and `#[cfg_attr(.., cfg(..))]` on a method or an argument remove it from
+/// everything generated (the client, the invocation, the dispatcher, the method table and the
+/// fingerprint) exactly when they remove it from the trait, so a client and a server built
+/// with different features are told apart at connect time. Doc comments, lint levels
+/// (`allow`, `warn`, `deny`, `forbid`, `expect`) and `#[deprecated]`, plain or under
+/// `cfg_attr`, are carried to the client method (lint levels on an argument to its
+/// parameter); the dispatcher calling a deprecated method does not warn. A method without
+/// docs gets a one-line doc on the client, so `missing_docs` reports only the trait's method.
+/// Other attributes stay on the trait.
+///
+/// ```
+/// # use rpc_core::rpc_gateway;
+/// #[rpc_gateway]
+/// pub trait Store {
+///     /// Reads a key.
+///     async fn get(&mut self, key: String, #[cfg(feature = "ns")] namespace: String) -> Option<Vec<u8>>;
+///     #[cfg(feature = "admin")]
+///     async fn dump(&mut self) -> Vec<(String, Vec<u8>)>;
+///     #[deprecated(note = "use `get`")]
+///     async fn fetch(&mut self, key: String) -> Option<Vec<u8>>;
+/// }
+/// ```
 ///
 /// Rejected at compile time, each with an error on the offending tokens: generic traits or
-/// methods, associated types and consts, references and `impl Trait` in signatures, `Self` in
-/// signatures, pattern arguments, receivers other than `&mut self`/`&self`, a missing
+/// methods, associated types and consts, references, `impl Trait`, trait objects (`Box<dyn
+/// Error>`, closures), raw and function pointers, `Rc`, a `Cow` that borrows and `RpcError`
+/// in signatures, `Self` in signatures, pattern arguments, receivers other than `&mut self`/`&self`, a missing
 /// receiver, a non-async method with a return value, `unsafe`/`const`/`extern` methods,
 /// method names that collide with the proxy's own (`with_timeout`, `timeout`, `endpoint`,
 /// `clone`, and `with_fencing_token`, `fencing_token` when fenced), supertraits that are not gateways, unknown attribute arguments, and the

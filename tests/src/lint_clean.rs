@@ -64,6 +64,16 @@ pub trait Everything: Base {
     /// An argument named as the user likes.
     #[allow(non_snake_case)]
     fn odd(&mut self, Key: String);
+    /// Bytes in, bytes out.
+    async fn bytes(&mut self, data: Vec<u8>, more: Option<Vec<u8>>) -> Result<Vec<u8>, String>;
+    /// Bytes later.
+    fn bytes_later(&mut self, data: Vec<u8>) -> Deferred<Option<Vec<u8>>>;
+    /// Compiled out.
+    #[cfg(any())]
+    async fn never(&mut self, data: Vec<u8>) -> u32;
+    /// Compiled in, with a compiled-out argument.
+    #[cfg_attr(any(), deprecated)]
+    async fn sometimes(&mut self, #[cfg(any())] never: Vec<u8>, always: u32) -> u32;
 }
 
 /// A fenced gateway.
@@ -133,6 +143,15 @@ impl Everything for All {
         a.wrapping_add(o)
     }
     fn odd(&mut self, _key: String) {}
+    async fn bytes(&mut self, data: Vec<u8>, more: Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+        Ok([data, more.unwrap_or_default()].concat())
+    }
+    fn bytes_later(&mut self, data: Vec<u8>) -> Deferred<Option<Vec<u8>>> {
+        Deferred::ready(Some(data))
+    }
+    async fn sometimes(&mut self, always: u32) -> u32 {
+        always
+    }
 }
 
 #[allow(clippy::unused_async)]
