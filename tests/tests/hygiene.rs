@@ -13,11 +13,20 @@ mod hygienic {
     mod serde {}
     mod rpc_core {}
 
+    // Argument types named like the generic parameters generated code declares.
+    #[derive(::serde::Serialize, ::serde::Deserialize)]
+    pub struct S(pub u32);
+    #[derive(::serde::Serialize, ::serde::Deserialize)]
+    pub struct D(pub u32);
+
     #[::rpc_core::rpc_gateway]
     pub trait Hygienic {
         async fn ask(&mut self, value: ::std::string::String) -> ::std::string::String;
         fn tell(&mut self, value: u32);
         fn later(&mut self) -> ::rpc_core::Deferred<u32>;
+        // Method and argument names that join alike (`a_b` + `c`, `a` + `b_c`).
+        fn a_b(&mut self, c: S);
+        fn a(&mut self, b_c: D);
     }
 
     pub struct Clean;
@@ -34,6 +43,8 @@ mod hygienic {
         fn later(&mut self) -> ::rpc_core::Deferred<u32> {
             ::rpc_core::Deferred::ready(1)
         }
+        fn a_b(&mut self, _c: S) {}
+        fn a(&mut self, _b_c: D) {}
     }
 }
 
