@@ -220,7 +220,7 @@ impl RpcServiceBuilder {
 
     /// Builds a service that reaches other processes through the transport `make` returns.
     /// `make` receives the handle the transport uses to deliver inbound invocations. For
-    /// transport crates; users call, for example, `rpc_netty::NettyRpc::bind`.
+    /// transport crates; users call, for example, `rpc_netty::bind`.
     pub fn build_with_transport<T: Transport>(
         self,
         make: impl FnOnce(ServiceHandle) -> T,

@@ -4,7 +4,7 @@
 //! is not obeyed.
 //!
 //! The framework never elects leaders itself: a [`Coordinator`] does, on a coordination
-//! service. [`etcd::EtcdCoordinator`] (cargo feature `etcd`) uses etcd's election API with a
+//! service. `etcd::EtcdCoordinator` (cargo feature `etcd`) uses etcd's election API with a
 //! lease; [`memory::MemoryCoordinator`] is the in-process implementation for unit tests.
 //!
 //! - A contender runs a [`LeaderElection`]: it campaigns, and reports
@@ -32,6 +32,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ use rpc_core::{FencedEndpoint, FencingId, RpcContext};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
 mod follow;
 pub mod memory;

@@ -138,9 +138,7 @@ impl<'a> Gateway<'a> {
             match bound {
                 TypeParamBound::Trait(t) if is_marker(&t.path) => {}
                 TypeParamBound::Trait(t) if is_std_trait(&t.path) => bad_supers.push(bound),
-                TypeParamBound::Trait(t) if matches!(t.modifier, syn::TraitBoundModifier::None) => {
-                    supers.push(t)
-                }
+                TypeParamBound::Trait(t) if t.maybe.is_none() => supers.push(t),
                 TypeParamBound::Lifetime(l) if l.ident == "static" => {}
                 other => bad_supers.push(other),
             }
@@ -229,11 +227,16 @@ impl<'a> Method<'a> {
         let receiver = match sig.inputs.first() {
             Some(FnArg::Receiver(r)) => {
                 inputs.next();
-                match (&r.reference, r.colon_token) {
-                    (Some(_), None) if r.mutability.is_some() => Receiver::RefMut,
-                    (Some(_), None) => Receiver::Ref,
+                match &r.kind {
+                    syn::ReceiverKind::Reference(_, _, mutability) if r.mutability.is_none() => {
+                        if mutability.is_some() {
+                            Receiver::RefMut
+                        } else {
+                            Receiver::Ref
+                        }
+                    }
                     // `self: &mut Self` and `self: &Self`, the same receivers spelled out.
-                    (None, Some(_)) if r.mutability.is_none() => match &*r.ty {
+                    syn::ReceiverKind::Typed(_, ty) if r.mutability.is_none() => match &**ty {
                         Type::Reference(reference) if is_self(&reference.elem) => {
                             if reference.mutability.is_some() {
                                 Receiver::RefMut

@@ -87,6 +87,7 @@ impl Args {
                         qself: None, path, ..
                     }) => {
                         let token = syn::Type::Path(syn::TypePath {
+                            attrs: Vec::new(),
                             qself: None,
                             path: path.clone(),
                         });

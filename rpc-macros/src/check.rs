@@ -58,7 +58,7 @@ fn check_trait(gateway: &Gateway, cx: &Ctxt) {
             "a gateway trait cannot be `unsafe`: remove `unsafe`",
         );
     }
-    if let Some(auto) = &item.auto_token {
+    if let Some(auto) = &item.modifiers.auto_token {
         cx.error_spanned_by(
             auto,
             "a gateway trait cannot be an auto trait: remove `auto`",
@@ -110,7 +110,7 @@ fn check_method(gateway: &Gateway, method: &Method, cx: &Ctxt) {
     if let Some(constness) = &sig.constness {
         cx.error_spanned_by(constness, "an rpc method cannot be `const`: remove `const`");
     }
-    if let Some(unsafety) = &sig.unsafety {
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
         cx.error_spanned_by(
             unsafety,
             "an rpc method cannot be `unsafe`: a remote caller cannot uphold its contract; \
@@ -324,7 +324,7 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
         );
     }
 
-    fn visit_type_bare_fn(&mut self, function: &'ast syn::TypeBareFn) {
+    fn visit_type_fn_ptr(&mut self, function: &'ast syn::TypeFnPtr) {
         self.cx.error_spanned_by(
             function,
             format!(

@@ -3,24 +3,24 @@
 //!
 //! `#[rpc_gateway]` reads as a pipeline, in the manner of `serde_derive`:
 //!
-//! 1. [`ast`] turns the annotated trait into a typed form that keeps every original syn node, so
+//! 1. `ast` turns the annotated trait into a typed form that keeps every original syn node, so
 //!    each error can be spanned on the user's own tokens;
-//! 2. [`check`] validates it and collects *every* mistake into one [`ctxt::Ctxt`], so a user
+//! 2. `check` validates it and collects *every* mistake into one `ctxt::Ctxt`, so a user
 //!    sees all of them in one compile;
-//! 3. [`expand`] generates the rewritten trait, the invocation enum, the client proxy, the
+//! 3. `expand` generates the rewritten trait, the invocation enum, the client proxy, the
 //!    dispatcher and the compile-time assertions; on error it still emits the trait and a stub
 //!    client beside the errors so one mistake does not cascade into dozens.
 //!
 //! # Layout
 //!
-//! - [`ast`]: the parsed gateway (trait, methods, arguments, receivers, return kinds).
-//! - [`attr`]: the attribute's arguments (`name`, `client`, `fenced`).
-//! - [`check`]: every rule a gateway trait must satisfy, each with the fix in its message.
-//! - [`ctxt`]: the error collector.
-//! - [`expand`]: code generation, one function per generated item.
-//! - [`fingerprint`]: the stable hash of the method signatures.
-//! - [`passthrough`]: where each attribute on a method or argument goes.
-//! - [`serves`]: the `serves!` macro that declares which gateways an endpoint serves.
+//! - `ast`: the parsed gateway (trait, methods, arguments, receivers, return kinds).
+//! - `attr`: the attribute's arguments (`name`, `client`, `fenced`).
+//! - `check`: every rule a gateway trait must satisfy, each with the fix in its message.
+//! - `ctxt`: the error collector.
+//! - `expand`: code generation, one function per generated item.
+//! - `fingerprint`: the stable hash of the method signatures.
+//! - `passthrough`: where each attribute on a method or argument goes.
+//! - `serves`: the `serves!` macro that declares which gateways an endpoint serves.
 
 mod ast;
 mod attr;

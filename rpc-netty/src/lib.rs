@@ -43,6 +43,7 @@
 //! `PROTOCOL.md` in this crate documents the wire format byte by byte.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admission;
 mod auth;
@@ -57,6 +58,7 @@ pub mod protocol;
 mod server;
 pub mod session;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 mod transport;
 
