@@ -20,17 +20,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     driver_service
         .start_endpoint("heartbeat-receiver", receiver)
         .await?;
-    let driver_address = driver_service
-        .local_address()
-        .ok_or("no address")?
-        .to_string();
+    let driver_address = driver_service.local_address()?;
 
     // Each executor is its own client service, with its own connection to the driver.
     let mut executors = Vec::new();
     for (id, beats) in [("exec-1", 20), ("exec-2", 5), ("exec-3", 20)] {
         let service = rpc_netty::client();
         let driver: HeartbeatGatewayClient = service
-            .connect(&driver_address, "heartbeat-receiver")
+            .connect(driver_address, "heartbeat-receiver")
             .await?;
         let run = tokio::spawn(run_executor(driver, id.to_owned(), BEAT, beats));
         executors.push((service, run));

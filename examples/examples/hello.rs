@@ -31,12 +31,10 @@ async fn both() -> Result<(), Box<dyn std::error::Error>> {
     server
         .start_endpoint("hello-service", Hello::default())
         .await?;
-    let address = server.local_address().ok_or("the server has no address")?;
+    let address = server.local_address()?;
 
     let client = rpc_netty::client();
-    let hello: HelloGatewayClient = client
-        .connect(&address.to_string(), "hello-service")
-        .await?;
+    let hello: HelloGatewayClient = client.connect(address, "hello-service").await?;
     run_client(&hello).await?;
 
     client.shutdown().await;
@@ -49,10 +47,7 @@ async fn server(address: &str) -> Result<(), Box<dyn std::error::Error>> {
     server
         .start_endpoint("hello-service", Hello::default())
         .await?;
-    println!(
-        "serving hello-service on {}",
-        server.local_address().ok_or("no address")?
-    );
+    println!("serving hello-service on {}", server.local_address()?);
     tokio::signal::ctrl_c().await?;
     server.shutdown().await;
     Ok(())

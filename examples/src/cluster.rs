@@ -75,10 +75,7 @@ pub async fn resource_manager(name: &str, etcd: &str, ttl: Duration) -> Result<(
     let ctx = service
         .start_endpoint("resource-manager", ResourceManager::new(name))
         .await?;
-    let address = service
-        .local_address()
-        .ok_or("the service has no address")?
-        .to_string();
+    let address = service.local_address()?.to_string();
     let coordinator = Arc::new(EtcdCoordinator::connect(&[etcd], ttl).await?);
     let mut election = LeaderElection::start(coordinator, ELECTION, address, "resource-manager");
     event(format!("STARTED {name}"));

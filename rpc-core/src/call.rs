@@ -383,3 +383,53 @@ fn never_decoded<T>(_: ReplyValue, method: &MethodInfo, _: usize) -> Result<T, R
         reason: "the call failed before it was sent, so it has no reply".to_owned(),
     })
 }
+
+impl std::fmt::Debug for ReplyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyValue::Local(_) => f.write_str("Local(..)"),
+            ReplyValue::Encoded(bytes) => write!(f, "Encoded({} bytes)", bytes.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyTo::Caller(_) => f.write_str("Caller"),
+            ReplyTo::Callback(_) => f.write_str("Callback"),
+            ReplyTo::Route(_, request_id) => write!(f, "Route(request {request_id})"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyMode")
+            .field("encoded", &self.encoded)
+            .field("method", &self.method.name)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handled::Reply(result) => f.debug_tuple("Reply").field(result).finish(),
+            Handled::Deferred(_) => f.write_str("Deferred(..)"),
+            Handled::NoReply => f.write_str("NoReply"),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for RpcCall<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcCall")
+            .field("gateway", &self.method.gateway)
+            .field("method", &self.method.name)
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("pending", &self.receiver.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -233,3 +233,12 @@ impl GatewayEntry {
             .map(Arc::clone)
     }
 }
+
+impl<E: RpcEndpoint> std::fmt::Debug for Gateways<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.entries.iter().map(|e| e.name).collect();
+        f.debug_struct("Gateways")
+            .field("gateways", &names)
+            .finish_non_exhaustive()
+    }
+}

@@ -289,6 +289,41 @@ pub enum RpcError {
     /// The service has been shut down; it starts no endpoints and makes no calls.
     #[error("the rpc service is shut down")]
     ServiceShutDown,
+
+    /// The service does not listen: it was built without a transport, or as a client only
+    /// (`rpc_netty::client()`), so it has no address of its own.
+    #[error(
+        "this rpc service does not listen: bind it to an address (for example `rpc_netty::bind(\"127.0.0.1:0\")`) to give it one"
+    )]
+    NotListening,
+
+    /// A local I/O operation failed: binding a listener, loading TLS material.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+}
+
+impl RpcError {
+    /// An [`RpcError::Io`] saying what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> RpcError {
+        RpcError::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// An I/O error from the transport's setup (binding, TLS), so that `?` works in a function
+/// returning `RpcError`.
+impl From<std::io::Error> for RpcError {
+    fn from(source: std::io::Error) -> RpcError {
+        RpcError::io("I/O error", source)
+    }
 }
 
 /// Where the timeout of a call came from: each names the setting that changes it.

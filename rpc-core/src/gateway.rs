@@ -80,6 +80,7 @@ pub trait Dispatch<E: RpcEndpoint>: Gateway {
 
 /// What kind of call a method is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MethodKind {
     /// The caller awaits a reply.
     Ask,
@@ -312,5 +313,16 @@ impl<G: Gateway> GatewayHandle<G> {
     /// The endpoint this handle calls.
     pub fn endpoint(&self) -> &EndpointAddress {
         self.target.endpoint()
+    }
+}
+
+impl<G: Gateway> fmt::Debug for GatewayHandle<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayHandle")
+            .field("gateway", &G::NAME)
+            .field("endpoint", self.target.endpoint())
+            .field("timeout", &self.timeout)
+            .field("fencing_token", &self.token)
+            .finish()
     }
 }

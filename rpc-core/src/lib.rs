@@ -66,8 +66,9 @@
 //!
 //! rpc-core does no I/O: it has no sockets. The network transport lives in `rpc-netty`.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
+mod address;
 mod call;
 mod codec;
 mod context;
@@ -84,6 +85,7 @@ mod target;
 pub mod transport;
 mod wire;
 
+pub use address::ToAddress;
 pub use call::{AbortHandle, RpcCall};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use context::{RpcContext, ScheduledCall, ScheduledRun};

@@ -1,6 +1,7 @@
 //! [`RpcService`]: starts endpoints by name, hands out typed gateways to them, stops them.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -10,6 +11,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::address::ToAddress;
 use crate::codec::DEFAULT_MAX_DECODE_DEPTH;
 use crate::context::{EndpointCell, RpcContext, Shared};
 use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
@@ -64,6 +66,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct RpcService {
     inner: Arc<ServiceInner>,
+}
+
+impl fmt::Debug for RpcService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<String> = self.endpoint_names();
+        f.debug_struct("RpcService")
+            .field("local_address", &self.local_address().ok())
+            .field("endpoints", &endpoints)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct ServiceInner {
@@ -398,9 +410,14 @@ impl RpcService {
         ))
     }
 
-    /// The address this service listens on, if it has a transport that listens.
-    pub fn local_address(&self) -> Option<SocketAddr> {
-        self.inner.transport.get().and_then(|t| t.local_address())
+    /// The address this service listens on, or [`RpcError::NotListening`] for a service
+    /// without a listening transport (in process only, or a client).
+    pub fn local_address(&self) -> Result<SocketAddr, RpcError> {
+        self.inner
+            .transport
+            .get()
+            .and_then(|t| t.local_address())
+            .ok_or(RpcError::NotListening)
     }
 
     /// A typed proxy to the endpoint `endpoint` of the service at `address`, after checking
@@ -411,10 +428,10 @@ impl RpcService {
     /// A fenced gateway needs a token: [`RpcService::connect_fenced`].
     pub async fn connect<G: UnfencedGateway>(
         &self,
-        address: &str,
+        address: impl ToAddress,
         endpoint: &str,
     ) -> Result<G, RpcError> {
-        self.connect_handle::<G>(address, endpoint)
+        self.connect_handle::<G>(&address.to_address(), endpoint)
             .await
             .map(G::from_handle)
     }
@@ -424,11 +441,11 @@ impl RpcService {
     /// endpoint's token changes while proxies to it live.
     pub async fn connect_fenced<G: FencedGateway>(
         &self,
-        address: &str,
+        address: impl ToAddress,
         endpoint: &str,
         token: G::Token,
     ) -> Result<G, RpcError> {
-        self.connect_handle::<G>(address, endpoint)
+        self.connect_handle::<G>(&address.to_address(), endpoint)
             .await
             .map(|handle| G::from_handle(handle.with_fencing_token(token)))
     }

@@ -200,6 +200,7 @@ impl Drop for Charge {
 
 /// Something that happened to a connection, delivered to every endpoint's connection hooks.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ConnectionEvent {
     /// A connection from or to this peer was established.
     Connected(SocketAddr),
@@ -349,5 +350,22 @@ impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
 
     fn incarnation(&self) -> Incarnation {
         self.cell.incarnation
+    }
+}
+
+impl std::fmt::Debug for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Busy")
+            .field("payload_bytes", &self.payload.len())
+            .field("reply", &self.reply)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHandle")
+            .field("service_alive", &(self.inner.strong_count() > 0))
+            .finish()
     }
 }

@@ -31,6 +31,7 @@ pub trait WireDecode<T> {
 }
 
 /// The type's own serde impls.
+#[derive(Debug)]
 pub struct Plain;
 
 impl<T: Serialize> WireEncode<T> for Plain {
@@ -46,6 +47,7 @@ impl<T: DeserializeOwned> WireDecode<T> for Plain {
 }
 
 /// A `Vec<u8>` as one byte string.
+#[derive(Debug)]
 pub struct Bytes;
 
 impl WireEncode<Vec<u8>> for Bytes {
@@ -88,6 +90,7 @@ impl<'de> Visitor<'de> for BytesVisitor {
 }
 
 /// An `Option<T>` whose `T` goes through format `F`.
+#[derive(Debug)]
 pub struct OptionOf<F>(PhantomData<F>);
 
 impl<T, F: WireEncode<T>> WireEncode<Option<T>> for OptionOf<F> {
@@ -124,6 +127,7 @@ impl<'de, T, F: WireDecode<T>> Visitor<'de> for OptionVisitor<F, T> {
 }
 
 /// A `Result<T, E>` whose `T` goes through format `F` (and `E` through its own serde impls).
+#[derive(Debug)]
 pub struct ResultOf<F>(PhantomData<F>);
 
 impl<T, E: Serialize, F: WireEncode<T>> WireEncode<Result<T, E>> for ResultOf<F> {
@@ -295,6 +299,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> RpcReply for T {}
 // nothing else fails after it.
 
 /// Selects format `F` for `T` when `T` can cross the wire.
+#[derive(Debug)]
 pub struct Probe<T, F>(PhantomData<(Produces<T>, F)>);
 
 impl<T, F> Probe<T, F> {

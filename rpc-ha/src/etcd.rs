@@ -316,3 +316,20 @@ fn free_port() -> std::io::Result<u16> {
         .local_addr()?
         .port())
 }
+
+impl std::fmt::Debug for EtcdCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdCoordinator")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LocalEtcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEtcd")
+            .field("client_address", &self.client_address)
+            .field("running", &self.child.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -75,3 +75,11 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+impl<G> std::fmt::Debug for LeaderGateway<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderGateway")
+            .field("leader", &*self.leaders.borrow())
+            .finish_non_exhaustive()
+    }
+}

@@ -31,7 +31,7 @@
 //! # }
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::sync::Arc;
@@ -317,5 +317,21 @@ async fn retrieve(
             return;
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+impl std::fmt::Debug for LeaderElection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderElection")
+            .field("stopped", &self.stop.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LeaderRetrieval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderRetrieval")
+            .field("leader", &*self.leader.borrow())
+            .finish_non_exhaustive()
     }
 }

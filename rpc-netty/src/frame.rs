@@ -125,6 +125,7 @@ impl Frame {
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The length field exceeds the maximum; nothing was allocated for it.
     #[error("frame of {size} bytes exceeds the maximum frame size of {max} bytes")]

@@ -392,6 +392,23 @@ pub fn describe_foreign(bytes: &[u8]) -> String {
     )
 }
 
+impl std::fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandshake")
+            .field("peer", &self.peer)
+            .field("authenticated", &self.secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ServerHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandshake")
+            .field("authenticated", &self.secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@
 //!
 //! `PROTOCOL.md` in this crate documents the wire format byte by byte.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admission;
@@ -62,20 +62,19 @@ pub mod session;
 pub mod tls;
 mod transport;
 
-use std::io::Result as IoResult;
 use std::time::Duration;
 
 pub use auth::Secret;
 pub use rpc_core;
-use rpc_core::{RpcService, RpcServiceBuilder};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use rpc_core::{RpcError, RpcService, RpcServiceBuilder, ToAddress};
+use tokio::net::TcpListener;
 
 use crate::config::NettyConfig;
 use crate::transport::NettyTransport;
 
 /// A service listening on `address` with the default settings. Port 0 picks a free port;
 /// [`RpcService::local_address`] tells which.
-pub async fn bind(address: impl ToSocketAddrs) -> IoResult<RpcService> {
+pub async fn bind(address: impl ToAddress) -> Result<RpcService, RpcError> {
     NettyBuilder::new().bind(address).await
 }
 
@@ -240,21 +239,26 @@ impl NettyBuilder {
     /// ```no_run
     /// # fn demo(chain: Vec<rpc_netty::tls::rustls::pki_types::CertificateDer<'static>>,
     /// #         key: rpc_netty::tls::rustls::pki_types::PrivateKeyDer<'static>,
-    /// #         ca: rpc_netty::tls::rustls::pki_types::CertificateDer<'static>) -> std::io::Result<()> {
+    /// #         ca: rpc_netty::tls::rustls::pki_types::CertificateDer<'static>) -> Result<(), rpc_core::RpcError> {
     /// use rpc_netty::tls::TlsOptions;
     /// let builder = rpc_netty::NettyBuilder::new()
     ///     .tls(TlsOptions::new().identity(chain, key).trust_roots(vec![ca]))?;
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, options: tls::TlsOptions) -> std::io::Result<Self> {
-        self.config.tls = Some(tls::Tls::new(options)?);
+    pub fn tls(mut self, options: tls::TlsOptions) -> Result<Self, RpcError> {
+        let tls = tls::Tls::new(options)
+            .map_err(|error| RpcError::io("invalid TLS configuration", error))?;
+        self.config.tls = Some(tls);
         Ok(self)
     }
 
-    /// A service listening on `address`.
-    pub async fn bind(self, address: impl ToSocketAddrs) -> IoResult<RpcService> {
-        let listener = TcpListener::bind(address).await?;
+    /// A service listening on `address`; [`RpcError::Io`] if it cannot listen there.
+    pub async fn bind(self, address: impl ToAddress) -> Result<RpcService, RpcError> {
+        let address = address.to_address();
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|error| RpcError::io(format!("cannot listen on {address}"), error))?;
         Ok(self.serve(listener))
     }
 

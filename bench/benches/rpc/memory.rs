@@ -16,7 +16,7 @@ fn resident() -> Option<u64> {
 pub async fn per_connection(n: usize) -> Option<f64> {
     let server = rpc_netty::bind("127.0.0.1:0").await.ok()?;
     server.start_endpoint("echo", Echo::default()).await.ok()?;
-    let address = server.local_address()?.to_string();
+    let address = server.local_address().ok()?.to_string();
     let before = resident()?;
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {

@@ -179,6 +179,32 @@ impl ClientSession {
     }
 }
 
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Received::Reply(reply, result) => f
+                .debug_tuple("Reply")
+                .field(reply)
+                .field(&result.as_ref().map(|_| ..))
+                .finish(),
+            Received::Late(request_id) => f.debug_tuple("Late").field(request_id).finish(),
+            Received::Answer(frame) => f.debug_tuple("Answer").field(frame).finish(),
+            Received::Nothing => f.write_str("Nothing"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSession")
+            .field("peer", &self.peer)
+            .field("awaiting_replies", &self.pending.len())
+            .field("bindings", &self.slots.len())
+            .field("dead", &self.dead)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
