@@ -29,7 +29,6 @@ pub struct HeartbeatReceiver {
     check_interval: Duration,
     /// When each live executor was last heard from.
     last_seen: BTreeMap<String, Instant>,
-    ctx: Option<RpcContext<Self>>,
     /// Where expirations are reported, for whoever wants to watch them.
     expirations: Option<mpsc::UnboundedSender<String>>,
 }
@@ -42,7 +41,6 @@ impl HeartbeatReceiver {
             timeout,
             check_interval,
             last_seen: BTreeMap::new(),
-            ctx: None,
             expirations: None,
         }
     }
@@ -53,14 +51,13 @@ impl HeartbeatReceiver {
         self
     }
 
-    /// Runs the expiry check once `check_interval` has passed, on the main thread.
+    /// Runs the expiry check once `check_interval` has passed, on the main thread. Called on
+    /// the main thread, where the endpoint's context is at hand.
     fn schedule_check(&self) {
-        if let Some(ctx) = &self.ctx {
-            ctx.schedule_run_async(self.check_interval, |driver| {
-                driver.expire_silent_executors();
-                driver.schedule_check();
-            });
-        }
+        RpcContext::<Self>::current().schedule_run_async(self.check_interval, |driver| {
+            driver.expire_silent_executors();
+            driver.schedule_check();
+        });
     }
 
     fn expire_silent_executors(&mut self) {
@@ -87,8 +84,7 @@ impl HeartbeatReceiver {
 impl RpcEndpoint for HeartbeatReceiver {
     rpc_core::serves!(HeartbeatGateway);
 
-    async fn on_start(&mut self, ctx: RpcContext<Self>) -> Result<(), BoxError> {
-        self.ctx = Some(ctx);
+    async fn on_start(&mut self, _ctx: RpcContext<Self>) -> Result<(), BoxError> {
         self.schedule_check();
         Ok(())
     }

@@ -200,6 +200,72 @@ impl<E: RpcEndpoint> RpcContext<E> {
         RpcContext { cell }
     }
 
+    /// The context of the endpoint whose handler (or hook, or `run_async` closure) is
+    /// running: every handler reaches it this way, so an endpoint need not keep the one
+    /// `on_start` received.
+    ///
+    /// # Panics
+    ///
+    /// Outside the main thread of a running `E` endpoint: in a handler called directly (as a
+    /// unit test does), or in the future of a `Deferred` reply, which runs off the main
+    /// thread. Use [`RpcContext::try_current`] there, or start the endpoint in an
+    /// [`RpcService`](crate::RpcService) to test it with its context.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{RpcContext, RpcEndpoint, RpcService, rpc_gateway};
+    ///
+    /// #[rpc_gateway]
+    /// pub trait Leases {
+    ///     /// Grants a lease that expires by itself.
+    ///     async fn grant(&mut self, name: String) -> usize;
+    /// }
+    ///
+    /// #[derive(Default)]
+    /// struct Table(Vec<String>);
+    ///
+    /// impl RpcEndpoint for Table {
+    ///     rpc_core::serves!(Leases);
+    /// }
+    ///
+    /// impl Leases for Table {
+    ///     async fn grant(&mut self, name: String) -> usize {
+    ///         let ctx = RpcContext::<Self>::current();
+    ///         let expired = name.clone();
+    ///         // Runs on this endpoint's main thread later, like every handler.
+    ///         let _ = ctx.schedule_run_async(Duration::from_secs(60), move |table: &mut Table| {
+    ///             table.0.retain(|n| *n != expired);
+    ///         });
+    ///         self.0.push(name);
+    ///         self.0.len()
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let service = RpcService::new();
+    /// service.start_endpoint("leases", Table::default()).await?;
+    /// let leases: LeasesClient = service.gateway("leases")?;
+    /// assert_eq!(leases.grant("a".into()).await?, 1);
+    /// # service.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn current() -> RpcContext<E> {
+        Self::try_current().unwrap_or_else(|| {
+            panic!(
+                "RpcContext::<{}>::current() outside the main thread of a running endpoint of \
+                 that type: a handler called directly (as in a unit test) has no context; use \
+                 RpcContext::try_current, or start the endpoint in an RpcService",
+                std::any::type_name::<E>()
+            )
+        })
+    }
+
+    /// The context of the running `E` endpoint whose main thread the current task is, or
+    /// `None` elsewhere (a direct call, a `Deferred` future, another endpoint's thread).
+    pub fn try_current() -> Option<RpcContext<E>> {
+        crate::mailbox::current_context::<E>()
+    }
+
     /// The endpoint's name.
     pub fn name(&self) -> &str {
         self.cell.address.name()

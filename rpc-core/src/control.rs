@@ -10,6 +10,8 @@ use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::caller::Caller;
+
 /// Where a transport learns that a call it carries was cancelled, or that its deadline moved:
 /// the caller's connection, keyed by the request it sent.
 pub trait CancelRoute: Send + Sync + 'static {
@@ -178,27 +180,36 @@ impl CallControl {
     }
 }
 
-tokio::task_local! {
-    static CURRENT: Option<Arc<CallControl>>;
+/// What [`CallContext::current`] reads: the running call's control (an ask's) and caller.
+struct Scope {
+    control: Option<Arc<CallControl>>,
+    caller: Caller,
 }
 
-/// Runs `future` with `control` as the current call, for [`CallContext::current`]; gives the
-/// control back with the output (moved in and out, so that it is not shared once more).
+tokio::task_local! {
+    static CURRENT: Scope;
+}
+
+/// Runs `future` with `control` and `caller` as the current call, for
+/// [`CallContext::current`]; gives the control back with the output (moved in and out, so
+/// that it is not shared once more).
 pub(crate) async fn scoped<F: Future>(
     control: Option<Arc<CallControl>>,
+    caller: Caller,
     future: F,
 ) -> (F::Output, Option<Arc<CallControl>>) {
-    let mut scope = std::pin::pin!(CURRENT.scope(control, future));
+    let mut scope = std::pin::pin!(CURRENT.scope(Scope { control, caller }, future));
     let output = scope.as_mut().await;
-    (output, scope.take_value().flatten())
+    (output, scope.take_value().and_then(|scope| scope.control))
 }
 
-/// A handler's view of the ask it is running: its deadline and whether the caller has given
-/// up, so that long work can stop early.
+/// A handler's view of the call it is running: who made it ([`CallContext::caller`]), its
+/// deadline, and whether the caller has given up, so that long work can stop early.
 ///
 /// Get it with [`CallContext::current`] inside a handler (or inside the future of a
 /// `Deferred` reply). Outside an ask (a tell, a `run_async` closure, a test calling the
-/// method directly) it has no deadline and is never cancelled.
+/// method directly) it has no deadline and is never cancelled; a test calling the method
+/// directly sees [`Caller::Direct`].
 ///
 /// ```
 /// use rpc_core::{CallContext, rpc_gateway};
@@ -230,17 +241,62 @@ pub(crate) async fn scoped<F: Future>(
 /// # assert_eq!(Index((0..5000).collect()).scan(4000).await, Some(4000));
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CallContext {
     control: Option<Arc<CallControl>>,
+    caller: Caller,
+}
+
+impl Default for CallContext {
+    fn default() -> Self {
+        CallContext {
+            control: None,
+            caller: Caller::Direct,
+        }
+    }
 }
 
 impl CallContext {
-    /// The ask the current task is running, or an empty context outside one.
+    /// The call the current task is running, or a direct call's context outside one.
     pub fn current() -> CallContext {
-        CallContext {
-            control: CURRENT.try_with(Option::clone).ok().flatten(),
-        }
+        CURRENT
+            .try_with(|scope| CallContext {
+                control: scope.control.clone(),
+                caller: scope.caller.clone(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Who made the call: a remote peer (its address, and what its handshake proved), a
+    /// proxy in this process, or nobody (a direct call, as in a unit test).
+    ///
+    /// ```
+    /// use rpc_core::{CallContext, Caller, rpc_gateway};
+    ///
+    /// #[rpc_gateway]
+    /// pub trait Registry {
+    ///     async fn register(&mut self, name: String) -> String;
+    /// }
+    ///
+    /// struct Members(Vec<(String, Caller)>);
+    ///
+    /// impl Registry for Members {
+    ///     async fn register(&mut self, name: String) -> String {
+    ///         let caller = CallContext::current().caller().clone();
+    ///         let reply = format!("{name} registered from {caller}");
+    ///         self.0.push((name, caller));
+    ///         reply
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Called directly, as a unit test does:
+    /// let mut members = Members(Vec::new());
+    /// assert_eq!(members.register("exec-1".into()).await, "exec-1 registered from a direct call");
+    /// # }
+    /// ```
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// When the caller stops waiting for the reply, if it does.

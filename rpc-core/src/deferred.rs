@@ -34,16 +34,11 @@ use std::task::{Context, Poll};
 ///
 /// struct Cache {
 ///     backend: LookupClient,
-///     ctx: Option<RpcContext<Self>>,
 ///     entries: std::collections::HashMap<String, String>,
 /// }
 ///
 /// impl RpcEndpoint for Cache {
 ///     rpc_core::serves!(Front);
-///     async fn on_start(&mut self, ctx: RpcContext<Self>) -> Result<(), rpc_core::BoxError> {
-///         self.ctx = Some(ctx);
-///         Ok(())
-///     }
 /// }
 ///
 /// impl Front for Cache {
@@ -53,11 +48,12 @@ use std::task::{Context, Poll};
 ///             return Deferred::ready(Some(value.clone()));
 ///         }
 ///         let backend = self.backend.clone();
-///         let ctx = self.ctx.clone();
+///         // Taken on the main thread: the Deferred future runs off it.
+///         let ctx = RpcContext::<Self>::current();
 ///         Deferred::new(async move {
 ///             // Off the main thread: other invocations run meanwhile.
 ///             let value = backend.find(key.clone()).await.ok().flatten();
-///             if let (Some(ctx), Some(v)) = (ctx, value.clone()) {
+///             if let Some(v) = value.clone() {
 ///                 // Back on the main thread to remember the answer.
 ///                 let _ = ctx.call_async(move |cache| cache.entries.insert(key, v)).await;
 ///             }

@@ -31,20 +31,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// #[derive(Default)]
 /// struct Count {
 ///     total: u64,
-///     ctx: Option<RpcContext<Self>>,
 /// }
 ///
 /// impl RpcEndpoint for Count {
 ///     rpc_core::serves!(Counter);
 ///
 ///     async fn on_start(&mut self, ctx: RpcContext<Self>) -> Result<(), BoxError> {
-///         self.ctx = Some(ctx); // keep the handle to the main thread
+///         tracing::info!(endpoint = ctx.name(), "started");
 ///         Ok(())
 ///     }
 /// }
 ///
 /// impl Counter for Count {
 ///     async fn add(&mut self, n: u64) -> u64 {
+///         // Any handler reaches the context of its endpoint; no need to keep it.
+///         let _ctx = RpcContext::<Self>::current();
 ///         self.total += n;
 ///         self.total
 ///     }
@@ -58,7 +59,7 @@ pub trait RpcEndpoint: Send + Sized + 'static {
     }
 
     /// Runs on the main thread before any invocation. `ctx` is the endpoint's handle to its
-    /// main thread (keep it to use `run_async`, `self_gateway` or `stop` later). If this
+    /// main thread (handlers reach it later with [`RpcContext::current`]). If this
     /// fails (or panics), the endpoint never serves: `start_endpoint` returns
     /// [`RpcError::StartFailed`], invocations already queued get
     /// [`RpcError::EndpointStopped`], and `on_stop` does not run.

@@ -70,6 +70,7 @@
 
 mod address;
 mod call;
+mod caller;
 mod codec;
 mod context;
 mod control;
@@ -87,6 +88,7 @@ mod wire;
 
 pub use address::ToAddress;
 pub use call::{AbortHandle, RpcCall};
+pub use caller::{Caller, Peer};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use context::{RpcContext, ScheduledCall, ScheduledRun};
 pub use control::CallContext;

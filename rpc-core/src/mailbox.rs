@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{Handled, ReplyMode, ReplyTo};
+use crate::caller::Caller;
 use crate::codec;
 use crate::context::{EndpointCell, RpcContext};
 use crate::control::{self, CallControl};
@@ -27,17 +28,32 @@ use crate::fencing::Stale;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
 use crate::transport::Charge;
 
+/// The endpoint whose main thread the current task is.
+struct MainThread {
+    /// Its id: lets a proxy see that an ask would wait on the very thread that has to answer
+    /// it.
+    id: u64,
+    /// Its `RpcContext<E>`, for [`RpcContext::current`].
+    context: Box<dyn Any + Send>,
+}
+
 tokio::task_local! {
-    /// The id of the endpoint whose main thread is running, if any: lets a proxy see that
-    /// an ask would wait on the very thread that has to answer it.
-    static MAIN_THREAD: u64;
+    static MAIN_THREAD: MainThread;
 }
 
 /// Whether the current task is the main thread of endpoint `id`.
 pub(crate) fn on_main_thread_of(id: u64) -> bool {
     MAIN_THREAD
-        .try_with(|current| *current == id)
+        .try_with(|current| current.id == id)
         .unwrap_or(false)
+}
+
+/// The context of the endpoint of type `E` whose main thread the current task is.
+pub(crate) fn current_context<E: RpcEndpoint>() -> Option<RpcContext<E>> {
+    MAIN_THREAD
+        .try_with(|current| current.context.downcast_ref::<RpcContext<E>>().cloned())
+        .ok()
+        .flatten()
 }
 
 /// One item in an endpoint's mailbox.
@@ -124,7 +140,13 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
             return Box::pin(std::future::ready(()));
         };
         Box::pin(run_decoded::<E, G>(
-            endpoint, cell, invocation, method, reply, encoded,
+            endpoint,
+            cell,
+            invocation,
+            method,
+            reply,
+            encoded,
+            Caller::Local,
         ))
     }
 
@@ -223,6 +245,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
                 codec::decode::<G::Invocation>(payload.as_slice(), depth, what)
                     .map(|invocation| (None, invocation))
             };
+            let caller = charge.caller();
             drop(charge);
             drop(payload);
             match decoded {
@@ -231,7 +254,8 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
                     let Some(reply) = admit::<E, G>(reply, token.as_ref(), cell, method) else {
                         return;
                     };
-                    run_decoded::<E, G>(endpoint, cell, invocation, method, reply, true).await
+                    run_decoded::<E, G>(endpoint, cell, invocation, method, reply, true, caller)
+                        .await
                 }
                 Err(error) => {
                     tracing::warn!(endpoint = cell.address.name(), "{error}");
@@ -301,6 +325,7 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
     method: &'static MethodInfo,
     ask: Ask,
     encoded: bool,
+    caller: Caller,
 ) {
     let (reply, control) = match ask {
         Some((reply, control)) => (Some(reply), Some(control)),
@@ -308,7 +333,7 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
     };
     let mode = ReplyMode::new(encoded, method);
     let dispatch = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode)).catch_unwind();
-    let (outcome, control) = control::scoped(control, dispatch).await;
+    let (outcome, control) = control::scoped(control, caller.clone(), dispatch).await;
     match outcome {
         Ok(Handled::Reply(result)) => {
             if let Some(reply) = reply {
@@ -319,7 +344,7 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
             let name = cell.address.name().to_owned();
             cell.shared.runtime.spawn(async move {
                 let run = AssertUnwindSafe(future).catch_unwind();
-                let run = async { control::scoped(control.clone(), run).await.0 };
+                let run = async { control::scoped(control.clone(), caller, run).await.0 };
                 let result = match &control {
                     // Dropped, not finished, once nobody waits for it.
                     Some(control) => tokio::select! {
@@ -402,9 +427,12 @@ pub(crate) async fn run<E: RpcEndpoint>(
     mailbox: mpsc::UnboundedReceiver<Envelope<E>>,
     started: oneshot::Sender<Result<(), RpcError>>,
 ) {
-    let id = cell.id;
+    let main_thread = MainThread {
+        id: cell.id,
+        context: Box::new(RpcContext::from_cell(Arc::clone(&cell))),
+    };
     MAIN_THREAD
-        .scope(id, main_loop(endpoint, cell, mailbox, started))
+        .scope(main_thread, main_loop(endpoint, cell, mailbox, started))
         .await;
 }
 

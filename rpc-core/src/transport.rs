@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
+use crate::caller::{Caller, Peer};
 use crate::codec;
 use crate::context::EndpointCell;
 pub use crate::control::{CallControl, CancelRoute};
@@ -142,21 +143,31 @@ pub struct Busy {
 /// The bytes of one connection's invocations waiting in mailboxes, whichever endpoints they
 /// went to: a transport stops reading the connection while [`Backlog::is_full`], so one peer
 /// cannot fill a process's memory through many endpoints.
+///
+/// It also says who is at the other end, for the handlers of the calls that arrive on it
+/// ([`CallContext::caller`](crate::CallContext::caller)).
 #[derive(Debug)]
 pub struct Backlog {
     bytes: AtomicUsize,
     max: usize,
     room: Notify,
+    peer: Arc<Peer>,
 }
 
 impl Backlog {
-    /// A backlog that is full from `max` bytes on.
-    pub fn new(max: usize) -> Backlog {
+    /// The backlog of the connection from `peer`, full from `max` bytes on.
+    pub fn new(max: usize, peer: Peer) -> Backlog {
         Backlog {
             bytes: AtomicUsize::new(0),
             max,
             room: Notify::new(),
+            peer: Arc::new(peer),
         }
+    }
+
+    /// Who is at the other end of the connection.
+    pub fn peer(&self) -> &Arc<Peer> {
+        &self.peer
     }
 
     /// Bytes queued now.
@@ -187,6 +198,13 @@ impl Backlog {
 pub(crate) struct Charge {
     backlog: Arc<Backlog>,
     bytes: usize,
+}
+
+impl Charge {
+    /// Who sent the charged invocation.
+    pub(crate) fn caller(&self) -> Caller {
+        Caller::Remote(Arc::clone(&self.backlog.peer))
+    }
 }
 
 impl Drop for Charge {

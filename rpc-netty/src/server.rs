@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use rpc_core::Peer;
 use rpc_core::transport::{
     Backlog, CallControl, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo,
     ReplyValue, ServiceHandle,
@@ -98,7 +99,12 @@ async fn serve(
         }
         () = closing.cancelled() => return,
     };
-    let (mut frames, write, sealer) = match opened {
+    let Opened {
+        mut frames,
+        write,
+        sealer,
+        certificate,
+    } = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(reason)) => {
             // Logged once per refused peer.
@@ -148,7 +154,13 @@ async fn serve(
             peer,
             closing: closing.clone(),
         }),
-        backlog: Arc::new(Backlog::new(config.max_backlog_bytes)),
+        backlog: Arc::new(Backlog::new(
+            config.max_backlog_bytes,
+            // A handshake that succeeded with a secret configured proved the peer holds it.
+            Peer::new(peer)
+                .with_shared_secret(config.secret.is_some())
+                .with_certificate(certificate),
+        )),
         session: ServerSession::default(),
         held: None,
     };
@@ -231,13 +243,19 @@ async fn serve(
 }
 
 /// The connection's halves: through a TLS handshake if this service serves TLS.
-async fn secure(stream: TcpStream, config: &NettyConfig) -> Result<(Reader, Writer), String> {
+/// TLS, if configured; the client's certificate (DER) comes with the streams when it
+/// presented one.
+async fn secure(
+    stream: TcpStream,
+    config: &NettyConfig,
+) -> Result<(Reader, Writer, Option<Arc<[u8]>>), String> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &config.tls {
         return tls.accept(stream).await;
     }
     let _ = config;
-    Ok(plain(stream))
+    let (read, write) = plain(stream);
+    Ok((read, write, None))
 }
 
 /// TLS (if configured), then the server's side of the handshake (`handshake.rs`): its
@@ -245,11 +263,8 @@ async fn secure(stream: TcpStream, config: &NettyConfig) -> Result<(Reader, Writ
 /// succeeds frames are limited to [`HANDSHAKE_MAX_FRAME`] bytes and nothing reaches an
 /// endpoint. On failure the peer is told why (when it speaks this protocol) and the reason is
 /// returned for the log.
-async fn open(
-    stream: TcpStream,
-    config: &NettyConfig,
-) -> Result<(FramedRead<Reader, WireCodec>, Writer, Option<Sealer>), String> {
-    let (read, mut write) = secure(stream, config).await?;
+async fn open(stream: TcpStream, config: &NettyConfig) -> Result<Opened, String> {
+    let (read, mut write, certificate) = secure(stream, config).await?;
     let mut frames = FramedRead::new(read, WireCodec::new(HANDSHAKE_MAX_FRAME));
     let (mut machine, hello) = ServerHandshake::new(config.secret.clone());
     write_frame(&mut write, &hello)
@@ -272,7 +287,12 @@ async fn open(
                 let sealer = frames
                     .decoder_mut()
                     .establish(config.max_frame_size, channel);
-                return Ok((frames, write, sealer));
+                return Ok(Opened {
+                    frames,
+                    write,
+                    sealer,
+                    certificate,
+                });
             }
             Err(refusal) => {
                 if let Some(reply) = refusal.reply {
@@ -283,6 +303,15 @@ async fn open(
             }
         }
     }
+}
+
+/// A connection whose handshake succeeded.
+struct Opened {
+    frames: FramedRead<Reader, WireCodec>,
+    write: Writer,
+    sealer: Option<Sealer>,
+    /// The client's TLS certificate (DER), if it presented one.
+    certificate: Option<Arc<[u8]>>,
 }
 
 /// The state of one inbound connection after its handshake.

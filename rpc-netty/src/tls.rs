@@ -172,16 +172,30 @@ impl Tls {
     }
 
     /// Runs the server side of the TLS handshake, if this service serves TLS.
-    pub(crate) async fn accept(&self, stream: TcpStream) -> Result<(Reader, Writer), String> {
+    /// Runs the server side of the TLS handshake, if this service listens with TLS; also
+    /// gives the client's certificate (DER), when it presented one.
+    pub(crate) async fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(Reader, Writer, Option<Arc<[u8]>>), String> {
         match &self.acceptor {
-            None => Ok(crate::io::plain(stream)),
+            None => {
+                let (read, write) = crate::io::plain(stream);
+                Ok((read, write, None))
+            }
             Some(acceptor) => {
                 let stream = acceptor
                     .accept(stream)
                     .await
                     .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                let certificate = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|certificate| Arc::from(certificate.as_ref()));
                 let (read, write) = tokio::io::split(stream);
-                Ok((Box::new(read), Box::new(write)))
+                Ok((Box::new(read), Box::new(write), certificate))
             }
         }
     }

@@ -46,6 +46,8 @@ impl Authority {
 #[rpc_gateway]
 pub trait Notary {
     async fn stamp(&mut self, text: String) -> String;
+    /// The caller as its handler sees it, and the certificate it presented.
+    async fn caller(&mut self) -> (String, Option<Vec<u8>>);
 }
 
 struct Office {
@@ -60,6 +62,13 @@ impl Notary for Office {
     async fn stamp(&mut self, text: String) -> String {
         self.calls.fetch_add(1, Ordering::SeqCst);
         format!("stamped: {text}")
+    }
+    async fn caller(&mut self) -> (String, Option<Vec<u8>>) {
+        let caller = rpc_core::CallContext::current().caller().clone();
+        let certificate = caller
+            .peer()
+            .and_then(|peer| peer.certificate.as_deref().map(<[u8]>::to_vec));
+        (caller.to_string(), certificate)
     }
 }
 
@@ -192,6 +201,7 @@ async fn a_server_can_require_client_certificates() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     let (chain, key) = authority.issue(&["client.example"]);
+    let presented = chain[0].as_ref().to_vec();
     let known = NettyBuilder::new()
         .tls(
             TlsOptions::new()
@@ -202,6 +212,10 @@ async fn a_server_can_require_client_certificates() {
         .client();
     let notary: NotaryClient = known.connect(&address, "notary").await.unwrap();
     assert_eq!(notary.stamp("ok".into()).await.unwrap(), "stamped: ok");
+    // The handler sees the certificate the client presented.
+    let (caller, certificate) = notary.caller().await.unwrap();
+    assert_eq!(certificate, Some(presented));
+    assert!(caller.ends_with("(client certificate)"), "{caller}");
     anonymous.shutdown().await;
     known.shutdown().await;
     server.shutdown().await;
@@ -218,6 +232,9 @@ async fn tls_and_a_shared_secret_work_together() {
         .client();
     let notary: NotaryClient = client.connect(&address, "notary").await.unwrap();
     assert_eq!(notary.stamp("x".into()).await.unwrap(), "stamped: x");
+    let (caller, certificate) = notary.caller().await.unwrap();
+    assert!(caller.ends_with("(shared secret)"), "{caller}");
+    assert_eq!(certificate, None);
     client.shutdown().await;
     server.shutdown().await;
 }
