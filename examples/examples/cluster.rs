@@ -186,6 +186,6 @@ async fn drive() -> Result<(), Error> {
         failover.as_millis(),
         ttl * 1000
     );
-    client.shutdown().await;
+    client.shutdown().await?;
     Ok(())
 }

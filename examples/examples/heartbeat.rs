@@ -43,13 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for (service, run) in executors {
         run.await??;
-        service.shutdown().await;
+        service.shutdown().await?;
     }
     // The rest go silent in turn and are expired too.
     for _ in 0..2 {
         expirations.recv().await.ok_or("the driver stopped")?;
     }
     println!("alive at the end: {:?}", observer.live_executors().await?);
-    driver_service.shutdown().await;
+    driver_service.shutdown().await?;
     Ok(())
 }

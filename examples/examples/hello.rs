@@ -37,8 +37,8 @@ async fn both() -> Result<(), Box<dyn std::error::Error>> {
     let hello: HelloGatewayClient = client.connect(address, "hello-service").await?;
     run_client(&hello).await?;
 
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await?;
+    server.shutdown().await?;
     Ok(())
 }
 
@@ -49,7 +49,7 @@ async fn server(address: &str) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("serving hello-service on {}", server.local_address()?);
     tokio::signal::ctrl_c().await?;
-    server.shutdown().await;
+    server.shutdown().await?;
     Ok(())
 }
 
@@ -57,6 +57,6 @@ async fn client(address: &str) -> Result<(), Box<dyn std::error::Error>> {
     let client = rpc_netty::client();
     let hello: HelloGatewayClient = client.connect(address, "hello-service").await?;
     run_client(&hello).await?;
-    client.shutdown().await;
+    client.shutdown().await?;
     Ok(())
 }

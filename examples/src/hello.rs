@@ -34,12 +34,13 @@ pub struct Hello {
 impl RpcEndpoint for Hello {
     rpc_core::serves!(HelloGateway);
 
-    async fn on_stop(&mut self) {
+    async fn on_stop(&mut self) -> Result<(), rpc_core::BoxError> {
         println!(
             "hello endpoint stopping after {} heartbeat(s), {} still greeted",
             self.heartbeats,
             self.greeted.len()
         );
+        Ok(())
     }
 }
 

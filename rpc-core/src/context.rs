@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -47,6 +47,10 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) stopping: CancellationToken,
     /// Cancelled once `on_stop` has finished and the endpoint's state is dropped.
     pub(crate) terminated: CancellationToken,
+    /// Set by the first stop request: from then on nothing new is queued.
+    pub(crate) stop_requested: AtomicBool,
+    /// How `on_stop` ended, set before `terminated` is cancelled.
+    pub(crate) outcome: OnceLock<Result<(), RpcError>>,
     pub(crate) shared: Arc<Shared>,
     /// Weak, so that endpoints do not keep their service alive.
     pub(crate) service: Weak<ServiceInner>,
@@ -93,14 +97,14 @@ impl<E: RpcEndpoint> EndpointCell<E> {
     /// `EndpointStopped`.
     pub(crate) fn send_invoke(&self, invocation: Box<dyn Invoke<E>>) -> Result<(), RpcError> {
         let size = invocation.size();
-        match self.mailbox.send(Envelope::Invoke(invocation)) {
+        match self.send(Envelope::Invoke(invocation)) {
             Ok(()) => Ok(()),
             Err(rejected) => {
                 self.release(size);
                 let stopped = RpcError::EndpointStopped {
                     endpoint: self.address.name().to_owned(),
                 };
-                if let Envelope::Invoke(invocation) = rejected.0 {
+                if let Envelope::Invoke(invocation) = rejected {
                     invocation.reject(stopped.clone());
                 }
                 Err(stopped)
@@ -162,6 +166,28 @@ impl<E> EndpointCell<E> {
 }
 
 impl<E> EndpointCell<E> {
+    /// Queues `envelope`, unless a stop was requested (only the stop itself gets in then) or
+    /// the mailbox is closed: then it comes back.
+    pub(crate) fn send(&self, envelope: Envelope<E>) -> Result<(), Envelope<E>> {
+        if self.stop_requested.load(Ordering::Acquire) && !matches!(envelope, Envelope::Stop) {
+            return Err(envelope);
+        }
+        self.mailbox.send(envelope).map_err(|rejected| rejected.0)
+    }
+
+    /// Stops accepting invocations and queues the stop behind those already queued. Once
+    /// is enough; later calls change nothing.
+    pub(crate) fn request_stop(&self) {
+        if !self.stop_requested.swap(true, Ordering::AcqRel) {
+            let _ = self.mailbox.send(Envelope::Stop);
+        }
+    }
+
+    /// How the endpoint ended: `Err` if `on_stop` failed. `Ok` until it has terminated.
+    pub(crate) fn outcome(&self) -> Result<(), RpcError> {
+        self.outcome.get().cloned().unwrap_or(Ok(()))
+    }
+
     /// Removes the endpoint's name from its service, so that the name can be reused.
     pub(crate) fn unregister(&self) {
         if let Some(service) = self.service.upgrade() {
@@ -246,7 +272,7 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// service.start_endpoint("leases", Table::default()).await?;
     /// let leases: LeasesClient = service.gateway("leases")?;
     /// assert_eq!(leases.grant("a".into()).await?, 1);
-    /// # service.shutdown().await;
+    /// # service.shutdown().await?;
     /// # Ok(()) }
     /// ```
     pub fn current() -> RpcContext<E> {
@@ -308,7 +334,6 @@ impl<E: RpcEndpoint> RpcContext<E> {
             ),
         };
         self.cell
-            .mailbox
             .send(Envelope::Run(Box::new(closure), epoch))
             .map_err(|_| self.stopped())
     }
@@ -392,7 +417,6 @@ impl<E: RpcEndpoint> RpcContext<E> {
             let _ = sender.send(run_closure(endpoint, f));
         };
         self.cell
-            .mailbox
             .send(Envelope::Run(Box::new(closure), epoch))
             .map(|()| receiver)
             .map_err(|_| self.stopped())
@@ -431,7 +455,7 @@ impl<E: RpcEndpoint> RpcContext<E> {
                             closure(endpoint);
                         }
                     };
-                    let _ = cell.mailbox.send(Envelope::Run(Box::new(closure), Some(epoch)));
+                    let _ = cell.send(Envelope::Run(Box::new(closure), Some(epoch)));
                 }
                 () = cell.stopping.cancelled() => {}
             }
@@ -479,10 +503,12 @@ impl<E: RpcEndpoint> RpcContext<E> {
         G::from_handle(GatewayHandle::new(target, self.cell.shared.default_timeout))
     }
 
-    /// Asks the endpoint to stop once the invocations queued so far have run. A second stop
-    /// is a no-op. Await [`RpcContext::terminated`] to know when `on_stop` has finished.
+    /// Asks the endpoint to stop once the invocations queued so far have run. From now on
+    /// nothing new is queued: calls (tells too) and `run_async` closures fail with
+    /// [`RpcError::EndpointStopped`]. A second stop is a no-op. Await
+    /// [`RpcContext::terminated`] to know when `on_stop` has finished.
     pub fn stop(&self) {
-        let _ = self.cell.mailbox.send(Envelope::Stop);
+        self.cell.request_stop();
     }
 
     /// Completes when the endpoint has stopped: `on_stop` has finished and its state is

@@ -73,9 +73,12 @@ pub trait RpcEndpoint: Send + Sized + 'static {
 
     /// Runs once on the main thread when the endpoint stops, after every invocation queued
     /// before the stop. Invocations arriving later are answered with
-    /// [`RpcError::EndpointStopped`].
-    fn on_stop(&mut self) -> impl Future<Output = ()> + Send {
-        async {}
+    /// [`RpcError::EndpointStopped`]. The main thread accepts nothing new while it runs:
+    /// `run_async` and calls to this endpoint fail with `EndpointStopped`, so do the cleanup
+    /// here, on `&mut self`. An error (or a panic) reaches whoever awaits the stop:
+    /// `stop_endpoint` and `shutdown` return [`RpcError::StopFailed`].
+    fn on_stop(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Ok(()) }
     }
 
     /// A connection from or to `peer` was established.

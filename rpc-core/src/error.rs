@@ -243,6 +243,17 @@ pub enum RpcError {
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The endpoint's `on_stop` failed (or panicked). The endpoint has stopped all the same;
+    /// this is how `stop_endpoint` and `shutdown` report it.
+    #[error("endpoint `{endpoint}` failed while stopping: {source}")]
+    StopFailed {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The error `on_stop` returned.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+
     /// An endpoint with this name is already running in the service.
     #[error(
         "an endpoint named `{endpoint}` is already running in this service; stop it first or pick another name"

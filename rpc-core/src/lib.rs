@@ -41,7 +41,7 @@
 //! let hello: HelloGatewayClient = service.gateway("hello")?;
 //! assert_eq!(hello.say_hi("neo".into()).await?, "hi, neo");
 //! hello.heartbeat("exec-1".into())?;
-//! service.shutdown().await;
+//! service.shutdown().await?;
 //! # Ok(())
 //! # }
 //! ```

@@ -420,6 +420,11 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 #[error("on_start panicked: {0}")]
 struct StartPanicked(String);
 
+/// An `on_stop` that panicked, as an error.
+#[derive(Debug, thiserror::Error)]
+#[error("on_stop panicked: {0}")]
+struct StopPanicked(String);
+
 /// The main thread of one endpoint, from `on_start` to termination.
 pub(crate) async fn run<E: RpcEndpoint>(
     endpoint: E,
@@ -499,9 +504,21 @@ async fn main_loop<E: RpcEndpoint>(
     // stop is answered, not dropped.
     cell.stopping.cancel();
     mailbox.close();
-    if let Err(panic) = AssertUnwindSafe(endpoint.on_stop()).catch_unwind().await {
-        tracing::error!(endpoint = %name, "on_stop panicked: {}", panic_message(&*panic));
+    let outcome = match AssertUnwindSafe(endpoint.on_stop()).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(RpcError::StopFailed {
+            endpoint: name.clone(),
+            source: Arc::from(error),
+        }),
+        Err(panic) => Err(RpcError::StopFailed {
+            endpoint: name.clone(),
+            source: Arc::new(StopPanicked(panic_message(&*panic))),
+        }),
+    };
+    if let Err(error) = &outcome {
+        tracing::error!(endpoint = %name, "{error}");
     }
+    let _ = cell.outcome.set(outcome);
     reject_all(&mut mailbox, &name);
     drop(endpoint);
     cell.unregister();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// service.start_endpoint("parrot", Parrot).await?;
 /// let parrot: EchoClient = service.gateway("parrot")?;
 /// assert_eq!(parrot.echo("hi".into()).await?, "hi");
-/// service.shutdown().await;
+/// service.shutdown().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -120,6 +120,7 @@ trait AnyEndpoint: Send + Sync {
     fn incarnation(&self) -> Incarnation;
     fn gateways(&self) -> &[GatewayEntry];
     fn stop(&self);
+    fn outcome(&self) -> Result<(), RpcError>;
     fn terminated(&self) -> CancellationToken;
     fn connection_event(&self, event: ConnectionEvent);
 }
@@ -143,7 +144,11 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
     }
 
     fn stop(&self) {
-        let _ = self.cell.mailbox.send(Envelope::Stop);
+        self.cell.request_stop();
+    }
+
+    fn outcome(&self) -> Result<(), RpcError> {
+        self.cell.outcome()
     }
 
     fn terminated(&self) -> CancellationToken {
@@ -160,7 +165,7 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
             }
             (Err(_), _) => {}
         };
-        let _ = self.cell.mailbox.send(Envelope::Run(Box::new(hook), None));
+        let _ = self.cell.send(Envelope::Run(Box::new(hook), None));
     }
 }
 
@@ -311,6 +316,8 @@ impl RpcService {
             mailbox: sender,
             stopping: CancellationToken::new(),
             terminated: CancellationToken::new(),
+            stop_requested: AtomicBool::new(false),
+            outcome: OnceLock::new(),
             shared: Arc::clone(&self.inner.shared),
             service: Arc::downgrade(&self.inner),
             queued: std::sync::atomic::AtomicUsize::new(0),
@@ -491,19 +498,30 @@ impl RpcService {
         names
     }
 
-    /// Stops the endpoint `name` (after the invocations already queued) and waits until its
-    /// `on_stop` has finished.
+    /// Stops the endpoint `name` (after the invocations already queued; nothing new is
+    /// queued from now on) and waits until its `on_stop` has finished.
+    ///
+    /// Stopping is idempotent: when no endpoint of that name runs (it has stopped already,
+    /// or never ran) this returns `Ok` at once, and a stop that is already under way is
+    /// waited for. It fails only with [`RpcError::StopFailed`], when `on_stop` failed or
+    /// panicked; the endpoint has stopped all the same.
     pub async fn stop_endpoint(&self, name: &str) -> Result<(), RpcError> {
-        let endpoint = self.inner.registry().endpoint(name)?;
+        let endpoint = match self.inner.registry().endpoint(name) {
+            Ok(endpoint) => endpoint,
+            Err(RpcError::EndpointNotFound { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+        };
         endpoint.stop();
         endpoint.terminated().cancelled_owned().await;
-        Ok(())
+        endpoint.outcome()
     }
 
-    /// Stops every endpoint and waits until each `on_stop` has finished. Afterwards the
-    /// service starts no endpoint ([`RpcError::ServiceShutDown`]). Calling it again is a
-    /// no-op.
-    pub async fn shutdown(&self) {
+    /// Stops every endpoint, waits until each `on_stop` has finished, then closes the
+    /// transport. Afterwards the service starts no endpoint
+    /// ([`RpcError::ServiceShutDown`]). Every endpoint stops whatever the others do; the first
+    /// [`RpcError::StopFailed`] among them is returned. A second shutdown has nothing left to
+    /// stop and returns `Ok`.
+    pub async fn shutdown(&self) -> Result<(), RpcError> {
         let endpoints: Vec<Arc<dyn AnyEndpoint>> = {
             let mut registry = self.inner.registry();
             registry.shut_down = true;
@@ -512,12 +530,17 @@ impl RpcService {
         for endpoint in &endpoints {
             endpoint.stop();
         }
+        let mut outcome = Ok(());
         for endpoint in endpoints {
             endpoint.terminated().cancelled_owned().await;
+            if let (Ok(()), Err(error)) = (&outcome, endpoint.outcome()) {
+                outcome = Err(error);
+            }
         }
         if let Some(transport) = self.inner.transport.get() {
             transport.shutdown().await;
         }
+        outcome
     }
 }
 

@@ -130,7 +130,7 @@ async fn callers_follow_the_leader_and_the_deposed_one_refuses_its_old_token() {
         stale.register("te-3".into()).await,
         Err(RpcError::FencingTokenMismatch { .. })
     ));
-    executor.shutdown().await;
-    one.shutdown().await;
-    two.shutdown().await;
+    executor.shutdown().await.unwrap();
+    one.shutdown().await.unwrap();
+    two.shutdown().await.unwrap();
 }

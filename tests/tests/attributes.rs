@@ -178,7 +178,7 @@ async fn calls_reach_the_right_handler(mode: Mode) {
         assert_eq!(plain.kept().await.expect("kept"), 7);
         assert_eq!(plain.count().await.expect("count"), 1);
     }
-    harness.shutdown().await;
+    harness.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -77,8 +77,8 @@ async fn peers_with_the_same_secret_talk() {
     let vault: VaultClient = client.connect(&address, "vault").await.unwrap();
     assert_eq!(vault.open(7).await.unwrap(), 7);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -88,8 +88,8 @@ async fn a_client_without_the_secret_is_refused_and_reaches_nothing() {
     let refused = client.connect::<VaultClient>(&address, "vault").await;
     expect_unauthenticated(refused, "requires a shared secret");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no endpoint saw a call");
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -99,8 +99,8 @@ async fn a_wrong_secret_is_refused_both_ways() {
     let refused = client.connect::<VaultClient>(&address, "vault").await;
     expect_unauthenticated(refused, "does not match");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no endpoint saw a call");
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -110,8 +110,8 @@ async fn a_client_with_a_secret_refuses_a_server_without_one() {
     let refused = client.connect::<VaultClient>(&address, "vault").await;
     expect_unauthenticated(refused, "does not authenticate");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn a_raw_client_skipping_the_proof_is_disconnected_before_any_call() {
         "with reason code 2: unauthenticated"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no endpoint saw a call");
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -161,6 +161,6 @@ async fn the_secret_never_crosses_the_wire() {
         !tape.windows(SECRET.len()).any(|w| w == SECRET),
         "the secret appeared on the wire"
     );
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

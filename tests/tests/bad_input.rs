@@ -154,8 +154,8 @@ async fn garbage_bytes_close_only_that_connection() {
     expect_closed(&mut raw).await;
     still_served(&counter, 3).await;
 
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -170,8 +170,8 @@ async fn truncated_frame_closes_only_that_connection() {
     still_served(&counter, 3).await;
     expect_closed(&mut raw).await;
     still_served(&counter, 3).await;
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -190,8 +190,8 @@ async fn four_gib_length_prefix_is_refused_without_allocating() {
     raw.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
     expect_closed(&mut raw).await;
     still_served(&counter, 3).await;
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -205,7 +205,7 @@ async fn silent_peer_is_dropped_after_the_handshake_timeout() {
     let address = server.local_address().unwrap().to_string();
     let mut raw = TcpStream::connect(&address).await.unwrap();
     expect_closed(&mut raw).await;
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -249,6 +249,6 @@ async fn reusing_a_request_id_in_flight_closes_the_connection_and_cancels_its_ca
         .expect("the parked call is cancelled when its connection closes")
         .expect("the endpoint is running");
     still_served(&counter, 3).await;
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

@@ -33,8 +33,8 @@ async fn serve_and_call() -> Result<String, RpcError> {
     let client = rpc_netty::client();
     let echo: EchoClient = client.connect(server.local_address()?, "echo").await?;
     let reply = echo.echo("one error type".into()).await?;
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
     Ok(reply)
 }
 
@@ -58,7 +58,7 @@ async fn an_address_in_use_is_an_io_error_that_names_it() {
             error.to_string().starts_with("cannot listen on 127.0.0.1:"),
             "{error}"
         );
-        first.shutdown().await;
+        first.shutdown().await.unwrap();
     })
     .await;
 }
@@ -75,7 +75,7 @@ async fn a_client_has_no_local_address() {
             RpcService::new().local_address(),
             Err(RpcError::NotListening)
         ));
-        client.shutdown().await;
+        client.shutdown().await.unwrap();
     })
     .await;
 }
@@ -99,8 +99,8 @@ async fn connect_takes_every_form_of_address() {
         for echo in [by_socket, by_ref, by_str, by_string, by_pair] {
             assert_eq!(echo.echo("x".into()).await.unwrap(), "x");
         }
-        client.shutdown().await;
-        server.shutdown().await;
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
     })
     .await;
 }
@@ -118,7 +118,7 @@ async fn what_a_user_holds_can_be_debug_printed() {
         assert!(printed.contains("RpcCall"), "{printed}");
         assert!(printed.contains("method: \"echo\""), "{printed}");
         assert_eq!(call.await.unwrap(), "x");
-        service.shutdown().await;
+        service.shutdown().await.unwrap();
     })
     .await;
 }

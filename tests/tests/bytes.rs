@@ -124,7 +124,7 @@ async fn round_trips(mode: Mode) {
     assert_eq!(bytes.later(big.clone()).await.expect("deferred"), big);
     bytes.store(small.clone()).expect("tell");
     assert_eq!(received.recv().await, Some(small));
-    harness.shutdown().await;
+    harness.shutdown().await.unwrap();
 }
 
 #[tokio::test]

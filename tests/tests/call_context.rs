@@ -89,7 +89,7 @@ async fn handlers_reach_their_context_without_keeping_it() {
             mirror.later_name().await.unwrap(),
             Some("mirror".to_owned())
         );
-        harness.shutdown().await;
+        harness.shutdown().await.unwrap();
     })
     .await;
 }
@@ -134,7 +134,7 @@ async fn callers(mode: Mode) -> (String, Option<(SocketAddr, bool)>, Vec<Caller>
     mirror.note().unwrap();
     // An ask after the tell: the tell has run once it returns.
     mirror.who().await.unwrap();
-    harness.shutdown().await;
+    harness.shutdown().await.unwrap();
     let seen = seen.0.lock().unwrap().clone();
     (who, peer, seen)
 }
@@ -191,8 +191,8 @@ async fn a_peer_that_proved_the_secret_says_so() {
             mirror.who().await.unwrap(),
             format!("peer {address} (shared secret)")
         );
-        client.shutdown().await;
-        server.shutdown().await;
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
     })
     .await;
 }

@@ -253,7 +253,7 @@ async fn timed_out_asks_release_their_place(mode: Mode) {
     );
     // The server dropped every reply future nobody waits for.
     f.no_live_replies().await;
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 /// An endpoint busy for a second while 1,000 asks with a 100 ms timeout queue behind it:
@@ -282,7 +282,7 @@ async fn expired_asks_queued_behind_a_busy_endpoint_do_not_run(mode: Mode) {
     // The ask after them runs after everything queued before it: it is the first to count.
     let runs = f.work.count().await.unwrap();
     assert!(runs <= 1, "{} expired asks ran", runs - 1);
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 /// Dropped and aborted asks still queued never run; an aborted call completes with
@@ -305,7 +305,7 @@ async fn cancelled_queued_asks_never_run(mode: Mode) {
     f.release().await;
     hold.await.unwrap().unwrap();
     assert_eq!(f.work.count().await.unwrap(), 1, "only the last ask ran");
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 /// A `Deferred` reply still running is dropped when its call is dropped, aborted or times out.
@@ -334,7 +334,7 @@ async fn cancelled_deferred_replies_stop(mode: Mode) {
             _ => assert!(is_timeout(&outcome.unwrap())),
         }
     }
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 /// A handler holding the main thread sees its call's abort and can stop early.
@@ -352,7 +352,7 @@ async fn handlers_see_the_cancel(mode: Mode) {
     ));
     // The endpoint is free again.
     assert_eq!(f.work.count().await.unwrap(), 1);
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 /// A handler reads the deadline its caller set, however far the call travelled, also one the
@@ -377,7 +377,7 @@ async fn handlers_see_the_callers_deadline(mode: Mode) {
         (55_000..=60_000).contains(&left),
         "{left} ms left of the call's 60 s"
     );
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 /// A call given a longer timeout than its proxy's gets it on the endpoint's side too: its
@@ -387,7 +387,7 @@ async fn a_longer_call_timeout_reaches_the_endpoint(mode: Mode) {
     let hasty = f.work.with_timeout(Duration::from_millis(200));
     let answer = hasty.later(600).with_timeout(Duration::from_secs(10)).await;
     assert_eq!(answer.unwrap(), 600);
-    f.h.shutdown().await;
+    f.h.shutdown().await.unwrap();
 }
 
 in_every_mode!(
@@ -440,7 +440,7 @@ async fn call_async_times_out_and_never_runs_late() {
             .await;
         assert_eq!(answer.unwrap(), 0);
         assert!(!ran.load(Ordering::SeqCst), "a cancelled closure ran");
-        f.h.shutdown().await;
+        f.h.shutdown().await.unwrap();
     })
     .await
 }
@@ -488,7 +488,7 @@ async fn scheduled_calls_return_values_and_never_run_after_cancel_or_stop() {
             Err(RpcError::EndpointStopped { .. })
         ));
         assert!(!ran.load(Ordering::SeqCst), "a call ran after the stop");
-        service.shutdown().await;
+        service.shutdown().await.unwrap();
     })
     .await
 }

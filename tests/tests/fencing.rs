@@ -196,7 +196,7 @@ async fn the_current_token_is_served_and_others_are_refused_before_the_handler(m
     f.admin.set_token(None).await.unwrap();
     assert_mismatch(leader.submit(6).await, None, current);
     assert_eq!(f.admin.ran().await.unwrap(), [2, 5]);
-    f.harness.shutdown().await;
+    f.harness.shutdown().await.unwrap();
 }
 
 async fn a_token_change_filters_what_was_queued_under_the_old_one(mode: Mode) {
@@ -252,7 +252,7 @@ async fn a_token_change_filters_what_was_queued_under_the_old_one(mode: Mode) {
     assert_eq!(f.admin.ran().await.unwrap(), [5]);
     assert_eq!(leader.with_fencing_token(new).submit(7).await.unwrap(), 70);
     assert_eq!(f.admin.ran().await.unwrap(), [5, 7]);
-    f.harness.shutdown().await;
+    f.harness.shutdown().await.unwrap();
 }
 
 in_every_mode!(
@@ -296,7 +296,7 @@ async fn the_self_gateway_and_run_async_follow_the_current_token() {
             .unwrap(),
         [2, 3, 4]
     );
-    f.harness.shutdown().await;
+    f.harness.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -309,7 +309,7 @@ async fn the_token_may_only_change_on_the_main_thread() {
         other => panic!("expected NotOnMainThread, got {other:?}"),
     }
     assert_eq!(f.master.fencing_token(), None);
-    f.harness.shutdown().await;
+    f.harness.shutdown().await.unwrap();
 }
 
 /// A peer that stamps no token (here: raw frames) is refused with its own error.
@@ -362,7 +362,7 @@ async fn a_remote_call_without_a_token_is_refused_before_the_handler() {
         f.admin.ran().await.unwrap().is_empty(),
         "the handler did not run"
     );
-    f.harness.shutdown().await;
+    f.harness.shutdown().await.unwrap();
 }
 
 fn wire(frame: &rpc_netty::frame::Frame) -> Vec<u8> {

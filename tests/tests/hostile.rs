@@ -376,14 +376,14 @@ async fn through_relay(target: &Target, tamper: Tamper) -> (Result<String, RpcEr
         .with_timeout(Duration::from_secs(10))
         .echo("tampered?".into())
         .await;
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
     let direct = NettyBuilder::new().shared_secret(SECRET).client();
     let proxy: TargetClient = direct
         .connect(&target.address.to_string(), "target")
         .await
         .unwrap();
     let calls = proxy.calls().await.unwrap();
-    direct.shutdown().await;
+    direct.shutdown().await.unwrap();
     (outcome, calls)
 }
 
@@ -426,7 +426,7 @@ async fn a_recording_of_an_authenticated_channel_holds_no_plaintext() {
             .unwrap();
         let canary = "PLAINTEXT-CANARY-0123456789";
         assert_eq!(proxy.echo(canary.into()).await.unwrap(), canary);
-        client.shutdown().await;
+        client.shutdown().await.unwrap();
         let tape = tape.lock().unwrap().clone();
         assert!(tape.len() > 100, "the relay saw the traffic");
         for needle in [
@@ -595,7 +595,7 @@ async fn churning_unauthenticated_sockets_do_not_lock_out_a_client() {
                     answered += 1;
                 }
             }
-            client.shutdown().await;
+            client.shutdown().await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let connects = attacker.await.unwrap();
@@ -703,7 +703,7 @@ async fn a_tell_flood_from_eight_connections_stays_within_the_mailbox_budget() {
             peak - before
         );
         assert!(target.alive());
-        client.shutdown().await;
+        client.shutdown().await.unwrap();
     })
     .await
 }
@@ -773,7 +773,7 @@ async fn a_client_that_asks_and_never_reads_is_cut_off_at_the_outbox_limit() {
         // The server lives and serves others.
         assert!(target.alive());
         assert_eq!(proxy.echo("still here".into()).await.unwrap(), "still here");
-        watcher.shutdown().await;
+        watcher.shutdown().await.unwrap();
     })
     .await
 }

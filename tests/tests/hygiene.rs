@@ -60,5 +60,5 @@ async fn generated_code_is_hygienic() {
         "x"
     );
     ::std::assert_eq!(::std::result::Result::unwrap(client.later().await), 1);
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }

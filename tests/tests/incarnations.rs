@@ -118,7 +118,7 @@ async fn a_local_proxy_stays_bound_to_the_run_it_reached() {
     let new: CounterClient = service.gateway("counter").unwrap();
     assert_eq!(new.next().await.unwrap(), 101);
     assert_stopped(old.next().await);
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -135,8 +135,8 @@ async fn a_remote_proxy_stays_bound_over_its_live_connection() {
     let new: CounterClient = client.connect(&address, "counter").await.unwrap();
     assert_eq!(new.next().await.unwrap(), 101);
     assert_stopped(old.next().await);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -165,8 +165,8 @@ async fn a_remote_proxy_stays_bound_after_its_connection_is_reopened() {
     assert_stopped(old.next().await);
     let new: CounterClient = client.connect(&address, "counter").await.unwrap();
     assert_eq!(new.next().await.unwrap(), 101);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -190,6 +190,6 @@ async fn a_proxy_bound_to_an_endpoint_that_is_gone_gets_endpoint_stopped_not_not
     );
     // On a new connection no endpoint of that name runs at all: still the same answer.
     assert_stopped(old.next().await);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

@@ -70,5 +70,5 @@ async fn blocked_isolated_endpoint_does_not_starve_others() {
     }
     release.send(()).unwrap();
     assert!(blocked.await.unwrap());
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }

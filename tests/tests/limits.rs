@@ -139,7 +139,7 @@ async fn mailbox_full_refuses_calls_beyond_its_capacity(mode: Mode) {
     }
     // Room again once the queue drained.
     assert_eq!(gate.echo(6).await.unwrap(), 6);
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 in_every_mode!(mailbox_full_refuses_calls_beyond_its_capacity);
@@ -182,7 +182,7 @@ async fn remote_invocations_are_counted_in_bytes() {
         assert_eq!(gate.kept().await.unwrap(), 600);
         // One invocation larger than the whole budget gets in when the mailbox is empty.
         assert_eq!(gate.size(vec![5; 5000]).await.unwrap(), 5000);
-        h.shutdown().await;
+        h.shutdown().await.unwrap();
     })
     .await
 }
@@ -228,9 +228,9 @@ async fn server_stops_reading_a_connection_at_its_backlog_limit() {
         for call in calls {
             assert_eq!(call.await.unwrap(), 600, "no call was refused");
         }
-        other.shutdown().await;
-        client.shutdown().await;
-        server.shutdown().await;
+        other.shutdown().await.unwrap();
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
     })
     .await
 }
@@ -264,8 +264,8 @@ async fn server_stops_reading_at_its_in_flight_limit() {
         most <= 2,
         "the endpoint held {most} calls at once, over the limit of 2"
     );
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -288,8 +288,8 @@ async fn client_refuses_asks_beyond_its_in_flight_limit() {
         }
         other => panic!("expected Overloaded, got {other:?}"),
     }
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 /// A peer that completes the handshake and binds, then stops reading.
@@ -352,7 +352,7 @@ async fn tells_to_a_peer_that_stops_reading_are_refused_not_buffered_forever() {
         }
         other => panic!("expected Overloaded within 10,000 tells, got {other:?}"),
     }
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -384,8 +384,8 @@ async fn connections_beyond_the_maximum_are_closed_on_accept() {
         2,
         "the first connection is unaffected"
     );
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[rpc_gateway]
@@ -467,6 +467,6 @@ async fn remote_tells_to_a_full_mailbox_wait_instead_of_being_lost() {
         (0..50).collect::<Vec<_>>(),
         "every tell arrived, in order"
     );
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

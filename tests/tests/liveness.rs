@@ -99,7 +99,7 @@ async fn a_vanished_server_fails_pending_calls_within_the_keepalive_timeout() {
         }
         other => panic!("expected Disconnected by keep-alive, got {other:?}"),
     }
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn the_server_drops_a_client_that_went_silent() {
         closed.is_ok(),
         "the server kept a silent peer's connection open"
     );
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }
 
 /// The next connection event, within a bound.
@@ -175,6 +175,6 @@ async fn an_idle_connection_is_closed_and_the_next_call_reopens_it() {
     );
     assert_eq!(echo.echo(2).await.unwrap(), 2, "the same proxy reconnects");
     assert_eq!(next(&mut seen).await, Some("connected"));
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

@@ -83,7 +83,7 @@ async fn a_thousand_connections_lose_and_misroute_nothing() {
                         assert_eq!(reply, n, "connection {connection} got another call's reply");
                         answered += 1;
                     }
-                    client.shutdown().await;
+                    client.shutdown().await.unwrap();
                     answered
                 })
             })
@@ -98,7 +98,7 @@ async fn a_thousand_connections_lose_and_misroute_nothing() {
             CONNECTIONS * ASKS,
             "every ask ran exactly once"
         );
-        server.shutdown().await;
+        server.shutdown().await.unwrap();
     })
     .await;
 }

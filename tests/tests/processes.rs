@@ -103,5 +103,5 @@ async fn example_binary_is_a_client_in_another_process() {
         ["hi neo", "heartbeat exec-1", "bye neo", "bye smith"],
         "the server saw the other process's calls, in order"
     );
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }

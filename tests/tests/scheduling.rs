@@ -38,7 +38,7 @@ async fn scheduled_closure_runs_after_its_delay() {
         .await
         .unwrap();
     assert_eq!(seen, 1);
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -52,7 +52,7 @@ async fn scheduled_closure_never_runs_after_stop() {
     ctx.terminated().await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(ticks.load(Ordering::SeqCst), 0);
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,5 +72,5 @@ async fn cancelled_schedule_does_not_run() {
         .await
         .unwrap();
     assert_eq!(seen, 10, "only the uncancelled run happened");
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }

@@ -160,7 +160,7 @@ async fn ask_tell_and_domain_error(mode: Mode) {
     );
     probe.record(7).unwrap();
     assert_eq!(probe.recorded().await.unwrap(), vec![7]);
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn ten_thousand_tells_arrive_in_order(mode: Mode) {
@@ -171,7 +171,7 @@ async fn ten_thousand_tells_arrive_in_order(mode: Mode) {
     }
     let seen = probe.recorded().await.unwrap();
     assert_eq!(seen, (0..10_000).collect::<Vec<_>>());
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn concurrent_callers_never_overlap(mode: Mode) {
@@ -203,7 +203,7 @@ async fn concurrent_callers_never_overlap(mode: Mode) {
         0,
         "two invocations ran at once"
     );
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn panicking_handler_answers_and_keeps_serving(mode: Mode) {
@@ -225,7 +225,7 @@ async fn panicking_handler_answers_and_keeps_serving(mode: Mode) {
         other => panic!("expected HandlerPanicked, got {other:?}"),
     }
     assert_eq!(probe.echo("still here".into()).await.unwrap(), "still here");
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ async fn timeouts_name_method_endpoint_and_duration(mode: Mode) {
 
     // The endpoint kept serving throughout.
     assert_eq!(probe.echo("awake".into()).await.unwrap(), "awake");
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ async fn main_thread_executor_runs_everything_on_the_main_task(mode: Mode) {
         let _ = sender.send(probe.is_main_task());
     });
     assert!(receiver.await.unwrap(), "a scheduled closure");
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn self_calls_fail_fast_instead_of_hanging(mode: Mode) {
@@ -337,7 +337,7 @@ async fn self_calls_fail_fast_instead_of_hanging(mode: Mode) {
     // A tell to itself is fine: it runs after the current handler.
     assert!(probe.tell_self(42).await.unwrap());
     assert_eq!(probe.recorded().await.unwrap(), vec![42]);
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn self_gateway_calls_work_off_the_main_thread(mode: Mode) {
@@ -348,7 +348,7 @@ async fn self_gateway_calls_work_off_the_main_thread(mode: Mode) {
         me.echo("from outside".into()).await.unwrap(),
         "from outside"
     );
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,8 +404,9 @@ impl RpcEndpoint for Lifecycle {
         Ok(())
     }
 
-    async fn on_stop(&mut self) {
+    async fn on_stop(&mut self) -> Result<(), rpc_core::BoxError> {
         push(&self.log, "stop");
+        Ok(())
     }
 }
 
@@ -445,7 +446,7 @@ async fn on_start_runs_before_the_first_invocation(mode: Mode) {
     starting.await.unwrap().unwrap();
     assert_eq!(ping.await.unwrap(), 1);
     assert_eq!(events(&log), ["start:begin", "start:end", "early", "ping"]);
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn failing_on_start_is_reported_to_the_starter(mode: Mode) {
@@ -473,7 +474,7 @@ async fn failing_on_start_is_reported_to_the_starter(mode: Mode) {
         .start_endpoint("doomed", Lifecycle::new(&log))
         .await
         .unwrap();
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn stop_runs_queued_invocations_then_on_stop_once(mode: Mode) {
@@ -520,7 +521,7 @@ async fn stop_runs_queued_invocations_then_on_stop_once(mode: Mode) {
         events(&log),
         ["start:begin", "start:end", "a", "ping", "b", "stop"]
     );
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 async fn shutdown_stops_every_endpoint(mode: Mode) {
@@ -536,7 +537,7 @@ async fn shutdown_stops_every_endpoint(mode: Mode) {
         .unwrap();
     let one: JournalClient = h.gateway("one").await.unwrap();
     let server = h.server.clone();
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
     let stops = events(&log).iter().filter(|e| *e == "stop").count();
     assert_eq!(stops, 2, "shutdown completes after every on_stop");
     match (mode, one.ping().await) {
@@ -638,7 +639,7 @@ async fn one_endpoint_serves_several_gateways(mode: Mode) {
         h.server.start_endpoint("multi", Multi::default()).await,
         Err(RpcError::NameInUse { .. })
     ));
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -719,7 +720,7 @@ async fn deferred_reply_does_not_block_the_mailbox(mode: Mode) {
     assert_eq!(front.ping().await.unwrap(), 2);
     release.notify_one();
     assert_eq!(relayed.await.unwrap(), 42);
-    h.shutdown().await;
+    h.shutdown().await.unwrap();
 }
 
 in_every_mode!(

@@ -88,7 +88,7 @@ async fn by_default_local_calls_move_values() {
     assert_eq!(store.take(Unencodable(3)).await.unwrap(), 3);
     assert_eq!(store.give().await.unwrap(), Unencodable(7));
     assert_eq!(store.lopsided(Lopsided("x".into())).await.unwrap(), "x");
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -108,5 +108,5 @@ async fn forced_serialization_rejects_what_the_wire_would() {
         error.contains("a `Serialize` implementation returned an error"),
         "{error}"
     );
-    service.shutdown().await;
+    service.shutdown().await.unwrap();
 }

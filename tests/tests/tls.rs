@@ -128,8 +128,8 @@ async fn calls_travel_encrypted_to_a_verified_server() {
         !tape.windows(marker.len()).any(|w| w == marker.as_bytes()),
         "plaintext crossed the wire"
     );
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -143,8 +143,8 @@ async fn a_server_with_an_untrusted_certificate_is_refused() {
         other => panic!("expected Unauthenticated (TLS), got {other:?}"),
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -167,8 +167,8 @@ async fn a_plaintext_client_gets_nothing_from_a_tls_server() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -182,8 +182,8 @@ async fn a_tls_client_is_told_that_the_server_does_not_speak_tls() {
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -216,9 +216,9 @@ async fn a_server_can_require_client_certificates() {
     let (caller, certificate) = notary.caller().await.unwrap();
     assert_eq!(certificate, Some(presented));
     assert!(caller.ends_with("(client certificate)"), "{caller}");
-    anonymous.shutdown().await;
-    known.shutdown().await;
-    server.shutdown().await;
+    anonymous.shutdown().await.unwrap();
+    known.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -235,6 +235,6 @@ async fn tls_and_a_shared_secret_work_together() {
     let (caller, certificate) = notary.caller().await.unwrap();
     assert!(caller.ends_with("(shared secret)"), "{caller}");
     assert_eq!(certificate, None);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

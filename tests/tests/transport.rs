@@ -169,8 +169,8 @@ async fn connect_checks_endpoint_gateway_and_fingerprint() {
     let good: v1::VersionedClient = client.connect(&at, "versioned").await.unwrap();
     assert_eq!(good.get().await.unwrap(), 1);
     assert_eq!(good.endpoint().address(), Some(address));
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 async fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
@@ -213,7 +213,7 @@ async fn server_refuses_another_protocol_version() {
     let reason = String::from_utf8_lossy(&reject[12..]);
     assert!(reason.contains("99"), "{reason}");
     expect_closed(&mut raw).await;
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -242,7 +242,7 @@ async fn client_reports_a_server_of_another_version() {
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
     fake_server.await.unwrap();
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -258,7 +258,7 @@ async fn connect_to_a_dead_address_fails_fast() {
         }
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -279,7 +279,7 @@ async fn connecting_to_its_own_address_skips_the_network() {
     let local: EchoClient = server.connect(&address, "echo").await.unwrap();
     assert_eq!(local.endpoint().address(), None, "a local proxy");
     assert_eq!(local.echo(5).await.unwrap(), 5);
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ async fn dropped_server_fails_pending_calls_at_once_and_a_new_connect_reaches_it
     let pending = echo.never().with_timeout(Duration::from_secs(3600));
     // Wait until the server has it, then take the server down.
     assert_eq!(echo.echo(2).await.unwrap(), 2);
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
     match tokio::time::timeout(Duration::from_secs(10), pending).await {
         Ok(Err(RpcError::Disconnected { address: a, .. })) => assert_eq!(a.to_string(), address),
         other => panic!("expected Disconnected long before the timeout, got {other:?}"),
@@ -315,8 +315,8 @@ async fn dropped_server_fails_pending_calls_at_once_and_a_new_connect_reaches_it
     }
     let echo: EchoClient = client.connect(&address, "echo").await.unwrap();
     assert_eq!(echo.echo(3).await.unwrap(), 3);
-    client.shutdown().await;
-    again.shutdown().await;
+    client.shutdown().await.unwrap();
+    again.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,8 +343,8 @@ async fn hundred_tasks_share_one_connection_and_every_reply_matches() {
     for task in tasks {
         task.await.unwrap();
     }
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -360,9 +360,9 @@ async fn endpoints_see_connections_come_and_go() {
     let echo: EchoClient = client.connect(&address, "echo").await.unwrap();
     assert_eq!(seen.recv().await.unwrap(), "connected 127.0.0.1");
     assert_eq!(echo.echo(1).await.unwrap(), 1);
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
     assert_eq!(seen.recv().await.unwrap(), "disconnected 127.0.0.1");
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,8 +431,8 @@ async fn undecodable_invocation_fails_that_call_only() {
     }
     // Same connection, other calls unaffected.
     assert_eq!(echo.echo(9).await.unwrap(), 9);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,8 +453,8 @@ async fn sender_refuses_an_oversized_invocation_before_writing_it() {
     }
     // Nothing was written: the connection is intact.
     assert_eq!(echo.size(vec![0; 100]).await.unwrap(), 100);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -469,8 +469,8 @@ async fn oversized_reply_fails_that_call_only() {
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
     assert_eq!(echo.blob(10).await.unwrap(), vec![7; 10]);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -487,8 +487,8 @@ async fn receiver_drops_a_peer_sending_frames_over_its_limit() {
     }
     // The next call reconnects.
     assert_eq!(echo.size(vec![0; 10]).await.unwrap(), 10);
-    client.shutdown().await;
-    server.shutdown().await;
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,12 +529,12 @@ async fn shutdown_answers_queued_calls_and_disconnects_the_rest() {
         Err(RpcError::EndpointStopped { endpoint }) => assert_eq!(endpoint, "echo"),
         other => panic!("arrived after the stop: expected EndpointStopped, got {other:?}"),
     }
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
     match never.await {
         Err(RpcError::Disconnected { .. }) => {}
         other => panic!("never answered: expected Disconnected, got {other:?}"),
     }
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }
 
 /// A server that answers anything with an HTTP error, as a web server would.
@@ -573,7 +573,7 @@ async fn connecting_to_an_http_server_says_so() {
         }
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -605,5 +605,5 @@ async fn a_silent_peer_fails_the_connect_at_the_connect_timeout() {
         }
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
-    client.shutdown().await;
+    client.shutdown().await.unwrap();
 }

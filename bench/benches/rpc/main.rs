@@ -108,7 +108,7 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     if wanted("ours.fanin") {
         samples.push(ours::fanin(&ours.address, counts.fanin.0, counts.fanin.1).await);
     }
-    ours.shutdown().await;
+    ours.shutdown().await.expect("shutdown");
 
     // The same calls over the authenticated, encrypted channel a shared secret gives.
     if wanted("ours.secret") {
@@ -117,7 +117,7 @@ async fn suite(counts: Counts) -> Vec<Sample> {
         samples.push(ours::seq("ours.secret.seq", &sealed.remote, warmup, n).await);
         let (warmup, n) = counts.pipe;
         samples.push(ours::pipe64("ours.secret.pipe64", &sealed.remote, warmup, n).await);
-        sealed.shutdown().await;
+        sealed.shutdown().await.expect("shutdown");
     }
     samples
 }

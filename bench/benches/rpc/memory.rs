@@ -27,9 +27,9 @@ pub async fn per_connection(n: usize) -> Option<f64> {
     }
     let after = resident()?;
     for (client, _) in clients {
-        client.shutdown().await;
+        client.shutdown().await.ok()?;
     }
-    server.shutdown().await;
+    server.shutdown().await.ok()?;
     Some(after.saturating_sub(before) as f64 / n as f64)
 }
 
@@ -48,6 +48,6 @@ pub async fn per_endpoint(n: usize) -> Option<f64> {
             .ok()?;
     }
     let after = resident()?;
-    service.shutdown().await;
+    service.shutdown().await.ok()?;
     Some(after.saturating_sub(before) as f64 / n as f64)
 }

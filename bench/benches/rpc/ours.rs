@@ -114,9 +114,9 @@ pub async fn setup_with(secret: Option<&str>) -> Setup {
 }
 
 impl Setup {
-    pub async fn shutdown(self) {
-        self.client.shutdown().await;
-        self.server.shutdown().await;
+    pub async fn shutdown(self) -> Result<(), rpc_core::RpcError> {
+        self.client.shutdown().await?;
+        self.server.shutdown().await
     }
 }
 
@@ -254,7 +254,7 @@ pub async fn fanin(address: &str, warmup: usize, per_task: usize) -> Sample {
     let latencies = run(per_task).await;
     let elapsed = start.elapsed();
     for (client, _) in clients {
-        client.shutdown().await;
+        client.shutdown().await.expect("shutdown");
     }
     Sample {
         id: "ours.fanin",

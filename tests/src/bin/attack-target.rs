@@ -73,7 +73,7 @@ async fn main() {
             println!("listening {address}");
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             while let Ok(Some(_)) = lines.next_line().await {}
-            server.shutdown().await;
+            server.shutdown().await.expect("shutdown");
         }
         Some("call") => {
             let address = args.get(1).expect("call ADDR");
@@ -84,7 +84,7 @@ async fn main() {
                 .expect("connect to the target");
             println!("tree: {:?}", target.tree(1).await.map(|t| t.depth()));
             println!("echo: {:?}", target.echo("again".into()).await);
-            client.shutdown().await;
+            client.shutdown().await.expect("shutdown");
         }
         _ => {
             eprintln!("usage: attack-target serve [options] | attack-target call ADDR [options]");

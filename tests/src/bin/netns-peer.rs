@@ -73,7 +73,7 @@ async fn server(address: &str) -> Result<(), Box<dyn std::error::Error>> {
     // Serve until the test closes our standard input (or kills us).
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while lines.next_line().await?.is_some() {}
-    service.shutdown().await;
+    service.shutdown().await?;
     Ok(())
 }
 
@@ -106,6 +106,6 @@ async fn client(address: &str) -> Result<(), Box<dyn std::error::Error>> {
             _ => println!("unknown command {line}"),
         }
     }
-    service.shutdown().await;
+    service.shutdown().await?;
     Ok(())
 }

@@ -97,9 +97,11 @@ impl Harness {
         }
     }
 
-    pub async fn shutdown(self) {
-        self.server.shutdown().await;
-        self.client.shutdown().await;
+    /// Shuts both services down; the first failure of an endpoint's `on_stop`, if any.
+    pub async fn shutdown(self) -> Result<(), RpcError> {
+        let server = self.server.shutdown().await;
+        let client = self.client.shutdown().await;
+        server.and(client)
     }
 }
 
