@@ -92,3 +92,43 @@ impl fmt::Display for Peer {
         }
     }
 }
+
+/// A connection of this service's transport, as the endpoints' connection hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Connection {
+    /// The other end. For an outbound connection this is the server connected to (its
+    /// `shared_secret` says whether the handshake used the service's secret; no
+    /// `certificate` is recorded).
+    pub peer: Arc<Peer>,
+    /// Who opened it.
+    pub direction: Direction,
+}
+
+impl Connection {
+    /// A connection to or from `peer`.
+    pub fn new(peer: Peer, direction: Direction) -> Connection {
+        Connection {
+            peer: Arc::new(peer),
+            direction,
+        }
+    }
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.direction {
+            Direction::Inbound => write!(f, "inbound connection from {}", self.peer),
+            Direction::Outbound => write!(f, "outbound connection to {}", self.peer),
+        }
+    }
+}
+
+/// Who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A peer connected to this service.
+    Inbound,
+    /// This service connected to a peer (to call it).
+    Outbound,
+}

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::caller::Connection;
 use crate::context::{EndpointCell, RpcContext};
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, Gateway};
@@ -81,17 +82,18 @@ pub trait RpcEndpoint: Send + Sized + 'static {
         async { Ok(()) }
     }
 
-    /// A connection from or to `peer` was established.
-    fn on_connected(&mut self, peer: SocketAddr) {
-        let _ = peer;
+    /// A connection of this service was established: inbound (a peer connected to it) or
+    /// outbound (it connected to a peer); every endpoint of the service hears of it.
+    fn on_connected(&mut self, connection: &Connection) {
+        let _ = connection;
     }
 
-    /// The connection from or to `peer` was closed or lost.
-    fn on_disconnected(&mut self, peer: SocketAddr) {
-        let _ = peer;
+    /// A connection of this service was closed or lost.
+    fn on_disconnected(&mut self, connection: &Connection) {
+        let _ = connection;
     }
 
-    /// The connection to `peer` failed with `error`.
+    /// A connection to `peer` could not be established, with `error`.
     fn on_network_error(&mut self, peer: SocketAddr, error: &RpcError) {
         let _ = (peer, error);
     }

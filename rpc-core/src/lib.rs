@@ -88,7 +88,7 @@ mod wire;
 
 pub use address::ToAddress;
 pub use call::{AbortHandle, RpcCall};
-pub use caller::{Caller, Peer};
+pub use caller::{Caller, Connection, Direction, Peer};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use context::{RpcContext, ScheduledCall, ScheduledRun};
 pub use control::CallContext;

@@ -158,8 +158,12 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
     fn connection_event(&self, event: ConnectionEvent) {
         // Hooks run whatever the fencing token (no epoch).
         let hook = move |endpoint: Result<&mut E, Stale>| match (endpoint, &event) {
-            (Ok(endpoint), ConnectionEvent::Connected(peer)) => endpoint.on_connected(*peer),
-            (Ok(endpoint), ConnectionEvent::Disconnected(peer)) => endpoint.on_disconnected(*peer),
+            (Ok(endpoint), ConnectionEvent::Connected(connection)) => {
+                endpoint.on_connected(connection)
+            }
+            (Ok(endpoint), ConnectionEvent::Disconnected(connection)) => {
+                endpoint.on_disconnected(connection)
+            }
             (Ok(endpoint), ConnectionEvent::NetworkError(peer, error)) => {
                 endpoint.on_network_error(*peer, error)
             }

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 pub use crate::call::{ReplyResult, ReplyTo, ReplyValue};
-use crate::caller::{Caller, Peer};
+use crate::caller::{Caller, Connection, Peer};
 use crate::codec;
 use crate::context::EndpointCell;
 pub use crate::control::{CallControl, CancelRoute};
@@ -220,11 +220,11 @@ impl Drop for Charge {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ConnectionEvent {
-    /// A connection from or to this peer was established.
-    Connected(SocketAddr),
-    /// The connection from or to this peer was closed or lost.
-    Disconnected(SocketAddr),
-    /// The connection to this peer failed.
+    /// A connection was established (its handshake succeeded).
+    Connected(Connection),
+    /// An established connection was closed or lost.
+    Disconnected(Connection),
+    /// A connection to this peer could not be established.
     NetworkError(SocketAddr, RpcError),
 }
 

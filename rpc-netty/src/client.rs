@@ -326,7 +326,7 @@ async fn drive(pool: Arc<Pool>, connection: Arc<Connection>) {
     if connected {
         tracing::info!(%peer, "{error}");
         pool.service
-            .connection_event(ConnectionEvent::Disconnected(peer));
+            .connection_event(ConnectionEvent::Disconnected(outbound(peer, &pool.config)));
     } else {
         tracing::warn!(%peer, "{error}");
         pool.service
@@ -364,7 +364,7 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     *connected = true;
     tracing::info!(%peer, sealed = sealer.is_some(), "connected");
     pool.service
-        .connection_event(ConnectionEvent::Connected(peer));
+        .connection_event(ConnectionEvent::Connected(outbound(peer, &pool.config)));
 
     let closing = pool.closing.child_token();
     let linger = config.linger;
@@ -592,4 +592,12 @@ impl RemoteChannel for Remote {
     fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError> {
         self.call(encode, None)
     }
+}
+
+/// The hooks' view of an outbound connection to `peer`.
+fn outbound(peer: SocketAddr, config: &NettyConfig) -> rpc_core::Connection {
+    rpc_core::Connection::new(
+        rpc_core::Peer::new(peer).with_shared_secret(config.secret.is_some()),
+        rpc_core::Direction::Outbound,
+    )
 }

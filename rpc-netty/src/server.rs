@@ -140,7 +140,12 @@ async fn serve(
         }
     });
     tracing::info!(%peer, "connection accepted");
-    service.connection_event(ConnectionEvent::Connected(peer));
+    // A handshake that succeeded with a secret configured proved the peer holds it.
+    let who = Peer::new(peer)
+        .with_shared_secret(config.secret.is_some())
+        .with_certificate(certificate);
+    let hooks_view = rpc_core::Connection::new(who.clone(), rpc_core::Direction::Inbound);
+    service.connection_event(ConnectionEvent::Connected(hooks_view.clone()));
 
     let mut connection = Inbound {
         peer,
@@ -154,13 +159,7 @@ async fn serve(
             peer,
             closing: closing.clone(),
         }),
-        backlog: Arc::new(Backlog::new(
-            config.max_backlog_bytes,
-            // A handshake that succeeded with a secret configured proved the peer holds it.
-            Peer::new(peer)
-                .with_shared_secret(config.secret.is_some())
-                .with_certificate(certificate),
-        )),
+        backlog: Arc::new(Backlog::new(config.max_backlog_bytes, who)),
         session: ServerSession::default(),
         held: None,
     };
@@ -239,7 +238,7 @@ async fn serve(
     outbox.close();
     closing.cancel(); // bounds the final write by the linger time
     let _ = writer.await;
-    service.connection_event(ConnectionEvent::Disconnected(peer));
+    service.connection_event(ConnectionEvent::Disconnected(hooks_view));
 }
 
 /// The connection's halves: through a TLS handshake if this service serves TLS.

@@ -99,7 +99,7 @@ pub mod target {
     impl RpcEndpoint for TargetEndpoint {
         rpc_core::serves!(Target);
 
-        fn on_disconnected(&mut self, _peer: std::net::SocketAddr) {
+        fn on_disconnected(&mut self, _connection: &rpc_core::Connection) {
             self.disconnects += 1;
         }
     }

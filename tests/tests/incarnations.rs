@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rpc_core::{RpcContext, RpcEndpoint, RpcError, RpcService, rpc_gateway};
@@ -42,11 +41,11 @@ impl Idle for Watcher {}
 impl RpcEndpoint for Watcher {
     rpc_core::serves!(Idle);
 
-    fn on_connected(&mut self, _peer: SocketAddr) {
+    fn on_connected(&mut self, _connection: &rpc_core::Connection) {
         let _ = self.0.send("connected");
     }
 
-    fn on_disconnected(&mut self, _peer: SocketAddr) {
+    fn on_disconnected(&mut self, _connection: &rpc_core::Connection) {
         let _ = self.0.send("disconnected");
     }
 }

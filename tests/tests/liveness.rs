@@ -25,13 +25,13 @@ struct Server {
 impl RpcEndpoint for Server {
     rpc_core::serves!(Echo);
 
-    fn on_connected(&mut self, _peer: SocketAddr) {
+    fn on_connected(&mut self, _connection: &rpc_core::Connection) {
         if let Some(events) = &self.events {
             let _ = events.send("connected");
         }
     }
 
-    fn on_disconnected(&mut self, _peer: SocketAddr) {
+    fn on_disconnected(&mut self, _connection: &rpc_core::Connection) {
         if let Some(events) = &self.events {
             let _ = events.send("disconnected");
         }

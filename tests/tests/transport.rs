@@ -43,15 +43,23 @@ impl RpcEndpoint for EchoServer {
         Ok(())
     }
 
-    fn on_connected(&mut self, peer: SocketAddr) {
+    fn on_connected(&mut self, connection: &rpc_core::Connection) {
         if let Some(events) = &self.events {
-            let _ = events.send(format!("connected {}", peer.ip()));
+            let _ = events.send(format!(
+                "connected {} {:?}",
+                connection.peer.address.ip(),
+                connection.direction
+            ));
         }
     }
 
-    fn on_disconnected(&mut self, peer: SocketAddr) {
+    fn on_disconnected(&mut self, connection: &rpc_core::Connection) {
         if let Some(events) = &self.events {
-            let _ = events.send(format!("disconnected {}", peer.ip()));
+            let _ = events.send(format!(
+                "disconnected {} {:?}",
+                connection.peer.address.ip(),
+                connection.direction
+            ));
         }
     }
 }
@@ -357,11 +365,27 @@ async fn endpoints_see_connections_come_and_go() {
     };
     let (server, address) = echo_server("echo", endpoint).await;
     let client = rpc_netty::client();
+    // An endpoint of the client's service hears of its outbound connection.
+    let (client_events, mut client_seen) = mpsc::unbounded_channel();
+    client
+        .start_endpoint(
+            "watcher",
+            EchoServer {
+                events: Some(client_events),
+                ..EchoServer::default()
+            },
+        )
+        .await
+        .unwrap();
     let echo: EchoClient = client.connect(&address, "echo").await.unwrap();
-    assert_eq!(seen.recv().await.unwrap(), "connected 127.0.0.1");
+    assert_eq!(seen.recv().await.unwrap(), "connected 127.0.0.1 Inbound");
+    assert_eq!(
+        client_seen.recv().await.unwrap(),
+        "connected 127.0.0.1 Outbound"
+    );
     assert_eq!(echo.echo(1).await.unwrap(), 1);
     client.shutdown().await.unwrap();
-    assert_eq!(seen.recv().await.unwrap(), "disconnected 127.0.0.1");
+    assert_eq!(seen.recv().await.unwrap(), "disconnected 127.0.0.1 Inbound");
     server.shutdown().await.unwrap();
 }
 

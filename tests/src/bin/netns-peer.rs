@@ -11,7 +11,6 @@
 //! Both sides use a short keep-alive (100 ms probe, 600 ms timeout) so that a cut link is
 //! noticed quickly.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rpc_core::{Deferred, RpcEndpoint, RpcService, rpc_gateway};
@@ -30,8 +29,8 @@ struct Server;
 impl RpcEndpoint for Server {
     rpc_core::serves!(Peer);
 
-    fn on_disconnected(&mut self, peer: SocketAddr) {
-        println!("disconnected {peer}");
+    fn on_disconnected(&mut self, connection: &rpc_core::Connection) {
+        println!("disconnected {}", connection.peer.address);
     }
 }
 
