@@ -81,6 +81,7 @@ mod error;
 pub mod fencing;
 mod gateway;
 mod mailbox;
+mod retry;
 mod service;
 mod target;
 pub mod transport;
@@ -102,6 +103,7 @@ pub use fencing::{FencedEndpoint, FencingId, FencingToken, ParseFencingIdError, 
 pub use gateway::{
     CallTarget, EndpointAddress, FencedGateway, Gateway, Incarnation, UnfencedGateway,
 };
+pub use retry::ConnectRetry;
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
 pub use wire::{RpcArgument, RpcReply};
 

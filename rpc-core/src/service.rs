@@ -21,6 +21,7 @@ use crate::gateway::{
     EndpointAddress, FencedGateway, Gateway, GatewayHandle, Incarnation, UnfencedGateway,
 };
 use crate::mailbox::{self, Envelope};
+use crate::retry::ConnectRetry;
 use crate::transport::{
     Binding, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
 };
@@ -437,12 +438,29 @@ impl RpcService {
     ///
     /// The connection to `address` is opened on first use and shared by every proxy to it.
     /// A fenced gateway needs a token: [`RpcService::connect_fenced`].
+    ///
+    /// A peer that cannot be reached is tried again as the transport's policy says
+    /// ([`ConnectRetry`]; `rpc_netty::NettyBuilder::connect_retry`, none by default);
+    /// [`RpcService::connect_with_retry`] overrides it for one call.
     pub async fn connect<G: UnfencedGateway>(
         &self,
         address: impl ToAddress,
         endpoint: &str,
     ) -> Result<G, RpcError> {
-        self.connect_handle::<G>(&address.to_address(), endpoint)
+        self.connect_handle::<G>(&address.to_address(), endpoint, None)
+            .await
+            .map(G::from_handle)
+    }
+
+    /// [`RpcService::connect`], trying a peer it cannot reach again as `retry` says (for
+    /// example a client started before its server).
+    pub async fn connect_with_retry<G: UnfencedGateway>(
+        &self,
+        address: impl ToAddress,
+        endpoint: &str,
+        retry: ConnectRetry,
+    ) -> Result<G, RpcError> {
+        self.connect_handle::<G>(&address.to_address(), endpoint, Some(retry))
             .await
             .map(G::from_handle)
     }
@@ -456,12 +474,43 @@ impl RpcService {
         endpoint: &str,
         token: G::Token,
     ) -> Result<G, RpcError> {
-        self.connect_handle::<G>(&address.to_address(), endpoint)
+        self.connect_handle::<G>(&address.to_address(), endpoint, None)
             .await
             .map(|handle| G::from_handle(handle.with_fencing_token(token)))
     }
 
     async fn connect_handle<G: Gateway>(
+        &self,
+        address: &str,
+        endpoint: &str,
+        retry: Option<ConnectRetry>,
+    ) -> Result<GatewayHandle<G>, RpcError> {
+        // Without a transport nothing can be reached, whatever the policy.
+        let retry = match (retry, self.inner.transport.get()) {
+            (_, None) => ConnectRetry::none(),
+            (Some(retry), Some(_)) => retry,
+            (None, Some(transport)) => transport.connect_retry(),
+        };
+        let mut attempt = 1;
+        loop {
+            match self.connect_once::<G>(address, endpoint).await {
+                Err(error @ RpcError::ConnectFailed { .. }) if attempt < retry.attempts() => {
+                    let delay = retry.delay_before(attempt);
+                    tracing::info!(
+                        address,
+                        endpoint,
+                        attempt,
+                        "cannot connect yet ({error}); trying again in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn connect_once<G: Gateway>(
         &self,
         address: &str,
         endpoint: &str,

@@ -29,6 +29,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, Incarnation, MethodInfo};
 use crate::mailbox::EncodedInvocation;
+use crate::retry::ConnectRetry;
 use crate::service::ServiceInner;
 
 /// What a client asks of a remote service when it connects a gateway: this endpoint, serving
@@ -65,6 +66,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Stops listening and closes every connection, after flushing what is queued.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+
+    /// How `connect` retries a peer it cannot reach, unless a call says otherwise.
+    fn connect_retry(&self) -> ConnectRetry {
+        ConnectRetry::none()
+    }
 }
 
 /// Appends one encoded invocation to a transport's buffer (and leaves it as it was on

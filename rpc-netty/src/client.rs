@@ -40,7 +40,7 @@ use crate::session::{ClientSession, Received};
 pub(crate) struct Pool {
     connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     service: ServiceHandle,
-    config: Arc<NettyConfig>,
+    pub(crate) config: Arc<NettyConfig>,
     closing: CancellationToken,
     tasks: TaskTracker,
 }

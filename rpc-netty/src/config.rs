@@ -13,6 +13,8 @@ pub(crate) struct NettyConfig {
     pub(crate) max_frame_size: usize,
     /// How long opening a TCP connection may take.
     pub(crate) connect_timeout: Duration,
+    /// How `connect` retries a peer it cannot reach.
+    pub(crate) connect_retry: rpc_core::ConnectRetry,
     /// How long an inbound connection may take from accept to authenticated, TLS included.
     pub(crate) handshake_timeout: Duration,
     /// A connection quiet for this long is probed with a `Ping`.
@@ -53,6 +55,7 @@ impl Default for NettyConfig {
         NettyConfig {
             max_frame_size: DEFAULT_MAX_FRAME,
             connect_timeout: Duration::from_secs(5),
+            connect_retry: rpc_core::ConnectRetry::none(),
             handshake_timeout: Duration::from_secs(3),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),

@@ -137,6 +137,25 @@ impl NettyBuilder {
         self
     }
 
+    /// How `connect` tries again when the peer cannot be reached (`ConnectFailed`: refused,
+    /// unreachable, or no handshake within `connect_timeout`), for example a client started
+    /// before its server. Default: [`ConnectRetry::none`](rpc_core::ConnectRetry::none).
+    /// `RpcService::connect_with_retry` overrides it for one call.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rpc_core::RpcError> {
+    /// use std::time::Duration;
+    /// use rpc_core::ConnectRetry;
+    /// let client = rpc_netty::NettyBuilder::new()
+    ///     .connect_retry(ConnectRetry::backoff(20, Duration::from_millis(100), Duration::from_secs(2)))
+    ///     .client();
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_retry(mut self, retry: rpc_core::ConnectRetry) -> Self {
+        self.config.connect_retry = retry;
+        self
+    }
+
     /// How long an inbound connection may take from accept to authenticated, TLS included
     /// (default 3 s); a peer still in its handshake then is disconnected.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {

@@ -113,6 +113,10 @@ impl Transport for NettyTransport {
         Box::pin(client::connect(Arc::clone(&self.pool), address, binding))
     }
 
+    fn connect_retry(&self) -> rpc_core::ConnectRetry {
+        self.pool.config.connect_retry
+    }
+
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         self.closing.cancel();
         self.tasks.close();
