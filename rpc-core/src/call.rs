@@ -164,6 +164,8 @@ pin_project_lite::pin_project! {
         sleep: Option<Sleep>,
         // Turns the reply back into a `T`, reading an encoded one in the method's wire format.
         decode: fn(ReplyValue, &MethodInfo, usize) -> Result<T, RpcError>,
+        // The caller's span of this call, entered while it is polled.
+        span: tracing::Span,
     }
 
     impl<T> PinnedDrop for RpcCall<T> {
@@ -181,6 +183,7 @@ pin_project_lite::pin_project! {
 impl<T: 'static> RpcCall<T> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn pending<F: WireDecode<T>>(
+        span: tracing::Span,
         receiver: oneshot::Receiver<ReplyResult>,
         control: Arc<CallControl>,
         method: &'static MethodInfo,
@@ -202,6 +205,7 @@ impl<T: 'static> RpcCall<T> {
             max_depth,
             sleep: None,
             decode: decode::<T, F>,
+            span,
         }
     }
 
@@ -218,6 +222,7 @@ impl<T: 'static> RpcCall<T> {
             max_depth: 0,
             sleep: None,
             decode: never_decoded,
+            span: tracing::Span::none(),
         }
     }
 
@@ -277,6 +282,7 @@ impl<T: 'static> Future for RpcCall<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         if let Some(error) = this.error.take() {
             return Poll::Ready(Err(error));
         }

@@ -44,6 +44,8 @@ pub struct CallControl {
     caller: AtomicWaker,
     /// The transport route of a remote call, and its request id.
     route: OnceLock<(Weak<dyn CancelRoute>, u64)>,
+    /// The request id of a remote call, on either side.
+    request_id: OnceLock<u64>,
 }
 
 const NO_DEADLINE: u64 = u64::MAX;
@@ -83,6 +85,7 @@ impl CallControl {
             abortable: AtomicBool::new(false),
             caller: AtomicWaker::new(),
             route: OnceLock::new(),
+            request_id: OnceLock::new(),
         })
     }
 
@@ -145,6 +148,18 @@ impl CallControl {
     /// once, by the transport that sends the call.
     pub fn set_route(&self, route: Weak<dyn CancelRoute>, request_id: u64) {
         let _ = self.route.set((route, request_id));
+        self.set_request_id(request_id);
+    }
+
+    /// Records the request id a transport gave this call (on the callee's side, the id the
+    /// request arrived with), for the call's tracing span. Set once.
+    pub fn set_request_id(&self, request_id: u64) {
+        let _ = self.request_id.set(request_id);
+    }
+
+    /// The request id of a remote call, once its transport has given it one.
+    pub fn request_id(&self) -> Option<u64> {
+        self.request_id.get().copied()
     }
 
     /// Completes once the call is cancelled or its deadline has passed.

@@ -209,6 +209,20 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
     }
 }
 
+/// The caller's span of one call: entered while the call is sent and while its reply is
+/// awaited, so that the transport's events, and the caller's own, say which call they are
+/// about. `request_id` is recorded once a transport has given it one.
+fn call_span(method: &MethodInfo, endpoint: &EndpointAddress) -> tracing::Span {
+    tracing::info_span!(
+        "rpc.call",
+        side = "client",
+        gateway = method.gateway,
+        method = method.name,
+        endpoint = %endpoint,
+        request_id = tracing::field::Empty,
+    )
+}
+
 /// The untyped core of every generated proxy: a call target, the ask timeout and, for a
 /// fenced gateway, the fencing token.
 pub struct GatewayHandle<G: Gateway> {
@@ -259,28 +273,39 @@ impl<G: Gateway> GatewayHandle<G> {
         let (reply, receiver) = ReplyTo::channel();
         let started = tokio::time::Instant::now();
         let control = CallControl::new(started.checked_add(self.timeout));
-        match self
-            .target
-            .ask(method, invocation, self.token.as_ref(), reply, &control)
-        {
-            Ok(()) => RpcCall::pending::<F>(
-                receiver,
-                control,
-                method,
-                Arc::clone(self.target.endpoint()),
-                started,
-                self.timeout,
-                self.source,
-                self.target.max_decode_depth(),
-            ),
+        let span = call_span(method, self.target.endpoint());
+        let sent = {
+            let _entered = span.enter();
+            self.target
+                .ask(method, invocation, self.token.as_ref(), reply, &control)
+        };
+        match sent {
+            Ok(()) => {
+                if let Some(request_id) = control.request_id() {
+                    span.record("request_id", request_id);
+                }
+                RpcCall::pending::<F>(
+                    span,
+                    receiver,
+                    control,
+                    method,
+                    Arc::clone(self.target.endpoint()),
+                    started,
+                    self.timeout,
+                    self.source,
+                    self.target.max_decode_depth(),
+                )
+            }
             Err(error) => RpcCall::failed(error, method),
         }
     }
 
     /// Sends a tell for method number `method`; returns once it is queued.
     pub fn tell(&self, method: usize, invocation: G::Invocation) -> Result<(), RpcError> {
-        self.target
-            .tell(&G::METHODS[method], invocation, self.token.as_ref())
+        let method = &G::METHODS[method];
+        let span = call_span(method, self.target.endpoint());
+        let _entered = span.enter();
+        self.target.tell(method, invocation, self.token.as_ref())
     }
 
     /// A copy of this handle with another ask timeout.

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::call::{Handled, ReplyMode, ReplyTo};
 use crate::caller::Caller;
@@ -332,8 +333,20 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         None => (None, None),
     };
     let mode = ReplyMode::new(encoded, method);
+    // The handler runs in this span, so that its own events say which call they belong to.
+    let span = tracing::info_span!(
+        "rpc.call",
+        side = "server",
+        gateway = method.gateway,
+        method = method.name,
+        endpoint = cell.address.name(),
+        request_id = control.as_ref().and_then(|c| c.request_id()),
+        caller = %caller,
+    );
     let dispatch = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode)).catch_unwind();
-    let (outcome, control) = control::scoped(control, caller.clone(), dispatch).await;
+    let (outcome, control) = control::scoped(control, caller.clone(), dispatch)
+        .instrument(span.clone())
+        .await;
     match outcome {
         Ok(Handled::Reply(result)) => {
             if let Some(reply) = reply {
@@ -344,7 +357,8 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
             let name = cell.address.name().to_owned();
             cell.shared.runtime.spawn(async move {
                 let run = AssertUnwindSafe(future).catch_unwind();
-                let run = async { control::scoped(control.clone(), caller, run).await.0 };
+                let run = async { control::scoped(control.clone(), caller, run).await.0 }
+                    .instrument(span);
                 let result = match &control {
                     // Dropped, not finished, once nobody waits for it.
                     Some(control) => tokio::select! {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
@@ -88,8 +89,15 @@ impl Pool {
             session: Mutex::new(ClientSession::new(peer, self.config.max_in_flight)),
         });
         connections.insert(peer, Arc::clone(&connection));
+        let span = tracing::info_span!(
+            parent: None,
+            "rpc.connection",
+            %peer,
+            direction = "outbound",
+            authenticated = self.config.secret.is_some(),
+        );
         self.tasks
-            .spawn(drive(Arc::clone(self), Arc::clone(&connection)));
+            .spawn(drive(Arc::clone(self), Arc::clone(&connection)).instrument(span));
         Ok(connection)
     }
 

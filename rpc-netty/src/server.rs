@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::admission::{Admission, Limits, Refused, Ticket};
 use crate::channel::{Sealer, WireCodec};
@@ -59,14 +60,23 @@ pub(crate) async fn accept(
                         continue;
                     }
                 };
-                tasks.spawn(serve(
-                    stream,
-                    peer,
-                    ticket,
-                    service.clone(),
-                    Arc::clone(&config),
-                    closing.child_token(),
-                ));
+                let span = tracing::info_span!(
+                    "rpc.connection",
+                    %peer,
+                    direction = "inbound",
+                    authenticated = tracing::field::Empty,
+                );
+                tasks.spawn(
+                    serve(
+                        stream,
+                        peer,
+                        ticket,
+                        service.clone(),
+                        Arc::clone(&config),
+                        closing.child_token(),
+                    )
+                    .instrument(span),
+                );
             }
             Err(error) => {
                 // Out of file descriptors, for example: back off instead of spinning.
@@ -144,6 +154,7 @@ async fn serve(
     let who = Peer::new(peer)
         .with_shared_secret(config.secret.is_some())
         .with_certificate(certificate);
+    tracing::Span::current().record("authenticated", who.is_authenticated());
     let hooks_view = rpc_core::Connection::new(who.clone(), rpc_core::Direction::Inbound);
     service.connection_event(ConnectionEvent::Connected(hooks_view.clone()));
 

@@ -196,6 +196,7 @@ impl Requests {
         }
         // The caller's deadline, on this side's clock.
         let control = CallControl::new(budget.and_then(|budget| now.checked_add(budget)));
+        control.set_request_id(request_id);
         self.calls.insert(request_id, Arc::clone(&control));
         Ok(control)
     }
