@@ -22,6 +22,7 @@ use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle, Incarnation};
 use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
+use crate::trace::TraceContext;
 
 /// Settings every endpoint of one service shares.
 pub(crate) struct Shared {
@@ -79,6 +80,7 @@ impl<E: RpcEndpoint> EndpointCell<E> {
         invocation: G::Invocation,
         method: &'static MethodInfo,
         token: Option<G::Token>,
+        trace: Option<TraceContext>,
         reply: Option<(ReplyTo, Arc<CallControl>)>,
         encoded: bool,
     ) -> Result<(), RpcError> {
@@ -89,7 +91,7 @@ impl<E: RpcEndpoint> EndpointCell<E> {
             }
             return Err(full);
         }
-        let invocation = Invocation::<G>::new(invocation, method, token, reply, encoded);
+        let invocation = Invocation::<G>::new(invocation, method, token, trace, reply, encoded);
         self.send_invoke(Box::new(invocation))
     }
 

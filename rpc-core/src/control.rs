@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::caller::Caller;
+use crate::trace::TraceContext;
 
 /// Where a transport learns that a call it carries was cancelled, or that its deadline moved:
 /// the caller's connection, keyed by the request it sent.
@@ -195,25 +196,33 @@ impl CallControl {
     }
 }
 
-/// What [`CallContext::current`] reads: the running call's control (an ask's) and caller.
+/// What [`CallContext::current`] reads: the running call's control (an ask's), caller and
+/// trace context (the server span's: calls made from the handler continue it).
 struct Scope {
     control: Option<Arc<CallControl>>,
     caller: Caller,
+    trace: Option<TraceContext>,
 }
 
 tokio::task_local! {
     static CURRENT: Scope;
 }
 
-/// Runs `future` with `control` and `caller` as the current call, for
+/// Runs `future` with `control`, `caller` and `trace` as the current call, for
 /// [`CallContext::current`]; gives the control back with the output (moved in and out, so
 /// that it is not shared once more).
 pub(crate) async fn scoped<F: Future>(
     control: Option<Arc<CallControl>>,
     caller: Caller,
+    trace: Option<TraceContext>,
     future: F,
 ) -> (F::Output, Option<Arc<CallControl>>) {
-    let mut scope = std::pin::pin!(CURRENT.scope(Scope { control, caller }, future));
+    let scope = Scope {
+        control,
+        caller,
+        trace,
+    };
+    let mut scope = std::pin::pin!(CURRENT.scope(scope, future));
     let output = scope.as_mut().await;
     (output, scope.take_value().and_then(|scope| scope.control))
 }
@@ -260,6 +269,7 @@ pub(crate) async fn scoped<F: Future>(
 pub struct CallContext {
     control: Option<Arc<CallControl>>,
     caller: Caller,
+    trace: Option<TraceContext>,
 }
 
 impl Default for CallContext {
@@ -267,8 +277,15 @@ impl Default for CallContext {
         CallContext {
             control: None,
             caller: Caller::Direct,
+            trace: None,
         }
     }
+}
+
+/// The trace context of the call the current task runs, if it has one: what a call made now
+/// continues.
+pub(crate) fn current_trace() -> Option<TraceContext> {
+    CURRENT.try_with(|scope| scope.trace).ok().flatten()
 }
 
 impl CallContext {
@@ -278,6 +295,7 @@ impl CallContext {
             .try_with(|scope| CallContext {
                 control: scope.control.clone(),
                 caller: scope.caller.clone(),
+                trace: scope.trace,
             })
             .unwrap_or_default()
     }
@@ -312,6 +330,14 @@ impl CallContext {
     /// ```
     pub fn caller(&self) -> &Caller {
         &self.caller
+    }
+
+    /// The trace this call belongs to: its trace id and the id of this call's server span
+    /// (the `trace_id` and `span_id` fields of its `rpc.call` span), if the call carried a
+    /// trace or tracing is on. Calls the handler makes continue it by themselves; this is
+    /// for handing the trace to something else (a log line, another system's request).
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
     }
 
     /// When the caller stops waiting for the reply, if it does.

@@ -10,10 +10,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::call::{Handled, ReplyMode, ReplyTo, RpcCall};
-use crate::control::CallControl;
+use crate::control::{self, CallControl};
 use crate::endpoint::{Gateways, RpcEndpoint};
 use crate::error::{RpcError, TimeoutSource};
 use crate::fencing::FencingToken;
+use crate::trace::{self, TraceContext};
 use crate::wire::{Plain, WireDecode};
 
 /// A gateway: implemented by the client type `#[rpc_gateway]` generates for a trait
@@ -182,25 +183,28 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
     /// The endpoint behind this target.
     fn endpoint(&self) -> &Arc<EndpointAddress>;
 
-    /// Queues an ask carrying the fencing `token` of a fenced gateway's proxy; `reply` is
-    /// answered exactly once (with the value or an error), unless this returns an error, in
-    /// which case the caller answers itself. `control` carries the call's deadline and
-    /// cancellation to wherever the invocation waits.
+    /// Queues an ask carrying the fencing `token` of a fenced gateway's proxy and the
+    /// caller's `trace` context; `reply` is answered exactly once (with the value or an
+    /// error), unless this returns an error, in which case the caller answers itself.
+    /// `control` carries the call's deadline and cancellation to wherever the invocation
+    /// waits.
     fn ask(
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
         reply: ReplyTo,
         control: &Arc<CallControl>,
     ) -> Result<(), RpcError>;
 
-    /// Queues a tell carrying `token`.
+    /// Queues a tell carrying `token` and `trace`.
     fn tell(
         &self,
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
     ) -> Result<(), RpcError>;
 
     /// How deeply an encoded reply may nest when it is decoded for the caller.
@@ -211,7 +215,8 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
 
 /// The caller's span of one call: entered while the call is sent and while its reply is
 /// awaited, so that the transport's events, and the caller's own, say which call they are
-/// about. `request_id` is recorded once a transport has given it one.
+/// about. `request_id` is recorded once a transport has given it one; the trace fields as the
+/// call's trace context is made (see [`trace`](crate::trace)).
 fn call_span(method: &MethodInfo, endpoint: &EndpointAddress) -> tracing::Span {
     tracing::info_span!(
         "rpc.call",
@@ -220,6 +225,9 @@ fn call_span(method: &MethodInfo, endpoint: &EndpointAddress) -> tracing::Span {
         method = method.name,
         endpoint = %endpoint,
         request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
     )
 }
 
@@ -274,10 +282,17 @@ impl<G: Gateway> GatewayHandle<G> {
         let started = tokio::time::Instant::now();
         let control = CallControl::new(started.checked_add(self.timeout));
         let span = call_span(method, self.target.endpoint());
+        let trace = trace::continue_trace(control::current_trace(), &span);
         let sent = {
             let _entered = span.enter();
-            self.target
-                .ask(method, invocation, self.token.as_ref(), reply, &control)
+            self.target.ask(
+                method,
+                invocation,
+                self.token.as_ref(),
+                trace,
+                reply,
+                &control,
+            )
         };
         match sent {
             Ok(()) => {
@@ -304,8 +319,10 @@ impl<G: Gateway> GatewayHandle<G> {
     pub fn tell(&self, method: usize, invocation: G::Invocation) -> Result<(), RpcError> {
         let method = &G::METHODS[method];
         let span = call_span(method, self.target.endpoint());
+        let trace = trace::continue_trace(control::current_trace(), &span);
         let _entered = span.enter();
-        self.target.tell(method, invocation, self.token.as_ref())
+        self.target
+            .tell(method, invocation, self.token.as_ref(), trace)
     }
 
     /// A copy of this handle with another ask timeout.

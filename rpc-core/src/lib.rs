@@ -84,6 +84,7 @@ mod mailbox;
 mod retry;
 mod service;
 mod target;
+mod trace;
 pub mod transport;
 mod wire;
 
@@ -105,6 +106,7 @@ pub use gateway::{
 };
 pub use retry::ConnectRetry;
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
+pub use trace::{SpanId, TraceContext, TraceId, ZeroId};
 pub use wire::{RpcArgument, RpcReply};
 
 /// Turns a trait into an RPC gateway.

@@ -27,6 +27,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::fencing::Stale;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
+use crate::trace::{self, TraceContext};
 use crate::transport::Charge;
 
 /// The endpoint whose main thread the current task is.
@@ -98,6 +99,8 @@ pub(crate) struct Invocation<G: Gateway> {
     invocation: G::Invocation,
     method: &'static MethodInfo,
     token: Option<G::Token>,
+    /// The caller's trace context, which the handler's span continues.
+    trace: Option<TraceContext>,
     reply: Ask,
     /// Whether the reply must be encoded (remote caller or forced serialization).
     encoded: bool,
@@ -108,6 +111,7 @@ impl<G: Gateway> Invocation<G> {
         invocation: G::Invocation,
         method: &'static MethodInfo,
         token: Option<G::Token>,
+        trace: Option<TraceContext>,
         reply: Ask,
         encoded: bool,
     ) -> Self {
@@ -115,6 +119,7 @@ impl<G: Gateway> Invocation<G> {
             invocation,
             method,
             token,
+            trace,
             reply,
             encoded,
         }
@@ -131,6 +136,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
             invocation,
             method,
             token,
+            trace,
             reply,
             encoded,
         } = *self;
@@ -148,6 +154,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for Invocation<G> {
             reply,
             encoded,
             Caller::Local,
+            trace,
         ))
     }
 
@@ -239,24 +246,31 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         Box::pin(async move {
             let depth = cell.shared.max_decode_depth;
             let what = || format!("decoding an invocation of gateway `{}`", G::NAME);
-            // A fenced gateway's invocation comes after the token it carries.
+            // The trace context comes first, then (a fenced gateway's) the token.
+            type Trace = Option<TraceContext>;
             let decoded = if G::FENCED {
-                codec::decode::<(Option<G::Token>, G::Invocation)>(payload.as_slice(), depth, what)
+                codec::decode::<(Trace, Option<G::Token>, G::Invocation)>(
+                    payload.as_slice(),
+                    depth,
+                    what,
+                )
             } else {
-                codec::decode::<G::Invocation>(payload.as_slice(), depth, what)
-                    .map(|invocation| (None, invocation))
+                codec::decode::<(Trace, G::Invocation)>(payload.as_slice(), depth, what)
+                    .map(|(trace, invocation)| (trace, None, invocation))
             };
             let caller = charge.caller();
             drop(charge);
             drop(payload);
             match decoded {
-                Ok((token, invocation)) => {
+                Ok((trace, token, invocation)) => {
                     let method = &G::METHODS[G::method_index(&invocation)];
                     let Some(reply) = admit::<E, G>(reply, token.as_ref(), cell, method) else {
                         return;
                     };
-                    run_decoded::<E, G>(endpoint, cell, invocation, method, reply, true, caller)
-                        .await
+                    run_decoded::<E, G>(
+                        endpoint, cell, invocation, method, reply, true, caller, trace,
+                    )
+                    .await
                 }
                 Err(error) => {
                     tracing::warn!(endpoint = cell.address.name(), "{error}");
@@ -319,6 +333,7 @@ fn admit<E: RpcEndpoint, G: Dispatch<E>>(
 }
 
 /// Runs one decoded invocation on the main thread and delivers its reply.
+#[allow(clippy::too_many_arguments)]
 async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
     endpoint: &mut E,
     cell: &EndpointCell<E>,
@@ -327,6 +342,7 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
     ask: Ask,
     encoded: bool,
     caller: Caller,
+    trace: Option<TraceContext>,
 ) {
     let (reply, control) = match ask {
         Some((reply, control)) => (Some(reply), Some(control)),
@@ -342,9 +358,14 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         endpoint = cell.address.name(),
         request_id = control.as_ref().and_then(|c| c.request_id()),
         caller = %caller,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
     );
+    // The handler's trace: the caller's continued, so that its own calls carry it on.
+    let trace = trace::continue_trace(trace, &span);
     let dispatch = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode)).catch_unwind();
-    let (outcome, control) = control::scoped(control, caller.clone(), dispatch)
+    let (outcome, control) = control::scoped(control, caller.clone(), trace, dispatch)
         .instrument(span.clone())
         .await;
     match outcome {
@@ -357,7 +378,7 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
             let name = cell.address.name().to_owned();
             cell.shared.runtime.spawn(async move {
                 let run = AssertUnwindSafe(future).catch_unwind();
-                let run = async { control::scoped(control.clone(), caller, run).await.0 }
+                let run = async { control::scoped(control.clone(), caller, trace, run).await.0 }
                     .instrument(span);
                 let result = match &control {
                     // Dropped, not finished, once nobody waits for it.

@@ -11,6 +11,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
 use crate::mailbox::on_main_thread_of;
+use crate::trace::TraceContext;
 
 /// Puts invocations straight into an endpoint's mailbox: no network and, unless the service
 /// forces it, no serialization.
@@ -46,6 +47,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
         reply: Option<(ReplyTo, Arc<CallControl>)>,
     ) -> Result<(), RpcError> {
         let encoded = self.cell.shared.force_serialization;
@@ -60,7 +62,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
             (true, false) => token.cloned(),
         };
         self.cell
-            .deliver::<G>(invocation, method, token, reply, encoded)
+            .deliver::<G>(invocation, method, token, trace, reply, encoded)
     }
 }
 
@@ -78,6 +80,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
         reply: ReplyTo,
         control: &Arc<CallControl>,
     ) -> Result<(), RpcError> {
@@ -92,6 +95,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
             method,
             invocation,
             token,
+            trace,
             Some((reply, Arc::clone(control))),
         )
     }
@@ -101,8 +105,9 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
     ) -> Result<(), RpcError> {
-        self.enqueue(method, invocation, token, None)
+        self.enqueue(method, invocation, token, trace, None)
     }
 }
 

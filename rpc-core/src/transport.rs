@@ -31,6 +31,7 @@ use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, Incarnation
 use crate::mailbox::EncodedInvocation;
 use crate::retry::ConnectRetry;
 use crate::service::ServiceInner;
+use crate::trace::TraceContext;
 
 /// What a client asks of a remote service when it connects a gateway: this endpoint, serving
 /// this gateway, built from these signatures.
@@ -276,11 +277,12 @@ impl<G> RemoteTarget<G> {
     }
 }
 
-/// Appends an invocation as the wire carries it: for a fenced gateway, the fencing token
-/// (`Option<Token>` in postcard) first.
+/// Appends an invocation as the wire carries it: the trace context (`Option<TraceContext>`
+/// in postcard) first, then for a fenced gateway the fencing token (`Option<Token>`).
 fn encode<G: Gateway>(
     invocation: &G::Invocation,
     token: Option<&G::Token>,
+    trace: Option<TraceContext>,
     method: &MethodInfo,
     out: &mut BytesMut,
 ) -> Result<(), RpcError> {
@@ -291,9 +293,9 @@ fn encode<G: Gateway>(
         )
     };
     if G::FENCED {
-        codec::encode_into(&(token, invocation), out, what)
+        codec::encode_into(&(trace, token, invocation), out, what)
     } else {
-        codec::encode_into(invocation, out, what)
+        codec::encode_into(&(trace, invocation), out, what)
     }
 }
 
@@ -311,10 +313,11 @@ impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
         reply: ReplyTo,
         control: &Arc<CallControl>,
     ) -> Result<(), RpcError> {
-        let mut encode = |out: &mut BytesMut| encode::<G>(&invocation, token, method, out);
+        let mut encode = |out: &mut BytesMut| encode::<G>(&invocation, token, trace, method, out);
         self.channel.ask(&mut encode, reply, control)
     }
 
@@ -323,8 +326,9 @@ impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
         method: &'static MethodInfo,
         invocation: G::Invocation,
         token: Option<&G::Token>,
+        trace: Option<TraceContext>,
     ) -> Result<(), RpcError> {
-        let mut encode = |out: &mut BytesMut| encode::<G>(&invocation, token, method, out);
+        let mut encode = |out: &mut BytesMut| encode::<G>(&invocation, token, trace, method, out);
         self.channel.tell(&mut encode)
     }
 }

@@ -15,7 +15,7 @@ use crate::frame::{Frame, FrameKind};
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
@@ -574,7 +574,7 @@ mod tests {
         assert_eq!(
             wire(hello(AuthMode::None)),
             [
-                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 5, 0
+                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 6, 0
             ]
         );
         assert_eq!(wire(hello(AuthMode::SharedSecret))[19], 1);
@@ -584,7 +584,7 @@ mod tests {
         assert_eq!(
             wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 2, b'n', b'o'
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 2, b'n', b'o'
             ]
         );
     }
@@ -674,7 +674,7 @@ mod tests {
                 auth: None
             })
         );
-        assert!(parse_hello(b"RPCN\x00\x05\x07").is_err(), "an unknown mode");
+        assert!(parse_hello(b"RPCN\x00\x06\x07").is_err(), "an unknown mode");
         assert!(parse_hello(b"GET / HTTP/1.1").is_err());
         let (version, code, reason) =
             parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);

@@ -143,9 +143,20 @@ async fn raw_client(address: SocketAddr) -> TcpStream {
     raw
 }
 
-/// A `Request` on slot 1 whose invocation is `body`.
+/// A `Request` on slot 1 whose invocation is `body`, carrying no trace context.
 fn request(id: u64, body: Vec<u8>) -> Vec<u8> {
-    wire(&protocol::request(id, 1, protocol::NO_BUDGET, &body))
+    wire(&protocol::request(
+        id,
+        1,
+        protocol::NO_BUDGET,
+        &untraced(body),
+    ))
+}
+
+/// `body` after the flag byte that says the call carries no trace context.
+fn untraced(mut body: Vec<u8>) -> Vec<u8> {
+    body.insert(0, 0);
+    body
 }
 
 /// postcard's `Tree` nested `depth` nodes deep: `depth` times variant 1, then variant 0.
@@ -647,7 +658,7 @@ async fn a_tell_flood_from_eight_connections_stays_within_the_mailbox_budget() {
         let mut body = vec![4];
         varint(STRINGS, &mut body);
         body.resize(body.len() + STRINGS, 0);
-        let tell = Arc::new(wire(&protocol::tell(1, body.into())));
+        let tell = Arc::new(wire(&protocol::tell(1, untraced(body).into())));
         let flooders: Vec<_> = (0..8)
             .map(|_| {
                 let tell = Arc::clone(&tell);

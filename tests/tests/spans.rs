@@ -182,3 +182,240 @@ async fn a_remote_call_has_a_span_on_each_side_and_the_handler_runs_in_the_serve
     assert!(inbound["peer"].starts_with("127.0.0.1:"), "{inbound:?}");
     assert!(connections.iter().any(|f| f["direction"] == "outbound"));
 }
+
+#[rpc_gateway]
+pub trait Relay {
+    /// Places `item` at the desk behind this relay; returns the relay's own trace context
+    /// (as `CallContext::trace` shows it) and the desk's answer.
+    async fn forward(&mut self, item: String) -> (Option<String>, u32);
+}
+
+struct Forwarder(OrdersClient);
+
+impl RpcEndpoint for Forwarder {
+    rpc_core::serves!(Relay);
+}
+
+impl Relay for Forwarder {
+    async fn forward(&mut self, item: String) -> (Option<String>, u32) {
+        let trace = rpc_core::CallContext::current().trace();
+        let placed = self.0.place(item).await.unwrap_or(0);
+        (trace.map(|t| t.to_string()), placed)
+    }
+}
+
+/// The call spans in the order they were made, with their side.
+fn call_spans(seen: &Seen) -> Vec<Fields> {
+    seen.spans
+        .iter()
+        .filter(|(name, _)| name == "rpc.call")
+        .map(|(_, fields)| fields.clone())
+        .collect()
+}
+
+/// A -> B -> C over TCP, three services: one trace, each span the child of the one before.
+#[tokio::test]
+async fn a_chain_of_calls_across_three_services_is_one_trace() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let relayed = bounded(async {
+        let c = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        c.start_endpoint("desk", Desk).await.unwrap();
+        let b = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        let desk: OrdersClient = b.connect(c.local_address().unwrap(), "desk").await.unwrap();
+        b.start_endpoint("relay", Forwarder(desk)).await.unwrap();
+        let a = rpc_netty::client();
+        let relay: RelayClient = a
+            .connect(b.local_address().unwrap(), "relay")
+            .await
+            .unwrap();
+        let relayed = relay.forward("tea".into()).await.unwrap();
+        for service in [a, b, c] {
+            service.shutdown().await.unwrap();
+        }
+        relayed
+    })
+    .await;
+    assert_eq!(relayed.1, 1);
+    let seen = seen.lock().unwrap();
+    let spans = call_spans(&seen);
+    let [a_to_b, at_b, b_to_c, at_c] = &spans[..] else {
+        panic!("four call spans: {spans:?}");
+    };
+    assert_eq!(
+        [
+            &a_to_b["side"],
+            &at_b["side"],
+            &b_to_c["side"],
+            &at_c["side"]
+        ],
+        ["client", "server", "client", "server"]
+    );
+    let trace = &a_to_b["trace_id"];
+    assert_eq!(trace.len(), 32, "{a_to_b:?}");
+    for span in [at_b, b_to_c, at_c] {
+        assert_eq!(&span["trace_id"], trace, "{spans:?}");
+    }
+    // Each span's parent is the span before it; the first has none.
+    assert!(!a_to_b.contains_key("parent_span_id"), "{a_to_b:?}");
+    assert_eq!(at_b["parent_span_id"], a_to_b["span_id"]);
+    assert_eq!(b_to_c["parent_span_id"], at_b["span_id"]);
+    assert_eq!(at_c["parent_span_id"], b_to_c["span_id"]);
+    let ids: std::collections::HashSet<_> = spans.iter().map(|s| &s["span_id"]).collect();
+    assert_eq!(ids.len(), 4, "a span id of its own each: {spans:?}");
+    // The relay's handler saw its own span's context.
+    assert_eq!(
+        relayed.0,
+        Some(format!("00-{trace}-{}-01", at_b["span_id"]))
+    );
+    // The desk's own event is in the trace.
+    let (_, scope) = seen
+        .events
+        .iter()
+        .find(|(message, _)| message == "placing the order")
+        .expect("the handler's event");
+    assert_eq!(&scope[0].1["trace_id"], trace);
+}
+
+/// The same chain in one process, with and without forced serialization.
+#[tokio::test]
+async fn a_chain_of_local_calls_is_one_trace() {
+    for serialized in [false, true] {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        bounded(async {
+            let service = rpc_core::RpcService::builder()
+                .force_serialization(serialized)
+                .build();
+            service.start_endpoint("desk", Desk).await.unwrap();
+            let desk: OrdersClient = service.gateway("desk").unwrap();
+            service
+                .start_endpoint("relay", Forwarder(desk))
+                .await
+                .unwrap();
+            let relay: RelayClient = service.gateway("relay").unwrap();
+            assert_eq!(relay.forward("tea".into()).await.unwrap().1, 1);
+            service.shutdown().await.unwrap();
+        })
+        .await;
+        let spans = call_spans(&seen.lock().unwrap());
+        assert_eq!(spans.len(), 4, "{spans:?}");
+        assert!(
+            spans.iter().all(|s| s["trace_id"] == spans[0]["trace_id"]),
+            "{spans:?}"
+        );
+        assert_eq!(spans[3]["parent_span_id"], spans[2]["span_id"]);
+    }
+}
+
+/// With no subscriber, no trace is made up: a handler sees none, and the call carried none.
+#[tokio::test]
+async fn without_a_subscriber_no_trace_is_made() {
+    let relayed = bounded(async {
+        let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        server.start_endpoint("desk", Desk).await.unwrap();
+        let desk: OrdersClient = server.gateway("desk").unwrap();
+        server
+            .start_endpoint("relay", Forwarder(desk))
+            .await
+            .unwrap();
+        let client = rpc_netty::client();
+        let relay: RelayClient = client
+            .connect(server.local_address().unwrap(), "relay")
+            .await
+            .unwrap();
+        let relayed = relay.forward("tea".into()).await.unwrap();
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
+        relayed
+    })
+    .await;
+    assert_eq!(relayed, (None, 1));
+}
+
+/// A peer's trace context, byte for byte as PROTOCOL.md gives it, is what the server's span
+/// continues; one with an all-zero trace id does not decode, fails that call alone, and the
+/// connection goes on.
+#[tokio::test]
+async fn a_trace_context_from_the_wire_is_continued_and_a_zero_one_refused() {
+    use rpc_core::Gateway;
+    use rpc_netty::frame::{FrameKind, encode_frame};
+    use rpc_netty::protocol;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let answers = bounded(async {
+        let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        server.start_endpoint("desk", Desk).await.unwrap();
+        let address = server.local_address().unwrap();
+        let mut raw = tokio::net::TcpStream::connect(address).await.unwrap();
+        raw.write_all(&common::handshake_bytes(protocol::PROTOCOL_VERSION))
+            .await
+            .unwrap();
+        let mut hello = [0; 20];
+        raw.read_exact(&mut hello).await.unwrap();
+        let binding = rpc_core::transport::Binding {
+            endpoint: "desk".into(),
+            gateway: OrdersClient::NAME.into(),
+            fingerprint: OrdersClient::FINGERPRINT,
+            incarnation: None,
+        };
+        // place("tea"): trace flag 01, trace id 4b.., span id 0f.., method 0, "tea".
+        let mut traced = vec![1];
+        traced.extend([0x4b; 16]);
+        traced.extend([0x0f; 8]);
+        traced.extend([0, 3, b't', b'e', b'a']);
+        let mut zero = vec![1];
+        zero.extend([0; 24]);
+        zero.extend([0, 3, b't', b'e', b'a']);
+        let mut bytes = Vec::new();
+        for frame in [
+            protocol::bind(1, 1, &binding),
+            protocol::request(2, 1, protocol::NO_BUDGET, &traced),
+            protocol::request(3, 1, protocol::NO_BUDGET, &zero),
+            protocol::request(4, 1, protocol::NO_BUDGET, &[0, 0, 3, b't', b'e', b'a']),
+        ] {
+            let mut out = bytes::BytesMut::new();
+            encode_frame(&frame, &mut out, usize::MAX).unwrap();
+            bytes.extend_from_slice(&out);
+        }
+        raw.write_all(&bytes).await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            let length = raw.read_u32().await.unwrap() as usize;
+            let mut rest = vec![0; length];
+            raw.read_exact(&mut rest).await.unwrap();
+            let kind = FrameKind::from_byte(rest[0]);
+            let id = u64::from_be_bytes(rest[1..9].try_into().unwrap());
+            answers.push((kind, id, String::from_utf8_lossy(&rest[9..]).into_owned()));
+        }
+        server.shutdown().await.unwrap();
+        answers
+    })
+    .await;
+    let kinds: Vec<_> = answers.iter().map(|(kind, id, _)| (*kind, *id)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some(FrameKind::Bound), 1),
+            (Some(FrameKind::Response), 2),
+            (Some(FrameKind::Failure), 3),
+            (Some(FrameKind::Response), 4),
+        ],
+        "{answers:?}"
+    );
+    assert!(answers[2].2.contains("rejected the data"), "{answers:?}");
+    let seen = seen.lock().unwrap();
+    let server = calls(&seen, "server");
+    assert_eq!(server.len(), 2, "{server:?}");
+    assert_eq!(server[0]["trace_id"], "4b".repeat(16));
+    assert_eq!(server[0]["parent_span_id"], "0f".repeat(8));
+    assert_ne!(server[0]["span_id"], "0f".repeat(8));
+    // The untraced call starts a trace of its own (a subscriber is listening).
+    assert!(!server[1].contains_key("parent_span_id"), "{server:?}");
+    assert_ne!(server[1]["trace_id"], server[0]["trace_id"]);
+}

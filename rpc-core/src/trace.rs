@@ -1,0 +1,252 @@
+//! Trace context: which logical operation a call belongs to, carried from caller to callee so
+//! that one operation across several services shows as one trace.
+//!
+//! Every call made while the caller's `rpc.call` span is enabled (or from inside a handler
+//! whose call carried a trace) carries a [`TraceContext`]: the trace id, and the span id of
+//! the caller's call span. The callee's `rpc.call` span continues it (same `trace_id`, the
+//! caller's `span_id` as its `parent_span_id`, a `span_id` of its own), and calls made from
+//! inside the handler carry the trace on. The ids are W3C Trace Context sized (16 and 8
+//! bytes) and shown as lowercase hex, so they can be handed to, or taken from, an
+//! OpenTelemetry pipeline (see the README's "Observability" section).
+//!
+//! Without a trace subscriber and without an incoming trace, nothing is generated and a call
+//! carries one byte saying so.
+
+use std::cell::Cell;
+use std::fmt;
+use std::hash::BuildHasher;
+
+use serde::{Deserialize, Serialize};
+
+/// The id of one trace: every call of one logical operation shares it. 16 bytes, never all
+/// zero; shown as 32 lowercase hex digits (W3C `trace-id`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "[u8; 16]")]
+pub struct TraceId([u8; 16]);
+
+/// The id of one call span within a trace. 8 bytes, never all zero; shown as 16 lowercase
+/// hex digits (W3C `parent-id`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "[u8; 8]")]
+pub struct SpanId([u8; 8]);
+
+/// What a call carries to its callee: the trace it belongs to and the span that made it.
+///
+/// Inside a handler, [`CallContext::trace`](crate::CallContext::trace) gives the context of
+/// the running call (its trace id and the server span's own id), which is what calls made
+/// from the handler continue.
+///
+/// ```
+/// use rpc_core::{TraceContext, TraceId};
+///
+/// let context = TraceContext::new(
+///     TraceId::from_bytes([0x4b; 16]).unwrap(),
+///     rpc_core::SpanId::from_bytes([0x0f; 8]).unwrap(),
+/// );
+/// assert_eq!(
+///     context.to_string(),
+///     "00-4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b-0f0f0f0f0f0f0f0f-01"
+/// );
+/// assert_eq!(TraceId::from_bytes([0; 16]), None); // all zero is not a valid id
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TraceContext {
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+impl TraceId {
+    /// The id with these bytes, unless they are all zero.
+    pub fn from_bytes(bytes: [u8; 16]) -> Option<TraceId> {
+        (bytes != [0; 16]).then_some(TraceId(bytes))
+    }
+
+    /// Its 16 bytes.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+
+    /// A fresh random id.
+    pub fn random() -> TraceId {
+        let bytes = (u128::from(random_u64()) << 64 | u128::from(random_u64())).max(1);
+        TraceId(bytes.to_be_bytes())
+    }
+}
+
+impl SpanId {
+    /// The id with these bytes, unless they are all zero.
+    pub fn from_bytes(bytes: [u8; 8]) -> Option<SpanId> {
+        (bytes != [0; 8]).then_some(SpanId(bytes))
+    }
+
+    /// Its 8 bytes.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+
+    /// A fresh random id.
+    pub fn random() -> SpanId {
+        SpanId(random_u64().max(1).to_be_bytes())
+    }
+}
+
+/// A trace or span id of all zeros, refused when decoding one.
+#[derive(Debug)]
+pub struct ZeroId;
+
+impl fmt::Display for ZeroId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a trace or span id may not be all zeros")
+    }
+}
+
+impl TryFrom<[u8; 16]> for TraceId {
+    type Error = ZeroId;
+    fn try_from(bytes: [u8; 16]) -> Result<TraceId, ZeroId> {
+        TraceId::from_bytes(bytes).ok_or(ZeroId)
+    }
+}
+
+impl TryFrom<[u8; 8]> for SpanId {
+    type Error = ZeroId;
+    fn try_from(bytes: [u8; 8]) -> Result<SpanId, ZeroId> {
+        SpanId::from_bytes(bytes).ok_or(ZeroId)
+    }
+}
+
+impl TraceContext {
+    /// The context of span `span_id` in trace `trace_id`.
+    pub fn new(trace_id: TraceId, span_id: SpanId) -> TraceContext {
+        TraceContext { trace_id, span_id }
+    }
+
+    /// The trace.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The span: on the wire, the caller's call span (the callee's parent).
+    pub fn span_id(&self) -> SpanId {
+        self.span_id
+    }
+
+    /// A new span in the same trace.
+    pub(crate) fn child(&self) -> TraceContext {
+        TraceContext::new(self.trace_id, SpanId::random())
+    }
+
+    /// A new span in a new trace.
+    pub(crate) fn root() -> TraceContext {
+        TraceContext::new(TraceId::random(), SpanId::random())
+    }
+}
+
+/// The trace context of a new call span: `parent` continued (recorded as the span's
+/// `parent_span_id`), or a new trace if the span is enabled, or none. The span's `trace_id`
+/// and `span_id` fields are recorded with it.
+pub(crate) fn continue_trace(
+    parent: Option<TraceContext>,
+    span: &tracing::Span,
+) -> Option<TraceContext> {
+    let context = match parent {
+        Some(parent) => {
+            span.record("parent_span_id", tracing::field::display(parent.span_id));
+            parent.child()
+        }
+        None if !span.is_disabled() => TraceContext::root(),
+        None => return None,
+    };
+    span.record("trace_id", tracing::field::display(context.trace_id));
+    span.record("span_id", tracing::field::display(context.span_id));
+    Some(context)
+}
+
+fn hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    bytes.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        hex(&self.0, f)
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        hex(&self.0, f)
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({self})")
+    }
+}
+
+/// The W3C `traceparent` form: `00-{trace id}-{span id}-01`.
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-01", self.trace_id, self.span_id)
+    }
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("trace_id", &self.trace_id)
+            .field("span_id", &self.span_id)
+            .finish()
+    }
+}
+
+/// A fast per-thread generator (wyrand), seeded from std's per-thread random hasher keys: ids
+/// need to be unique, not secret, and a call must not pay a system call for one.
+fn random_u64() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().hash_one(0u8));
+    }
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(next);
+        let product = u128::from(next) * u128::from(next ^ 0xe703_7ed1_a0b4_28db);
+        (product >> 64) as u64 ^ product as u64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_and_never_zero() {
+        let ids: std::collections::HashSet<_> = (0..10_000).map(|_| SpanId::random()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(!ids.contains(&SpanId([0; 8])));
+        assert_ne!(TraceId::random(), TraceId::random());
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace() {
+        let root = TraceContext::root();
+        let child = root.child();
+        assert_eq!(child.trace_id(), root.trace_id());
+        assert_ne!(child.span_id(), root.span_id());
+    }
+
+    #[test]
+    fn the_wire_form_is_a_flag_then_25_bytes() {
+        let context = TraceContext::new(TraceId([1; 16]), SpanId([2; 8]));
+        let bytes = postcard::to_allocvec(&Some(context)).unwrap();
+        let mut expected = vec![1];
+        expected.extend([1; 16]);
+        expected.extend([2; 8]);
+        assert_eq!(bytes, expected);
+        assert_eq!(postcard::to_allocvec(&None::<TraceContext>).unwrap(), [0]);
+    }
+}
