@@ -6,13 +6,23 @@
 //! - [`hello`]: Spark's classic Hello service.
 //! - [`heartbeat`]: Spark's HeartbeatReceiver pattern: a driver expiring silent executors.
 //! - `cluster` (feature `etcd`): Flink's leader failover with fencing, on etcd.
+//! - [`tls`]: a server and a client over TLS, with a self-signed certificate made at run time.
+//! - [`secret`]: shared-secret authentication; wrong and missing secrets are refused.
+//! - [`isolated`]: Spark's IsolatedRpcEndpoint: a CPU-heavy endpoint on its own thread.
+//! - [`deferred`]: replies finished later with `Deferred`, without holding the main thread.
+//! - [`supertrait`]: gateways extending a base gateway, served by one endpoint.
 
 #![warn(missing_docs)]
 
 #[cfg(feature = "etcd")]
 pub mod cluster;
+pub mod deferred;
 pub mod heartbeat;
 pub mod hello;
+pub mod isolated;
+pub mod secret;
+pub mod supertrait;
+pub mod tls;
 
 /// Installs a `tracing` subscriber printing `info` and above (override with `RUST_LOG`), so
 /// the transport's connection events show up.

@@ -18,6 +18,7 @@ use crate::control::CallControl;
 use crate::deferred::Deferred;
 use crate::error::{RpcError, TimeoutSource};
 use crate::gateway::{EndpointAddress, MethodInfo};
+use crate::metrics::ClientCall;
 use crate::wire::{Owned, Plain, Via, WireDecode, WireEncode};
 
 /// A reply on its way back to the caller: the value itself for a local call, its postcard
@@ -166,6 +167,8 @@ pin_project_lite::pin_project! {
         decode: fn(ReplyValue, &MethodInfo, usize) -> Result<T, RpcError>,
         // The caller's span of this call, entered while it is polled.
         span: tracing::Span,
+        // Its metrics, until it completes.
+        meter: Option<ClientCall>,
     }
 
     impl<T> PinnedDrop for RpcCall<T> {
@@ -184,6 +187,7 @@ impl<T: 'static> RpcCall<T> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn pending<F: WireDecode<T>>(
         span: tracing::Span,
+        meter: ClientCall,
         receiver: oneshot::Receiver<ReplyResult>,
         control: Arc<CallControl>,
         method: &'static MethodInfo,
@@ -206,6 +210,7 @@ impl<T: 'static> RpcCall<T> {
             sleep: None,
             decode: decode::<T, F>,
             span,
+            meter: Some(meter),
         }
     }
 
@@ -223,6 +228,7 @@ impl<T: 'static> RpcCall<T> {
             sleep: None,
             decode: never_decoded,
             span: tracing::Span::none(),
+            meter: None,
         }
     }
 
@@ -280,7 +286,18 @@ impl AbortHandle {
 impl<T: 'static> Future for RpcCall<T> {
     type Output = Result<T, RpcError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = std::task::ready!(self.as_mut().poll_outcome(cx));
+        if let Some(meter) = self.project().meter.take() {
+            meter.finish(outcome.as_ref().err());
+        }
+        Poll::Ready(outcome)
+    }
+}
+
+impl<T: 'static> RpcCall<T> {
+    /// The call's outcome, once there is one: the reply, or why there is none.
+    fn poll_outcome(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, RpcError>> {
         let mut this = self.project();
         let _entered = this.span.enter();
         if let Some(error) = this.error.take() {

@@ -20,6 +20,7 @@ use crate::fencing::{Fence, FencedEndpoint, Stale};
 use crate::gateway::MethodInfo;
 use crate::gateway::{Dispatch, EndpointAddress, GatewayHandle, Incarnation};
 use crate::mailbox::{Envelope, Invocation, Invoke, on_main_thread_of, panic_message};
+use crate::metrics::EndpointMeters;
 use crate::service::{RpcService, ServiceInner};
 use crate::target::LocalTarget;
 use crate::trace::TraceContext;
@@ -69,6 +70,8 @@ pub(crate) struct EndpointCell<E> {
     pub(crate) room: Arc<Notify>,
     /// The current fencing token (of a fenced endpoint) and its epoch.
     pub(crate) fence: Fence,
+    /// Its metrics (mailbox depth, calls), with the `metrics` feature.
+    pub(crate) meters: EndpointMeters,
 }
 
 impl<E: RpcEndpoint> EndpointCell<E> {
@@ -143,6 +146,7 @@ impl<E> EndpointCell<E> {
                 return false;
             }
         }
+        self.meters.queued();
         true
     }
 
@@ -150,6 +154,7 @@ impl<E> EndpointCell<E> {
     /// or a reserved one was not sent. Wakes whoever waits for room if someone was refused.
     pub(crate) fn release(&self, bytes: usize) {
         self.queued.fetch_sub(1, Ordering::SeqCst);
+        self.meters.dequeued();
         if bytes > 0 {
             self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
         }

@@ -320,6 +320,44 @@ pub enum RpcError {
 }
 
 impl RpcError {
+    /// The variant's name in snake case (`"timeout"`, `"endpoint_stopped"`, ...): a stable,
+    /// low-cardinality label for metrics and logs.
+    ///
+    /// ```
+    /// let error = rpc_core::RpcError::EndpointStopped { endpoint: "hello".into() };
+    /// assert_eq!(error.kind(), "endpoint_stopped");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RpcError::Timeout { .. } => "timeout",
+            RpcError::Cancelled { .. } => "cancelled",
+            RpcError::Disconnected { .. } => "disconnected",
+            RpcError::ConnectFailed { .. } => "connect_failed",
+            RpcError::EndpointNotFound { .. } => "endpoint_not_found",
+            RpcError::IncompatibleGateway { .. } => "incompatible_gateway",
+            RpcError::FingerprintMismatch { .. } => "fingerprint_mismatch",
+            RpcError::VersionMismatch { .. } => "version_mismatch",
+            RpcError::Serialization { .. } => "serialization",
+            RpcError::FrameTooLarge { .. } => "frame_too_large",
+            RpcError::EndpointStopped { .. } => "endpoint_stopped",
+            RpcError::HandlerPanicked { .. } => "handler_panicked",
+            RpcError::Unauthenticated { .. } => "unauthenticated",
+            RpcError::WouldDeadlock { .. } => "would_deadlock",
+            RpcError::FencingTokenMismatch { .. } => "fencing_token_mismatch",
+            RpcError::FencingTokenMissing { .. } => "fencing_token_missing",
+            RpcError::NotOnMainThread { .. } => "not_on_main_thread",
+            RpcError::StartFailed { .. } => "start_failed",
+            RpcError::StopFailed { .. } => "stop_failed",
+            RpcError::NameInUse { .. } => "name_in_use",
+            RpcError::MailboxFull { .. } => "mailbox_full",
+            RpcError::Overloaded { .. } => "overloaded",
+            RpcError::Remote { .. } => "remote",
+            RpcError::ServiceShutDown => "service_shut_down",
+            RpcError::NotListening => "not_listening",
+            RpcError::Io { .. } => "io",
+        }
+    }
+
     /// An [`RpcError::Io`] saying what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> RpcError {
         RpcError::Io {

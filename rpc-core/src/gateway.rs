@@ -14,7 +14,8 @@ use crate::control::{self, CallControl};
 use crate::endpoint::{Gateways, RpcEndpoint};
 use crate::error::{RpcError, TimeoutSource};
 use crate::fencing::FencingToken;
-use crate::trace::{self, TraceContext};
+use crate::metrics;
+use crate::trace::{self, Parent, TraceContext};
 use crate::wire::{Plain, WireDecode};
 
 /// A gateway: implemented by the client type `#[rpc_gateway]` generates for a trait
@@ -282,7 +283,8 @@ impl<G: Gateway> GatewayHandle<G> {
         let started = tokio::time::Instant::now();
         let control = CallControl::new(started.checked_add(self.timeout));
         let span = call_span(method, self.target.endpoint());
-        let trace = trace::continue_trace(control::current_trace(), &span);
+        let trace = trace::continue_trace(control::current_trace(), &span, Parent::Local);
+        let meter = metrics::client_call(method);
         let sent = {
             let _entered = span.enter();
             self.target.ask(
@@ -301,6 +303,7 @@ impl<G: Gateway> GatewayHandle<G> {
                 }
                 RpcCall::pending::<F>(
                     span,
+                    meter,
                     receiver,
                     control,
                     method,
@@ -311,7 +314,10 @@ impl<G: Gateway> GatewayHandle<G> {
                     self.target.max_decode_depth(),
                 )
             }
-            Err(error) => RpcCall::failed(error, method),
+            Err(error) => {
+                meter.finish(Some(&error));
+                RpcCall::failed(error, method)
+            }
         }
     }
 
@@ -319,10 +325,14 @@ impl<G: Gateway> GatewayHandle<G> {
     pub fn tell(&self, method: usize, invocation: G::Invocation) -> Result<(), RpcError> {
         let method = &G::METHODS[method];
         let span = call_span(method, self.target.endpoint());
-        let trace = trace::continue_trace(control::current_trace(), &span);
+        let trace = trace::continue_trace(control::current_trace(), &span, Parent::Local);
+        let meter = metrics::client_call(method);
         let _entered = span.enter();
-        self.target
-            .tell(method, invocation, self.token.as_ref(), trace)
+        let sent = self
+            .target
+            .tell(method, invocation, self.token.as_ref(), trace);
+        meter.finish(sent.as_ref().err());
+        sent
     }
 
     /// A copy of this handle with another ask timeout.

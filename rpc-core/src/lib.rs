@@ -63,6 +63,10 @@
 //! - [`deferred`](Deferred): [`Deferred`], a reply finished off the main thread.
 //! - [`error`](RpcError): [`RpcError`].
 //! - [`fencing`]: fenced gateways and endpoints (Flink's fencing tokens), [`FencingId`].
+//! - `trace`: [`TraceContext`], the trace a call carries from caller to callee (and, with
+//!   the `opentelemetry` feature, from and to an OpenTelemetry layer).
+//! - `metrics` (feature `metrics`): calls, errors, latency, in-flight calls and mailbox
+//!   depth through the `metrics` facade (the README's "Observability" lists them).
 //!
 //! rpc-core does no I/O: it has no sockets. The network transport lives in `rpc-netty`.
 
@@ -81,6 +85,7 @@ mod error;
 pub mod fencing;
 mod gateway;
 mod mailbox;
+mod metrics;
 mod retry;
 mod service;
 mod target;

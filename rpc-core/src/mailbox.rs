@@ -274,6 +274,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
                 }
                 Err(error) => {
                     tracing::warn!(endpoint = cell.address.name(), "{error}");
+                    cell.meters.refused(G::NAME, "?", &error);
                     if let Some((reply, _)) = reply {
                         reply.send(Err(error));
                     }
@@ -323,6 +324,7 @@ fn admit<E: RpcEndpoint, G: Dispatch<E>>(
     match cell.fence.admit(token, cell.address.name(), method) {
         Ok(()) => Some(ask),
         Err(error) => {
+            cell.meters.refused(method.gateway, method.name, &error);
             match ask {
                 Some((reply, _)) => reply.send(Err(error)),
                 None => tracing::warn!(endpoint = cell.address.name(), "dropped a tell: {error}"),
@@ -363,13 +365,15 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         parent_span_id = tracing::field::Empty,
     );
     // The handler's trace: the caller's continued, so that its own calls carry it on.
-    let trace = trace::continue_trace(trace, &span);
+    let trace = trace::continue_trace(trace, &span, trace::Parent::Carried);
+    let meter = cell.meters.start(method);
     let dispatch = AssertUnwindSafe(G::dispatch(endpoint, invocation, mode)).catch_unwind();
     let (outcome, control) = control::scoped(control, caller.clone(), trace, dispatch)
         .instrument(span.clone())
         .await;
     match outcome {
         Ok(Handled::Reply(result)) => {
+            meter.finish(result.as_ref().err());
             if let Some(reply) = reply {
                 reply.send(result);
             }
@@ -400,6 +404,7 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
                     None => run.await,
                 };
                 let result = result.unwrap_or_else(|panic| Err(panicked(&name, method, &*panic)));
+                meter.finish(result.as_ref().err());
                 if let Some(reply) = reply {
                     reply.send(result);
                 }
@@ -407,15 +412,21 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         }
         Ok(Handled::NoReply) => {
             // Only a remote peer can ask a tell; it still gets an answer.
-            if let Some(reply) = reply {
-                reply.send(Err(RpcError::Serialization {
-                    context: format!("calling `{}::{}`", method.gateway, method.name),
-                    reason: "the method is a tell: it has no reply to ask for".to_owned(),
-                }));
+            match reply {
+                Some(reply) => {
+                    let error = RpcError::Serialization {
+                        context: format!("calling `{}::{}`", method.gateway, method.name),
+                        reason: "the method is a tell: it has no reply to ask for".to_owned(),
+                    };
+                    meter.finish(Some(&error));
+                    reply.send(Err(error));
+                }
+                None => meter.finish(None),
             }
         }
         Err(panic) => {
             let error = panicked(cell.address.name(), method, &*panic);
+            meter.finish(Some(&error));
             if let Some(reply) = reply {
                 reply.send(Err(error));
             }

@@ -332,6 +332,7 @@ impl RpcService {
             starved: std::sync::atomic::AtomicBool::new(false),
             room: Arc::default(),
             fence: Fence::default(),
+            meters: crate::metrics::EndpointMeters::new(&Arc::from(name.as_str())),
         });
         let mut gateways = Gateways::new(Arc::clone(&cell));
         E::gateways(&mut gateways);

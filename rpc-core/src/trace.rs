@@ -141,24 +141,88 @@ impl TraceContext {
     }
 }
 
+/// Where the parent of a new call span comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parent {
+    /// The caller's own running call (a client span, made inside it).
+    Local,
+    /// The invocation: the caller's client span, in another task or process (a server span).
+    Carried,
+}
+
 /// The trace context of a new call span: `parent` continued (recorded as the span's
 /// `parent_span_id`), or a new trace if the span is enabled, or none. The span's `trace_id`
 /// and `span_id` fields are recorded with it.
+///
+/// With the `opentelemetry` feature and an OpenTelemetry layer listening, the ids are the
+/// layer's: a server span is given the carried context as its OpenTelemetry parent, and the
+/// span's own OpenTelemetry context is what its calls carry.
 pub(crate) fn continue_trace(
     parent: Option<TraceContext>,
     span: &tracing::Span,
+    from: Parent,
 ) -> Option<TraceContext> {
-    let context = match parent {
-        Some(parent) => {
-            span.record("parent_span_id", tracing::field::display(parent.span_id));
-            parent.child()
-        }
-        None if !span.is_disabled() => TraceContext::root(),
-        None => return None,
+    #[cfg(feature = "opentelemetry")]
+    let opentelemetry = otel::continue_in(parent, span, from);
+    #[cfg(not(feature = "opentelemetry"))]
+    let opentelemetry = {
+        let _ = from;
+        None
+    };
+    if let Some(parent) = parent {
+        span.record("parent_span_id", tracing::field::display(parent.span_id));
+    }
+    let context = match (opentelemetry, parent) {
+        (Some(context), _) => context,
+        (None, Some(parent)) => parent.child(),
+        (None, None) if !span.is_disabled() => TraceContext::root(),
+        (None, None) => return None,
     };
     span.record("trace_id", tracing::field::display(context.trace_id));
     span.record("span_id", tracing::field::display(context.span_id));
     Some(context)
+}
+
+/// The bridge to tracing-opentelemetry.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{self as ot, TraceContextExt};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::{Parent, SpanId, TraceContext, TraceId};
+
+    /// The OpenTelemetry context of `span`, a server span first given `parent` as its remote
+    /// parent; `None` without an OpenTelemetry layer (or with the span disabled).
+    pub(super) fn continue_in(
+        parent: Option<TraceContext>,
+        span: &tracing::Span,
+        from: Parent,
+    ) -> Option<TraceContext> {
+        if span.is_disabled() {
+            return None;
+        }
+        if let (Some(parent), Parent::Carried) = (parent, from) {
+            let remote = ot::SpanContext::new(
+                ot::TraceId::from_bytes(parent.trace_id.0),
+                ot::SpanId::from_bytes(parent.span_id.0),
+                ot::TraceFlags::SAMPLED,
+                true,
+                ot::TraceState::default(),
+            );
+            // Fails only without the layer, when the context below is invalid too.
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        }
+        let context = span.context();
+        let own = context.span();
+        let own = own.span_context();
+        if !own.is_valid() {
+            return None;
+        }
+        Some(TraceContext::new(
+            TraceId(own.trace_id().to_bytes()),
+            SpanId(own.span_id().to_bytes()),
+        ))
+    }
 }
 
 fn hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {

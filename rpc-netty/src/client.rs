@@ -34,6 +34,7 @@ use crate::config::NettyConfig;
 use crate::frame::FrameError;
 use crate::handshake::{ClientHandshake, ClientStep, describe_foreign};
 use crate::io::{Outbox, Reader, Refused, Writer, keepalive_tick, plain, write_frame, write_loop};
+use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME};
 use crate::session::{ClientSession, Received};
 
@@ -370,6 +371,7 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         }
     };
     *connected = true;
+    let _open = metrics::established("outbound");
     tracing::info!(%peer, sealed = sealer.is_some(), "connected");
     pool.service
         .connection_event(ConnectionEvent::Connected(outbound(peer, &pool.config)));

@@ -39,6 +39,7 @@
 //! - `transport`: the [`rpc_core::transport::Transport`] tying them to a service.
 //! - `auth`: shared-secret authentication; `config`: the settings.
 //! - `tls` (cargo feature `tls`): TLS with rustls.
+//! - `metrics` (cargo feature `metrics`): connection metrics, and rpc-core's call metrics.
 //!
 //! `PROTOCOL.md` in this crate documents the wire format byte by byte.
 
@@ -54,6 +55,7 @@ pub mod frame;
 pub mod handshake;
 mod ids;
 mod io;
+mod metrics;
 pub mod protocol;
 mod server;
 pub mod session;

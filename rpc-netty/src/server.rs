@@ -26,6 +26,7 @@ use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::handshake::{ServerHandshake, ServerStep};
 use crate::io::{Outbox, Overflow, Reader, Writer, keepalive_tick, plain, write_frame, write_loop};
+use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
 use crate::session::{Event, Requests, ServerSession};
 
@@ -56,6 +57,7 @@ pub(crate) async fn accept(
                             %peer,
                             "refused a connection: {max} are open, the maximum (max_connections)"
                         );
+                        metrics::refused("max_connections");
                         drop(stream);
                         continue;
                     }
@@ -105,6 +107,7 @@ async fn serve(
         opened = tokio::time::timeout(config.handshake_timeout, open(stream, &config)) => opened,
         () = ticket.evicted().cancelled() => {
             tracing::debug!(%peer, "closing the connection: evicted from the handshake by newer ones (max_handshakes)");
+            metrics::refused("evicted");
             return;
         }
         () = closing.cancelled() => return,
@@ -119,6 +122,7 @@ async fn serve(
         Ok(Err(reason)) => {
             // Logged once per refused peer.
             tracing::warn!(%peer, "handshake failed, closing the connection: {reason}");
+            metrics::refused("handshake_failed");
             return;
         }
         Err(_) => {
@@ -127,6 +131,7 @@ async fn serve(
                 "closing the connection: no handshake within {:?} (handshake_timeout)",
                 config.handshake_timeout
             );
+            metrics::refused("handshake_timeout");
             return;
         }
     };
@@ -135,8 +140,10 @@ async fn serve(
             %peer,
             "closing the connection: {max} are established, the maximum (max_connections)"
         );
+        metrics::refused("max_connections");
         return;
     }
+    let _open = metrics::established("inbound");
     let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
     let linger = config.linger;
     let writer = tokio::spawn({
