@@ -95,7 +95,7 @@ impl Pool {
             "rpc.connection",
             %peer,
             direction = "outbound",
-            authenticated = self.config.secret.is_some(),
+            authenticated = tracing::field::Empty,
         );
         self.tasks
             .spawn(drive(Arc::clone(self), Arc::clone(&connection)).instrument(span));
@@ -372,6 +372,9 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     };
     *connected = true;
     let _open = metrics::established("outbound");
+    // Recorded once the handshake proved it: the server held the shared secret, or showed a
+    // certificate the trust roots vouch for.
+    tracing::Span::current().record("authenticated", server_authenticated(config));
     tracing::info!(%peer, sealed = sealer.is_some(), "connected");
     pool.service
         .connection_event(ConnectionEvent::Connected(outbound(peer, &pool.config)));
@@ -605,6 +608,15 @@ impl RemoteChannel for Remote {
 }
 
 /// The hooks' view of an outbound connection to `peer`.
+/// Whether an established connection's handshake authenticated the server.
+fn server_authenticated(config: &NettyConfig) -> bool {
+    #[cfg(feature = "tls")]
+    if config.tls.is_some() {
+        return true;
+    }
+    config.secret.is_some()
+}
+
 fn outbound(peer: SocketAddr, config: &NettyConfig) -> rpc_core::Connection {
     rpc_core::Connection::new(
         rpc_core::Peer::new(peer).with_shared_secret(config.secret.is_some()),

@@ -180,7 +180,11 @@ async fn a_remote_call_has_a_span_on_each_side_and_the_handler_runs_in_the_serve
         .expect("the server's connection span");
     assert_eq!(inbound["authenticated"], "false");
     assert!(inbound["peer"].starts_with("127.0.0.1:"), "{inbound:?}");
-    assert!(connections.iter().any(|f| f["direction"] == "outbound"));
+    let outbound = connections
+        .iter()
+        .find(|f| f["direction"] == "outbound")
+        .expect("the client's connection span");
+    assert_eq!(outbound["authenticated"], "false", "{outbound:?}");
 }
 
 #[rpc_gateway]
@@ -418,4 +422,52 @@ async fn a_trace_context_from_the_wire_is_continued_and_a_zero_one_refused() {
     // The untraced call starts a trace of its own (a subscriber is listening).
     assert!(!server[1].contains_key("parent_span_id"), "{server:?}");
     assert_ne!(server[1]["trace_id"], server[0]["trace_id"]);
+}
+
+/// An outbound connection's span says the server was authenticated only once the handshake
+/// proved it: with the shared secret, yes; with a wrong one, the field is never set.
+#[tokio::test]
+async fn an_outbound_connection_is_authenticated_only_by_its_handshake() {
+    use rpc_netty::NettyBuilder;
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    bounded(async {
+        let server = NettyBuilder::new()
+            .shared_secret("the right secret, long enough")
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        server.start_endpoint("desk", Desk).await.unwrap();
+        let address = server.local_address().unwrap();
+        let right = NettyBuilder::new()
+            .shared_secret("the right secret, long enough")
+            .client();
+        let orders: OrdersClient = right.connect(address, "desk").await.unwrap();
+        assert_eq!(orders.place("tea".into()).await.unwrap(), 1);
+        let wrong = NettyBuilder::new()
+            .shared_secret("a wrong secret, long enough too")
+            .client();
+        assert!(
+            wrong
+                .connect::<OrdersClient>(address, "desk")
+                .await
+                .is_err()
+        );
+        for service in [right, wrong, server] {
+            service.shutdown().await.unwrap();
+        }
+    })
+    .await;
+    let seen = seen.lock().unwrap();
+    let outbound: Vec<&Fields> = seen
+        .spans
+        .iter()
+        .filter(|(name, f)| name == "rpc.connection" && f["direction"] == "outbound")
+        .map(|(_, fields)| fields)
+        .collect();
+    assert_eq!(outbound.len(), 2, "{outbound:?}");
+    assert_eq!(outbound[0]["authenticated"], "true", "{outbound:?}");
+    assert!(!outbound[1].contains_key("authenticated"), "{outbound:?}");
 }
