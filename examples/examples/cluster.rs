@@ -46,6 +46,7 @@ async fn main() -> Result<(), Error> {
 }
 
 /// One line a role printed, with when it arrived.
+#[derive(Clone)]
 struct Line {
     role: String,
     words: Vec<String>,
@@ -122,17 +123,34 @@ async fn drive() -> Result<(), Error> {
         spawn(&["te", "te-2", &at], &sender)?,
     ];
 
-    // Who leads, and both executors registered with it under its token.
-    let first = wait_for(&mut lines, "a leader", |l| l.words[0] == "LEADER").await?;
-    let (leader, old_token) = (first.role.clone(), first.words[2].clone());
-    let mut waiting = vec!["te-1", "te-2"];
-    while !waiting.is_empty() {
-        let line = wait_for(&mut lines, "the executors to register", |l| {
-            l.words[0] == "REGISTERED" && l.words[3] == old_token
+    // Who leads, and both executors registered with it under its token. The processes' lines
+    // arrive in any order: an executor may report its registration before the leader reports
+    // its election.
+    let mut leading: Option<Line> = None;
+    let mut registrations: Vec<(String, String)> = Vec::new();
+    let first = loop {
+        let line = wait_for(&mut lines, "a leader with both executors registered", |l| {
+            l.words[0] == "LEADER" || l.words[0] == "REGISTERED"
         })
         .await?;
-        waiting.retain(|executor| *executor != line.role);
-    }
+        if line.words[0] == "LEADER" {
+            leading = Some(line);
+        } else {
+            registrations.push((line.role.clone(), line.words[3].clone()));
+        }
+        if let Some(leader) = &leading {
+            let token = &leader.words[2];
+            let registered = |executor: &str| {
+                registrations
+                    .iter()
+                    .any(|(role, with)| role == executor && with == token)
+            };
+            if registered("te-1") && registered("te-2") {
+                break leader.clone();
+            }
+        }
+    };
+    let (leader, old_token) = (first.role.clone(), first.words[2].clone());
 
     println!("killing the leader {leader} (SIGKILL)");
     let index = managers
