@@ -263,6 +263,36 @@ impl<T: 'static> RpcCall<T> {
 }
 
 /// Aborts one [`RpcCall`] from any task: see [`RpcCall::abort_handle`].
+///
+/// ```
+/// use rpc_core::{CallContext, RpcEndpoint, RpcError, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Export {
+///     async fn export(&mut self, table: String) -> bool;
+/// }
+///
+/// struct Exporter;
+/// impl RpcEndpoint for Exporter { rpc_core::serves!(Export); }
+/// impl Export for Exporter {
+///     async fn export(&mut self, _table: String) -> bool {
+///         CallContext::current().cancelled().await; // long work, until the caller gives up
+///         false
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// # let service = RpcService::new();
+/// # service.start_endpoint("exporter", Exporter).await?;
+/// let exporter: ExportClient = service.gateway("exporter")?;
+/// let call = exporter.export("orders".into());
+/// let abort = call.abort_handle();
+/// let button = abort.clone();
+/// tokio::spawn(async move { button.abort() }); // a cancel button, in another task
+/// assert!(matches!(call.await, Err(RpcError::Cancelled { method: "export", .. })));
+/// assert!(abort.is_aborted());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct AbortHandle {
     control: Option<Arc<CallControl>>,

@@ -8,6 +8,36 @@ use std::sync::Arc;
 ///
 /// A handler that must call its caller back (a resource manager reaching a task executor that
 /// registered) reads the peer's address here instead of asking for it as an argument.
+///
+/// ```
+/// use rpc_core::{CallContext, Caller, RpcEndpoint, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Admin {
+///     async fn who(&mut self) -> String;
+/// }
+///
+/// struct Console;
+/// impl RpcEndpoint for Console { rpc_core::serves!(Admin); }
+/// impl Admin for Console {
+///     async fn who(&mut self) -> String {
+///         match CallContext::current().caller() {
+///             Caller::Remote(peer) if !peer.is_authenticated() => format!("{peer}, unproven"),
+///             Caller::Remote(peer) => format!("{peer}"),
+///             Caller::Local => "this process".to_owned(),
+///             _ => "a direct call".to_owned(), // `Caller::Direct`, and any later variant
+///         }
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let service = RpcService::new();
+/// service.start_endpoint("console", Console).await?;
+/// let console: AdminClient = service.gateway("console")?;
+/// assert_eq!(console.who().await?, "this process");
+/// assert_eq!(Console.who().await, "a direct call"); // as a unit test calls it
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Caller {
@@ -41,6 +71,18 @@ impl fmt::Display for Caller {
 }
 
 /// The other end of an inbound connection, as its handshake established it.
+///
+/// A handler reads it from [`Caller::peer`]; a transport makes it, and a unit test may make
+/// one to call a handler or hook that takes it:
+///
+/// ```
+/// use rpc_core::Peer;
+///
+/// let peer = Peer::new("10.0.0.7:41000".parse().unwrap()).with_shared_secret(true);
+/// assert!(peer.is_authenticated());
+/// assert_eq!(peer.address.port(), 41000);
+/// assert_eq!(peer.to_string(), "peer 10.0.0.7:41000 (shared secret)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Peer {
@@ -94,6 +136,37 @@ impl fmt::Display for Peer {
 }
 
 /// A connection of this service's transport, as the endpoints' connection hooks see it.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use rpc_core::{Connection, Direction, Peer, RpcEndpoint};
+///
+/// /// Keeps the peers connected to this service (not those it connected to).
+/// #[derive(Default)]
+/// struct Clients(Vec<SocketAddr>);
+///
+/// impl RpcEndpoint for Clients {
+///     fn on_connected(&mut self, connection: &Connection) {
+///         if connection.direction == Direction::Inbound {
+///             self.0.push(connection.peer.address);
+///         }
+///     }
+///     fn on_disconnected(&mut self, connection: &Connection) {
+///         self.0.retain(|address| *address != connection.peer.address);
+///     }
+/// }
+///
+/// // Hooks are ordinary methods: a unit test calls them with connections it makes.
+/// let address: SocketAddr = "10.0.0.7:41000".parse().unwrap();
+/// let inbound = Connection::new(Peer::new(address), Direction::Inbound);
+/// let mut clients = Clients::default();
+/// clients.on_connected(&inbound);
+/// clients.on_connected(&Connection::new(Peer::new(address), Direction::Outbound));
+/// assert_eq!(clients.0, [address]);
+/// assert_eq!(inbound.to_string(), "inbound connection from peer 10.0.0.7:41000");
+/// clients.on_disconnected(&inbound);
+/// assert!(clients.0.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Connection {
@@ -124,7 +197,8 @@ impl fmt::Display for Connection {
     }
 }
 
-/// Who opened a connection.
+/// Who opened a connection: [`Connection::direction`] (see [`Connection`] for a hook that
+/// tells them apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// A peer connected to this service.

@@ -207,7 +207,55 @@ impl<E> EndpointCell<E> {
 /// itself through a typed gateway, stop.
 ///
 /// The endpoint receives one in [`RpcEndpoint::on_start`]; `start_endpoint` returns another.
-/// It is cheap to clone and may be used from any task.
+/// It is cheap to clone and may be used from any task. A handler reaches it with
+/// [`RpcContext::current`], so an endpoint need not keep it.
+///
+/// Here a log endpoint flushes its lines a second after the first of a batch, or at once when
+/// three wait, and the code that started it reads its state and stops it:
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::{RpcContext, RpcEndpoint, RpcError, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Log {
+///     async fn append(&mut self, line: String) -> usize;
+///     fn flush(&mut self);
+/// }
+///
+/// #[derive(Default)]
+/// struct Batch { pending: Vec<String>, flushed: usize }
+/// impl RpcEndpoint for Batch { rpc_core::serves!(Log); }
+/// impl Log for Batch {
+///     async fn append(&mut self, line: String) -> usize {
+///         let ctx = RpcContext::<Self>::current();
+///         if self.pending.is_empty() { // in a second, on this main thread like any handler
+///             ctx.schedule_run_async(Duration::from_secs(1), |batch: &mut Batch| batch.flush());
+///         }
+///         self.pending.push(line);
+///         if self.pending.len() == 3 { // a tell to itself, queued behind this call
+///             let _ = ctx.self_gateway::<LogClient>().flush();
+///         }
+///         self.pending.len()
+///     }
+///     fn flush(&mut self) { self.flushed += self.pending.drain(..).count(); }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let service = RpcService::new();
+/// let ctx = service.start_endpoint("log", Batch::default()).await?;
+/// let log: LogClient = service.gateway("log")?;
+/// for line in ["a", "b", "c"] { log.append(line.into()).await?; }
+/// // Off the main thread: run a closure on it, after what is queued, and get its result.
+/// assert_eq!(ctx.call_async(|batch: &mut Batch| batch.flushed).await?, 3);
+/// ctx.stop(); // once what is queued has run; nothing new is queued from now on
+/// assert!(matches!(log.append("d".into()).await, Err(RpcError::EndpointStopped { .. })));
+/// # Ok(()) }
+/// ```
+///
+/// An ask to itself through `self_gateway`, or a `call_async`, from its own main thread would
+/// wait for that thread forever: both fail with [`RpcError::WouldDeadlock`] instead. Use a
+/// tell or [`RpcContext::run_async`] there.
 pub struct RpcContext<E> {
     cell: Arc<EndpointCell<E>>,
 }
@@ -355,6 +403,31 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// On a fenced endpoint, if the fencing token changes before `f`'s turn, `f` does not run
     /// and the call fails with [`RpcError::FencingTokenMismatch`];
     /// [`RpcContext::call_async_unfenced`] runs regardless.
+    ///
+    /// It is how code off the main thread reads or changes the endpoint's state: a test, a
+    /// spawned task, or the future of a [`Deferred`](crate::Deferred) reply (whose example
+    /// shows that use).
+    ///
+    /// ```
+    /// use rpc_core::{RpcEndpoint, RpcError, RpcService};
+    ///
+    /// #[derive(Default)]
+    /// struct Count(u64);
+    /// impl RpcEndpoint for Count {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), RpcError> {
+    /// let service = RpcService::new();
+    /// let ctx = service.start_endpoint("count", Count::default()).await?;
+    /// ctx.run_async(|count| count.0 += 2)?;
+    /// // Runs after the closure queued before it, and hands back what it returns.
+    /// assert_eq!(ctx.call_async(|count: &mut Count| count.0).await?, 2);
+    ///
+    /// service.stop_endpoint("count").await?;
+    /// let late = ctx.call_async(|count: &mut Count| count.0).await;
+    /// assert!(matches!(late, Err(RpcError::EndpointStopped { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn call_async<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut E) -> R + Send + 'static,
@@ -432,6 +505,29 @@ impl<E: RpcEndpoint> RpcContext<E> {
     /// Runs `f` on the main thread once `delay` has passed, unless the endpoint stops first:
     /// a scheduled closure never runs after the stop. Dropping the returned handle does not
     /// cancel the run; [`ScheduledRun::cancel`] does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::{RpcEndpoint, RpcService};
+    ///
+    /// #[derive(Default)]
+    /// struct Sessions(Vec<&'static str>);
+    /// impl RpcEndpoint for Sessions {}
+    ///
+    /// // This example runs on a paused tokio clock: its sleep takes no real time.
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let service = RpcService::new();
+    /// let ctx = service.start_endpoint("sessions", Sessions::default()).await?;
+    /// ctx.run_async(|sessions| sessions.0.push("a"))?;
+    /// ctx.schedule_run_async(Duration::from_secs(20), |sessions| sessions.0.clear());
+    /// let reopen = ctx.schedule_run_async(Duration::from_secs(30), |sessions| sessions.0.push("b"));
+    /// reopen.cancel(); // it will not run
+    ///
+    /// tokio::time::sleep(Duration::from_secs(31)).await;
+    /// assert!(ctx.call_async(|sessions: &mut Sessions| sessions.0.is_empty()).await?);
+    /// # Ok(()) }
+    /// ```
     pub fn schedule_run_async(
         &self,
         delay: Duration,

@@ -106,7 +106,44 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 65_536;
 /// otherwise (64 MiB).
 pub const DEFAULT_MAILBOX_BYTES: usize = 64 * 1024 * 1024;
 
-/// How an endpoint is run.
+/// How an endpoint is run: on the service's runtime or on an OS thread of its own, and how
+/// much its mailbox may hold. Give them to
+/// [`RpcService::start_endpoint_with`](crate::RpcService::start_endpoint_with).
+///
+/// Here an isolated endpoint blocks its own thread (which would stall the other endpoints on
+/// the runtime's), and a mailbox of one invocation refuses the call that does not fit:
+///
+/// ```
+/// use std::sync::mpsc;
+/// use rpc_core::{EndpointOptions, RpcEndpoint, RpcError, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Crunch {
+///     fn crunch(&mut self);
+/// }
+///
+/// struct Cruncher(mpsc::Receiver<()>);
+/// impl RpcEndpoint for Cruncher { rpc_core::serves!(Crunch); }
+/// impl Crunch for Cruncher {
+///     fn crunch(&mut self) {
+///         let _ = self.0.recv(); // blocks until released: fine on a thread of its own
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let service = RpcService::new();
+/// let (release, gate) = mpsc::channel();
+/// let options = EndpointOptions::new().isolated(true).mailbox_capacity(1);
+/// service.start_endpoint_with("crunch", Cruncher(gate), options).await?;
+/// let cruncher: CrunchClient = service.gateway("crunch")?;
+/// // The first call holds the main thread, the mailbox one more at most: the third is refused.
+/// let sent: Vec<_> = (0..3).map(|_| cruncher.crunch()).collect();
+/// assert!(sent[0].is_ok());
+/// assert!(matches!(sent[2], Err(RpcError::MailboxFull { capacity: 1, .. })));
+/// (0..2).for_each(|_| release.send(()).unwrap());
+/// service.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct EndpointOptions {
     pub(crate) isolated: bool,
@@ -167,6 +204,37 @@ impl EndpointOptions {
 
 /// The gateways one endpoint serves, built when it starts. Filled by
 /// [`serves!`](crate::serves); each gateway brings its supertrait gateways.
+///
+/// `serves!` writes [`RpcEndpoint::gateways`]; written by hand, it adds each gateway by its
+/// client type:
+///
+/// ```
+/// use rpc_core::{Gateways, RpcEndpoint, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Echo {
+///     async fn echo(&mut self, text: String) -> String;
+/// }
+///
+/// struct Parrot;
+/// impl RpcEndpoint for Parrot {
+///     fn gateways(gateways: &mut Gateways<Self>) {
+///         gateways.add::<EchoClient>(); // as `rpc_core::serves!(Echo)` would
+///     }
+/// }
+/// impl Echo for Parrot {
+///     async fn echo(&mut self, text: String) -> String {
+///         text
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let service = RpcService::new();
+/// service.start_endpoint("parrot", Parrot).await?;
+/// let parrot: EchoClient = service.gateway("parrot")?;
+/// assert_eq!(parrot.echo("hi".into()).await?, "hi");
+/// # Ok(()) }
+/// ```
 pub struct Gateways<E: RpcEndpoint> {
     cell: Arc<EndpointCell<E>>,
     entries: Vec<GatewayEntry>,

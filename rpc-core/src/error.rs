@@ -12,6 +12,43 @@ use crate::gateway::EndpointAddress;
 /// be logged as they are. Domain errors of a gateway method (`-> Result<T, MyError>`) are *not*
 /// `RpcError`s: they arrive as the `Ok` value of the call, exactly as the endpoint returned
 /// them.
+///
+/// Match on a variant to act on one failure, and let the others pass with `?`:
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::{RpcEndpoint, RpcError, RpcService, TimeoutSource, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Sleeper {
+///     async fn nap(&mut self, millis: u64) -> u64;
+/// }
+///
+/// struct Bed;
+/// impl RpcEndpoint for Bed { rpc_core::serves!(Sleeper); }
+/// impl Sleeper for Bed {
+///     async fn nap(&mut self, millis: u64) -> u64 {
+///         tokio::time::sleep(Duration::from_millis(millis)).await;
+///         millis
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let service = RpcService::new();
+/// let Err(error) = service.gateway::<SleeperClient>("bed") else { unreachable!() };
+/// assert!(matches!(&error, RpcError::EndpointNotFound { endpoint, address: None } if endpoint == "bed"));
+/// assert_eq!(error.to_string(), "no endpoint named `bed` is running in this service");
+///
+/// service.start_endpoint("bed", Bed).await?;
+/// let bed: SleeperClient = service.gateway("bed")?;
+/// match bed.nap(500).with_timeout(Duration::from_millis(20)).await {
+///     Err(RpcError::Timeout { method, origin, .. }) => {
+///         assert_eq!((method, origin), ("nap", TimeoutSource::Call)); // the call's own timeout
+///     }
+///     other => panic!("expected a timeout, got {other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {

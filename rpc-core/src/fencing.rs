@@ -39,6 +39,46 @@ use crate::gateway::MethodInfo;
 
 /// What a fencing token must be: any comparable, printable, serializable value. Implemented
 /// for every such type; [`FencingId`] is the usual choice (or a newtype around it).
+///
+/// Here the token is a leader's term, named by the gateway (`fenced = Term`) and by the
+/// endpoint (`type Token = Term`):
+///
+/// ```
+/// use rpc_core::{BoxError, FencedEndpoint, RpcContext, RpcEndpoint, RpcError, RpcService, rpc_gateway};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// pub struct Term(u64);
+///
+/// #[rpc_gateway(fenced = Term)]
+/// pub trait Scheduler {
+///     async fn schedule(&mut self, job: String) -> u64;
+/// }
+///
+/// #[derive(Default)]
+/// struct Leader { jobs: u64 }
+/// impl FencedEndpoint for Leader { type Token = Term; }
+/// impl RpcEndpoint for Leader {
+///     rpc_core::serves!(Scheduler);
+///     async fn on_start(&mut self, ctx: RpcContext<Self>) -> Result<(), BoxError> {
+///         ctx.set_fencing_token(Some(Term(7)))?; // elected for term 7
+///         Ok(())
+///     }
+/// }
+/// impl Scheduler for Leader {
+///     async fn schedule(&mut self, _job: String) -> u64 { self.jobs += 1; self.jobs }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let service = RpcService::new();
+/// service.start_endpoint("scheduler", Leader::default()).await?;
+/// let current: SchedulerClient = service.gateway_fenced("scheduler", Term(7))?;
+/// assert_eq!(current.schedule("a".into()).await?, 1);
+/// let stale = current.with_fencing_token(Term(6)); // a caller still following term 6
+/// let refused = stale.schedule("b".into()).await;
+/// assert!(matches!(refused, Err(RpcError::FencingTokenMismatch { expected: Some(t), .. }) if t == "Term(7)"));
+/// # Ok(()) }
+/// ```
 pub trait FencingToken:
     Clone + PartialEq + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
 {

@@ -174,7 +174,46 @@ impl<E: RpcEndpoint> AnyEndpoint for Registered<E> {
     }
 }
 
-/// Configures an [`RpcService`].
+/// Configures an [`RpcService`]: start with [`RpcService::builder`].
+///
+/// A test service that forces serialization finds out in process what a remote call would
+/// do to a value, here a field serde skips:
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// pub struct Job {
+///     name: String,
+///     #[serde(skip)] // not sent: a remote endpoint sees 0
+///     attempts: u32,
+/// }
+///
+/// #[rpc_gateway]
+/// pub trait Runner {
+///     async fn attempts(&mut self, job: Job) -> u32;
+/// }
+///
+/// struct Worker;
+/// impl RpcEndpoint for Worker { rpc_core::serves!(Runner); }
+/// impl Runner for Worker {
+///     async fn attempts(&mut self, job: Job) -> u32 { job.attempts }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let service = RpcService::builder()
+///     .default_timeout(Duration::from_secs(2)) // every proxy's ask timeout, unless overridden
+///     .force_serialization(true)
+///     .build();
+/// service.start_endpoint("worker", Worker).await?;
+/// let worker: RunnerClient = service.gateway("worker")?;
+/// assert_eq!(worker.timeout(), Duration::from_secs(2));
+/// // The skipped field arrives as its default, here too.
+/// assert_eq!(worker.attempts(Job { name: "a".into(), attempts: 3 }).await?, 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RpcServiceBuilder {
     default_timeout: Duration,

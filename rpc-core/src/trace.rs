@@ -20,12 +20,29 @@ use serde::{Deserialize, Serialize};
 
 /// The id of one trace: every call of one logical operation shares it. 16 bytes, never all
 /// zero; shown as 32 lowercase hex digits (W3C `trace-id`).
+///
+/// ```
+/// use rpc_core::TraceId;
+///
+/// let id = TraceId::from_bytes(0x4bf92f3577b34da6a3ce929d0e0e4736_u128.to_be_bytes()).unwrap();
+/// assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert_eq!(TraceId::from_bytes(id.to_bytes()), Some(id));
+/// assert_ne!(TraceId::random(), TraceId::random());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "[u8; 16]")]
 pub struct TraceId([u8; 16]);
 
 /// The id of one call span within a trace. 8 bytes, never all zero; shown as 16 lowercase
 /// hex digits (W3C `parent-id`).
+///
+/// ```
+/// use rpc_core::SpanId;
+///
+/// let id = SpanId::from_bytes(0x00f067aa0ba902b7_u64.to_be_bytes()).unwrap();
+/// assert_eq!(id.to_string(), "00f067aa0ba902b7");
+/// assert_eq!(SpanId::from_bytes([0; 8]), None); // all zero is not an id
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "[u8; 8]")]
 pub struct SpanId([u8; 8]);

@@ -20,6 +20,28 @@ use tokio_util::sync::CancellationToken;
 use crate::{Coordinator, HaError, LeaderInfo, Leadership};
 
 /// Elections on an etcd cluster.
+///
+/// Every contender and every follower of a deployment connects to the same cluster; the
+/// TTL bounds how long a vanished leader keeps its leadership.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use rpc_ha::etcd::EtcdCoordinator;
+/// use rpc_ha::{Coordinator, LeaderElection, LeaderRetrieval};
+///
+/// # async fn demo() -> Result<(), rpc_ha::HaError> {
+/// let etcd: Arc<dyn Coordinator> = Arc::new(
+///     EtcdCoordinator::connect(&["10.0.0.2:2379", "10.0.0.3:2379"], Duration::from_secs(5)).await?,
+/// );
+/// // A contender, as the endpoint `rm` of the service at 10.0.0.5:6123 ...
+/// let mut election = LeaderElection::start(etcd.clone(), "resource-manager", "10.0.0.5:6123", "rm");
+/// // ... and, in a caller, who leads.
+/// let mut leaders = LeaderRetrieval::start(etcd, "resource-manager");
+/// println!("leader: {:?}", leaders.changed().await);
+/// # election.stop().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct EtcdCoordinator {
     client: Client,
@@ -218,6 +240,24 @@ impl Leadership for EtcdLeadership {
 /// A local etcd server for tests and examples: the `etcd` binary (Debian package
 /// `etcd-server`) as a child process on loopback ports of its own, with a temporary data
 /// directory. Killed when dropped; [`LocalEtcd::restart`] brings it back with the same data.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use rpc_ha::etcd::{EtcdCoordinator, LocalEtcd};
+/// use rpc_ha::{LeaderElection, LeadershipEvent};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// if !LocalEtcd::available() {
+///     return Ok(()); // no `etcd` on the PATH: skip, as the tests do
+/// }
+/// let etcd = LocalEtcd::start().await?;
+/// let coordinator = EtcdCoordinator::connect(&[etcd.client_address()], Duration::from_secs(2)).await?;
+/// let mut election = LeaderElection::start(Arc::new(coordinator), "rm", "127.0.0.1:6123", "rm");
+/// assert!(matches!(election.next().await, Some(LeadershipEvent::Granted(_))));
+/// election.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct LocalEtcd {
     child: Option<tokio::process::Child>,
     client_address: String,

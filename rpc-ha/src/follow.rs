@@ -14,6 +14,41 @@ use crate::LeaderInfo;
 /// A call made through a proxy to a leader that was deposed meanwhile fails (with
 /// `FencingTokenMismatch` if the old leader still runs, `Disconnected` or `ConnectFailed` if
 /// it died); `get` again returns the proxy to its successor once retrieval has seen it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rpc_core::{FencedEndpoint, FencingId, RpcEndpoint, RpcError, rpc_gateway};
+/// use rpc_ha::{LeaderElection, LeaderGateway, LeaderRetrieval, memory::MemoryCoordinator};
+///
+/// #[rpc_gateway(fenced)]
+/// pub trait ResourceManager {
+///     async fn register(&mut self, executor: String) -> String;
+/// }
+///
+/// struct Rm;
+/// impl RpcEndpoint for Rm { rpc_core::serves!(ResourceManager); }
+/// impl FencedEndpoint for Rm { type Token = FencingId; }
+/// impl ResourceManager for Rm {
+///     async fn register(&mut self, executor: String) -> String { format!("{executor} registered") }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let coordinator = Arc::new(MemoryCoordinator::default());
+/// // The contender: a server whose endpoint takes each leadership's token.
+/// let server = rpc_netty::bind("127.0.0.1:0").await?;
+/// let ctx = server.start_endpoint("rm", Rm).await?;
+/// let address = server.local_address()?.to_string();
+/// let mut election = LeaderElection::start(coordinator.clone(), "rm", address, "rm");
+/// election.apply(&ctx).await; // its first leadership (a contender loops on this, in a task)
+///
+/// // A caller: follows the leader and calls it with its token.
+/// let leaders = LeaderRetrieval::start(coordinator, "rm");
+/// let rm: LeaderGateway<ResourceManagerClient> = LeaderGateway::new(rpc_netty::client(), leaders.subscribe());
+/// assert_eq!(rm.get().await?.register("te-1".into()).await?, "te-1 registered");
+/// assert_eq!(rm.get().await?.fencing_token(), ctx.fencing_token().as_ref());
+/// # election.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct LeaderGateway<G> {
     service: RpcService,
     leaders: watch::Receiver<Option<LeaderInfo>>,

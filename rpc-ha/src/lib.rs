@@ -51,6 +51,20 @@ pub mod memory;
 pub use follow::LeaderGateway;
 
 /// What a leadership publishes: where the leader is reached and the token its calls carry.
+///
+/// ```
+/// use rpc_core::FencingId;
+/// use rpc_ha::{HaError, LeaderInfo};
+///
+/// let info = LeaderInfo {
+///     address: "10.0.0.5:6123".to_owned(),
+///     endpoint: "resource-manager".to_owned(),
+///     token: FencingId::random(),
+/// };
+/// // What a coordination service stores, and reads back.
+/// assert_eq!(LeaderInfo::from_bytes(&info.to_bytes()).unwrap(), info);
+/// assert!(matches!(LeaderInfo::from_bytes(&[0xff]), Err(HaError::Malformed(_))));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderInfo {
     /// The leader's service address (`host:port`), for `connect_fenced`.
@@ -87,6 +101,30 @@ pub enum HaError {
 }
 
 /// A coordination service that elects one leader per election name.
+///
+/// [`LeaderElection`] and [`LeaderRetrieval`] are written against it, so that code which
+/// takes an `Arc<dyn Coordinator>` runs on etcd in production and on a
+/// [`MemoryCoordinator`](memory::MemoryCoordinator) in its tests. Used directly:
+///
+/// ```
+/// use futures::StreamExt;
+/// use rpc_core::FencingId;
+/// use rpc_ha::{Coordinator, HaError, LeaderInfo, memory::MemoryCoordinator};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), HaError> {
+/// let coordinator = MemoryCoordinator::default();
+/// let me = LeaderInfo {
+///     address: "10.0.0.5:6123".to_owned(),
+///     endpoint: "rm".to_owned(),
+///     token: FencingId::random(),
+/// };
+/// let leadership = coordinator.campaign("rm", &me).await?; // completes once elected
+/// let mut leaders = coordinator.observe("rm").await?;
+/// assert_eq!(leaders.next().await.transpose()?, Some(me));
+/// leadership.resign().await; // the next contender, if any, leads at once
+/// # Ok(()) }
+/// ```
 pub trait Coordinator: Send + Sync + 'static {
     /// Campaigns for `election`, publishing `info`; completes once elected (which may take as
     /// long as another contender leads).
@@ -127,6 +165,41 @@ const RETRY: Duration = Duration::from_millis(200);
 
 /// A contender for one leadership: campaigns until it wins, reports the win, and campaigns
 /// again once it has lost, until stopped. Each win comes with a fresh token.
+///
+/// A contending endpoint applies each change to its fencing token with
+/// [`LeaderElection::apply`], so that it serves its fenced gateways only while it leads:
+///
+/// ```
+/// use std::sync::Arc;
+/// use rpc_core::{FencedEndpoint, FencingId, RpcEndpoint, RpcService, rpc_gateway};
+/// use rpc_ha::{LeaderElection, LeadershipEvent, memory::MemoryCoordinator};
+///
+/// #[rpc_gateway(fenced)]
+/// pub trait ResourceManager {
+///     async fn register(&mut self, executor: String) -> bool;
+/// }
+///
+/// struct Rm;
+/// impl RpcEndpoint for Rm { rpc_core::serves!(ResourceManager); }
+/// impl FencedEndpoint for Rm { type Token = FencingId; }
+/// impl ResourceManager for Rm {
+///     async fn register(&mut self, _executor: String) -> bool { true }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let coordinator = Arc::new(MemoryCoordinator::default());
+/// let service = RpcService::new(); // rpc_netty::bind(..) in a real deployment
+/// let ctx = service.start_endpoint("rm", Rm).await?;
+/// let mut election = LeaderElection::start(coordinator.clone(), "rm", "10.0.0.5:6123", "rm");
+///
+/// let Some(LeadershipEvent::Granted(info)) = election.apply(&ctx).await else { unreachable!() };
+/// assert_eq!(ctx.fencing_token(), Some(info.token));
+/// coordinator.expire("rm"); // its session ends, as when cut off from the coordination service
+/// assert!(matches!(election.apply(&ctx).await, Some(LeadershipEvent::Revoked(_))));
+/// assert_eq!(ctx.fencing_token(), None);
+/// election.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct LeaderElection {
     events: tokio::sync::mpsc::UnboundedReceiver<LeadershipEvent>,
     stop: tokio_util::sync::CancellationToken,
@@ -249,6 +322,29 @@ async fn contend(
 
 /// Follows who leads one election: every change, from a coordination service observed again
 /// whenever it fails.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rpc_ha::{LeaderElection, LeaderRetrieval, memory::MemoryCoordinator};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let coordinator = Arc::new(MemoryCoordinator::default());
+/// let mut first = LeaderElection::start(coordinator.clone(), "rm", "10.0.0.5:6123", "rm");
+/// first.next().await; // it leads
+/// let second = LeaderElection::start(coordinator.clone(), "rm", "10.0.0.6:6123", "rm");
+///
+/// let mut leaders = LeaderRetrieval::start(coordinator.clone(), "rm");
+/// let leader = leaders.changed().await.map(|info| info.address);
+/// assert_eq!(leader.as_deref(), Some("10.0.0.5:6123"));
+/// coordinator.expire("rm"); // the standby takes over
+/// let leader = leaders.changed().await.map(|info| info.address);
+/// assert_eq!(leader.as_deref(), Some("10.0.0.6:6123"));
+/// assert_eq!(leaders.current().map(|info| info.address), leader);
+/// # second.stop().await;
+/// # first.stop().await;
+/// # }
+/// ```
 pub struct LeaderRetrieval {
     leader: tokio::sync::watch::Receiver<Option<LeaderInfo>>,
     task: tokio::task::JoinHandle<()>,

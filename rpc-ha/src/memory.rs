@@ -14,6 +14,30 @@ use tokio_util::sync::CancellationToken;
 use crate::{Coordinator, HaError, LeaderInfo, Leadership};
 
 /// Elections in process memory.
+///
+/// Clones share the elections, so one coordinator serves every contender and follower of a
+/// test. A test of failover ends the leader's session with [`MemoryCoordinator::expire`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use rpc_ha::{LeaderElection, LeadershipEvent, memory::MemoryCoordinator};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let coordinator = Arc::new(MemoryCoordinator::default());
+/// let mut first = LeaderElection::start(coordinator.clone(), "rm", "10.0.0.5:6123", "rm");
+/// let Some(LeadershipEvent::Granted(one)) = first.next().await else { unreachable!() };
+/// let mut second = LeaderElection::start(coordinator.clone(), "rm", "10.0.0.6:6123", "rm");
+///
+/// coordinator.expire("rm");
+/// assert!(matches!(first.next().await, Some(LeadershipEvent::Revoked(_))));
+/// let Some(LeadershipEvent::Granted(two)) = second.next().await else { unreachable!() };
+/// assert_eq!(two.address, "10.0.0.6:6123");
+/// assert_ne!(two.token, one.token); // a new leadership, a new token
+/// # second.stop().await;
+/// # first.stop().await;
+/// # }
+/// ```
 #[derive(Default, Clone)]
 pub struct MemoryCoordinator {
     inner: Arc<Mutex<HashMap<String, Election>>>,

@@ -76,11 +76,58 @@ use crate::transport::NettyTransport;
 
 /// A service listening on `address` with the default settings. Port 0 picks a free port;
 /// [`RpcService::local_address`] tells which.
+///
+/// ```
+/// use rpc_core::RpcError;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let server = rpc_netty::bind("127.0.0.1:0").await?;
+/// let address = server.local_address()?;
+/// assert!(address.ip().is_loopback() && address.port() != 0);
+///
+/// // The port is taken now: another service cannot listen on it.
+/// let taken = rpc_netty::bind(address).await;
+/// assert!(matches!(taken, Err(RpcError::Io { .. })));
+/// server.shutdown().await?;
+/// # Ok(()) }
+/// ```
 pub async fn bind(address: impl ToAddress) -> Result<RpcService, RpcError> {
     NettyBuilder::new().bind(address).await
 }
 
 /// A service that only connects out (no listening port), with the default settings.
+///
+/// Replies come back on the connections it opens, so it needs no address of its own.
+///
+/// ```
+/// use rpc_core::{RpcEndpoint, RpcError, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Clock {
+///     async fn tick(&mut self) -> u64;
+/// }
+///
+/// #[derive(Default)]
+/// struct Ticker(u64);
+/// impl RpcEndpoint for Ticker { rpc_core::serves!(Clock); }
+/// impl Clock for Ticker {
+///     async fn tick(&mut self) -> u64 { self.0 += 1; self.0 }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// # let server = rpc_netty::bind("127.0.0.1:0").await?;
+/// # server.start_endpoint("clock", Ticker::default()).await?;
+/// # let address = server.local_address()?;
+/// let client = rpc_netty::client();
+/// assert!(matches!(client.local_address(), Err(RpcError::NotListening)));
+/// let clock: ClockClient = client.connect(address, "clock").await?;
+/// assert_eq!(clock.tick().await?, 1);
+/// // An endpoint the server does not run is refused at connect.
+/// let missing = client.connect::<ClockClient>(address, "calendar").await;
+/// assert!(matches!(missing, Err(RpcError::EndpointNotFound { .. })));
+/// # Ok(()) }
+/// ```
 ///
 /// # Panics
 ///
@@ -90,6 +137,42 @@ pub fn client() -> RpcService {
 }
 
 /// Configures a networked [`RpcService`].
+///
+/// The same builder (it is `Clone`) makes a server and its clients, so that they share the
+/// secret and the limits:
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::{RpcEndpoint, RpcError, rpc_gateway};
+/// use rpc_netty::NettyBuilder;
+///
+/// #[rpc_gateway]
+/// pub trait Store {
+///     async fn put(&mut self, blob: Vec<u8>) -> usize;
+/// }
+///
+/// struct Disk;
+/// impl RpcEndpoint for Disk { rpc_core::serves!(Store); }
+/// impl Store for Disk {
+///     async fn put(&mut self, blob: Vec<u8>) -> usize { blob.len() }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RpcError> {
+/// let builder = NettyBuilder::new()
+///     .shared_secret("a long random secret")
+///     .max_frame_size(64 * 1024)
+///     .default_timeout(Duration::from_secs(2));
+/// let server = builder.clone().bind("127.0.0.1:0").await?;
+/// server.start_endpoint("store", Disk).await?;
+///
+/// let client = builder.client();
+/// let store: StoreClient = client.connect(server.local_address()?, "store").await?;
+/// assert_eq!(store.put(vec![7; 1024]).await?, 1024);
+/// // Larger than a frame may be: refused before anything is written.
+/// let refused = store.put(vec![7; 100 * 1024]).await;
+/// assert!(matches!(refused, Err(RpcError::FrameTooLarge { max: 65536, .. })));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct NettyBuilder {
     service: RpcServiceBuilder,

@@ -24,6 +24,39 @@ use crate::io::{Reader, Writer};
 pub use tokio_rustls::rustls;
 
 /// What TLS a service uses. See [`NettyBuilder::tls`](crate::NettyBuilder::tls).
+///
+/// Certificates and keys are rustls' DER types; [`rustls::pki_types::pem::PemObject`] reads
+/// them from PEM files. Here a server requires client certificates signed by the
+/// deployment's authority, and a client presents one and checks the server's name:
+///
+/// ```no_run
+/// use rpc_netty::NettyBuilder;
+/// use rpc_netty::tls::TlsOptions;
+/// use rpc_netty::tls::rustls::pki_types::pem::{self, PemObject};
+/// use rpc_netty::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+///
+/// /// A certificate chain (leaf first) and its key, from PEM files.
+/// fn identity(chain: &str, key: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), pem::Error> {
+///     let chain = CertificateDer::pem_file_iter(chain)?.collect::<Result<_, _>>()?;
+///     Ok((chain, PrivateKeyDer::from_pem_file(key)?))
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let ca = CertificateDer::from_pem_file("ca.pem")?;
+/// let (chain, key) = identity("scheduler.pem", "scheduler.key")?;
+/// let server = NettyBuilder::new()
+///     .tls(TlsOptions::new().identity(chain, key).require_client_certificates(vec![ca.clone()]))?
+///     .bind("0.0.0.0:7070")
+///     .await?;
+///
+/// let (chain, key) = identity("worker.pem", "worker.key")?;
+/// let options = TlsOptions::new()
+///     .identity(chain, key)            // presented to servers that require it
+///     .trust_roots(vec![ca])           // servers must be signed by the authority ...
+///     .server_name("scheduler.internal"); // ... for this name, not the IP address
+/// let client = NettyBuilder::new().tls(options)?.client();
+/// # Ok(()) }
+/// ```
 #[derive(Default)]
 pub struct TlsOptions {
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
