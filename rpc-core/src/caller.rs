@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 /// Who made the call a handler is running, from [`CallContext::caller`](crate::CallContext::caller).
 ///
-/// A handler that must call its caller back (a resource manager reaching a task executor that
-/// registered) reads the peer's address here instead of asking for it as an argument.
+/// A handler learns here whether the call came from another process, which address it came
+/// from, and what that peer proved (the shared secret, a TLS client certificate). The address
+/// is the peer's outbound socket: a handler that must call its caller back (a resource
+/// manager reaching a task executor that registered) takes the host from it, but still needs
+/// the port the caller listens on, which the caller has to send.
 ///
 /// ```
 /// use rpc_core::{CallContext, Caller, RpcEndpoint, RpcService, rpc_gateway};

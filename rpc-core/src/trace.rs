@@ -6,8 +6,9 @@
 //! the caller's call span. The callee's `rpc.call` span continues it (same `trace_id`, the
 //! caller's `span_id` as its `parent_span_id`, a `span_id` of its own), and calls made from
 //! inside the handler carry the trace on. The ids are W3C Trace Context sized (16 and 8
-//! bytes) and shown as lowercase hex, so they can be handed to, or taken from, an
-//! OpenTelemetry pipeline (see the README's "Observability" section).
+//! bytes) and shown as lowercase hex; with the `opentelemetry` feature and a
+//! tracing-opentelemetry layer they are that layer's ids (see the README's "Observability"
+//! section).
 //!
 //! Without a trace subscriber and without an incoming trace, nothing is generated and a call
 //! carries one byte saying so.
