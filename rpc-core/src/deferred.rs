@@ -16,6 +16,11 @@ use std::task::{Context, Poll};
 /// the endpoint's state again once the call returns, go back to the main thread with
 /// [`RpcContext::call_async`](crate::RpcContext::call_async).
 ///
+/// The future is first polled after the handler has returned, possibly after the main thread
+/// has run later invocations. A call that must be queued in order, before anything this
+/// endpoint handles next, is made in the handler's body and only awaited in the future (an
+/// ask is sent when it is made, not when it is first awaited).
+///
 /// The macro recognises the return type by its last path segment, `Deferred`.
 ///
 /// ```
