@@ -232,6 +232,11 @@ impl Default for RpcServiceBuilder {
 }
 
 impl RpcServiceBuilder {
+    /// A builder with the default settings, the same as [`RpcService::builder`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// The ask timeout every proxy starts with (default 10 s). Proxies override it with
     /// `with_timeout`, calls with [`RpcCall::with_timeout`](crate::RpcCall::with_timeout).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {

@@ -160,6 +160,11 @@ fn today() -> String {
 
 fn main() -> std::io::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
+    // With the feature, every call below is counted and timed by a real recorder.
+    #[cfg(feature = "metrics")]
+    let _metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder");
     let counts = if smoke {
         Counts::smoke()
     } else {
@@ -201,10 +206,15 @@ fn main() -> std::io::Result<()> {
     }
 
     let heading = format!(
-        "rpc benchmark, {}, {}: {} run(s), medians (min–max){}",
+        "rpc benchmark, {}, {}: {} run(s), medians (min–max){}{}",
         today(),
         machine(),
         counts.runs,
+        if cfg!(feature = "metrics") {
+            ", with metrics (Prometheus recorder)"
+        } else {
+            ""
+        },
         if smoke {
             ", SMOKE COUNTS (not a measurement)"
         } else {
