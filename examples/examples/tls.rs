@@ -37,6 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stamp = notary.stamp("the contract".into()).await?;
     println!("over TLS: {:?}, as seen by {}", stamp.text, stamp.caller);
     assert_eq!(stamp.text, "stamped: the contract");
+    // The handler saw a TLS connection (`Peer::tls`), from a client without a certificate.
+    assert!(stamp.caller.ends_with("(TLS)"), "{}", stamp.caller);
 
     // A client without TLS cannot talk to a TLS server; the error says why.
     let plain = rpc_netty::client();

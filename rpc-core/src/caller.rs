@@ -73,7 +73,7 @@ impl fmt::Display for Caller {
     }
 }
 
-/// The other end of an inbound connection, as its handshake established it.
+/// The other end of a connection, as its handshake established it.
 ///
 /// A handler reads it from [`Caller::peer`]; a transport makes it, and a unit test may make
 /// one to call a handler or hook that takes it:
@@ -85,6 +85,11 @@ impl fmt::Display for Caller {
 /// assert!(peer.is_authenticated());
 /// assert_eq!(peer.address.port(), 41000);
 /// assert_eq!(peer.to_string(), "peer 10.0.0.7:41000 (shared secret)");
+///
+/// // Over TLS, without a client certificate: encrypted, but the client proved nothing.
+/// let peer = Peer::new("10.0.0.8:41000".parse().unwrap()).with_tls(true);
+/// assert!(peer.is_encrypted() && !peer.is_authenticated());
+/// assert_eq!(peer.to_string(), "peer 10.0.0.8:41000 (TLS)");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -96,6 +101,8 @@ pub struct Peer {
     pub shared_secret: bool,
     /// The peer's TLS client certificate (DER), when the service requires client certificates.
     pub certificate: Option<Arc<[u8]>>,
+    /// Whether the connection runs over TLS.
+    pub tls: bool,
 }
 
 impl Peer {
@@ -105,6 +112,7 @@ impl Peer {
             address,
             shared_secret: false,
             certificate: None,
+            tls: false,
         }
     }
 
@@ -120,21 +128,42 @@ impl Peer {
         self
     }
 
+    /// This peer, on a connection that runs over TLS or not.
+    pub fn with_tls(mut self, tls: bool) -> Peer {
+        self.tls = tls;
+        self
+    }
+
     /// Whether the peer proved anything: the shared secret or a client certificate.
     pub fn is_authenticated(&self) -> bool {
         self.shared_secret || self.certificate.is_some()
+    }
+
+    /// Whether the connection's traffic is encrypted: it runs over TLS, or in the channel the
+    /// shared secret keys.
+    pub fn is_encrypted(&self) -> bool {
+        self.tls || self.shared_secret
     }
 }
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "peer {}", self.address)?;
-        match (self.shared_secret, &self.certificate) {
-            (true, Some(_)) => f.write_str(" (shared secret, client certificate)"),
-            (true, None) => f.write_str(" (shared secret)"),
-            (false, Some(_)) => f.write_str(" (client certificate)"),
-            (false, None) => Ok(()),
+        let facts = [
+            (self.tls, "TLS"),
+            (self.shared_secret, "shared secret"),
+            (self.certificate.is_some(), "client certificate"),
+        ];
+        let mut facts = facts
+            .iter()
+            .filter(|(holds, _)| *holds)
+            .map(|(_, fact)| fact);
+        if let Some(first) = facts.next() {
+            write!(f, " ({first}")?;
+            facts.try_for_each(|fact| write!(f, ", {fact}"))?;
+            f.write_str(")")?;
         }
+        Ok(())
     }
 }
 

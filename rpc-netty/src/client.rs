@@ -608,18 +608,17 @@ impl RemoteChannel for Remote {
 }
 
 /// The hooks' view of an outbound connection to `peer`.
-/// Whether an established connection's handshake authenticated the server.
+/// Whether an established connection's handshake authenticated the server: with TLS its
+/// certificate was verified, with a secret it proved to hold it.
 fn server_authenticated(config: &NettyConfig) -> bool {
-    #[cfg(feature = "tls")]
-    if config.tls.is_some() {
-        return true;
-    }
-    config.secret.is_some()
+    config.uses_tls() || config.secret.is_some()
 }
 
 fn outbound(peer: SocketAddr, config: &NettyConfig) -> rpc_core::Connection {
     rpc_core::Connection::new(
-        rpc_core::Peer::new(peer).with_shared_secret(config.secret.is_some()),
+        rpc_core::Peer::new(peer)
+            .with_shared_secret(config.secret.is_some())
+            .with_tls(config.uses_tls()),
         rpc_core::Direction::Outbound,
     )
 }

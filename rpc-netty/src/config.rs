@@ -75,6 +75,14 @@ impl Default for NettyConfig {
 }
 
 impl NettyConfig {
+    /// Whether every connection runs over TLS.
+    pub(crate) fn uses_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// Keep-alive state for a connection established now.
     pub(crate) fn keepalive(&self) -> Keepalive {
         Keepalive::new(

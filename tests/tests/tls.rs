@@ -122,6 +122,10 @@ async fn calls_travel_encrypted_to_a_verified_server() {
         notary.stamp(marker.into()).await.unwrap(),
         format!("stamped: {marker}")
     );
+    // The handler sees that the call came over TLS, from a client that proved nothing.
+    let (caller, certificate) = notary.caller().await.unwrap();
+    assert!(caller.ends_with("(TLS)"), "{caller}");
+    assert_eq!(certificate, None);
     let tape = recorded.lock().unwrap().clone();
     assert!(tape.len() > 100, "the proxy saw the traffic");
     assert!(
@@ -215,7 +219,7 @@ async fn a_server_can_require_client_certificates() {
     // The handler sees the certificate the client presented.
     let (caller, certificate) = notary.caller().await.unwrap();
     assert_eq!(certificate, Some(presented));
-    assert!(caller.ends_with("(client certificate)"), "{caller}");
+    assert!(caller.ends_with("(TLS, client certificate)"), "{caller}");
     anonymous.shutdown().await.unwrap();
     known.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
@@ -233,7 +237,7 @@ async fn tls_and_a_shared_secret_work_together() {
     let notary: NotaryClient = client.connect(&address, "notary").await.unwrap();
     assert_eq!(notary.stamp("x".into()).await.unwrap(), "stamped: x");
     let (caller, certificate) = notary.caller().await.unwrap();
-    assert!(caller.ends_with("(shared secret)"), "{caller}");
+    assert!(caller.ends_with("(TLS, shared secret)"), "{caller}");
     assert_eq!(certificate, None);
     client.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
