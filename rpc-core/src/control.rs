@@ -227,6 +227,15 @@ pub(crate) async fn scoped<F: Future>(
     (output, scope.take_value().and_then(|scope| scope.control))
 }
 
+/// Runs `future` with `trace` as the current trace, keeping the current call's control and
+/// caller if there is one (see [`TraceContext::scope`]).
+pub(crate) async fn with_trace<F: Future>(trace: TraceContext, future: F) -> F::Output {
+    let (control, caller) = CURRENT
+        .try_with(|scope| (scope.control.clone(), scope.caller.clone()))
+        .unwrap_or((None, Caller::Direct));
+    scoped(control, caller, Some(trace), future).await.0
+}
+
 /// A handler's view of the call it is running: who made it ([`CallContext::caller`]), its
 /// deadline, and whether the caller has given up, so that long work can stop early.
 ///

@@ -111,7 +111,7 @@ pub use gateway::{
 };
 pub use retry::ConnectRetry;
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
-pub use trace::{SpanId, TraceContext, TraceId, ZeroId};
+pub use trace::{ParseTraceContextError, SpanId, TraceContext, TraceId, ZeroId};
 pub use wire::{RpcArgument, RpcReply};
 
 /// Turns a trait into an RPC gateway.

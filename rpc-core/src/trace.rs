@@ -118,6 +118,53 @@ impl fmt::Display for ZeroId {
     }
 }
 
+impl std::error::Error for ZeroId {}
+
+/// Why a text is not a W3C `traceparent` (`00-{32 hex}-{16 hex}-{2 hex}`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not a W3C traceparent (`00-<32 hex digits>-<16 hex digits>-<2 hex digits>`, ids not all zeros): {0:?}"
+)]
+pub struct ParseTraceContextError(String);
+
+impl std::str::FromStr for TraceContext {
+    type Err = ParseTraceContextError;
+
+    /// Reads the W3C `traceparent` form (version `00`; the flags are read and not kept).
+    fn from_str(text: &str) -> Result<TraceContext, ParseTraceContextError> {
+        let refused = || ParseTraceContextError(text.chars().take(64).collect());
+        let mut parts = text.trim().split('-');
+        let (Some("00"), Some(trace), Some(span), Some(flags), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(refused());
+        };
+        let trace: [u8; 16] = unhex(trace).ok_or_else(refused)?;
+        let span: [u8; 8] = unhex(span).ok_or_else(refused)?;
+        let _: [u8; 1] = unhex(flags).ok_or_else(refused)?;
+        match (TraceId::from_bytes(trace), SpanId::from_bytes(span)) {
+            (Some(trace), Some(span)) => Ok(TraceContext::new(trace, span)),
+            _ => Err(refused()),
+        }
+    }
+}
+
+/// `N` bytes from exactly `2 * N` lowercase hex digits.
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut bytes = [0; N];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(bytes)
+}
+
 impl TryFrom<[u8; 16]> for TraceId {
     type Error = ZeroId;
     fn try_from(bytes: [u8; 16]) -> Result<TraceId, ZeroId> {
@@ -146,6 +193,45 @@ impl TraceContext {
     /// The span: on the wire, the caller's call span (the callee's parent).
     pub fn span_id(&self) -> SpanId {
         self.span_id
+    }
+
+    /// Runs `future` as part of this trace: calls made in it (and not inside a handler
+    /// there) continue this context, as if it were the running call's. This is how a trace
+    /// that arrived some other way (an HTTP request's `traceparent` header, a message on a
+    /// queue) is carried into calls of this framework without the `opentelemetry` feature.
+    /// Inside a handler the handler's own call stays what [`CallContext`](crate::CallContext)
+    /// reports, apart from its trace. Make the calls inside the future: an ask is sent when it
+    /// is made, not when it is first awaited.
+    ///
+    /// ```
+    /// use rpc_core::{CallContext, RpcEndpoint, RpcService, TraceContext, rpc_gateway};
+    ///
+    /// #[rpc_gateway]
+    /// pub trait Echo {
+    ///     async fn trace_id(&mut self) -> Option<String>;
+    /// }
+    ///
+    /// struct Tracer;
+    /// impl RpcEndpoint for Tracer { rpc_core::serves!(Echo); }
+    /// impl Echo for Tracer {
+    ///     async fn trace_id(&mut self) -> Option<String> {
+    ///         CallContext::current().trace().map(|t| t.trace_id().to_string())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = RpcService::new();
+    /// service.start_endpoint("echo", Tracer).await?;
+    /// let echo: EchoClient = service.gateway("echo")?;
+    ///
+    /// // From an incoming HTTP request's header, say:
+    /// let incoming: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?;
+    /// let seen = incoming.scope(async { echo.trace_id().await }).await?;
+    /// assert_eq!(seen.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        crate::control::with_trace(self, future).await
     }
 
     /// A new span in the same trace.
@@ -209,8 +295,11 @@ mod otel {
 
     use super::{Parent, SpanId, TraceContext, TraceId};
 
-    /// The OpenTelemetry context of `span`, a server span first given `parent` as its remote
-    /// parent; `None` without an OpenTelemetry layer (or with the span disabled).
+    /// The OpenTelemetry context of `span`, first given `parent` as its remote parent when
+    /// the layer does not already place it in that trace: a server span's parent came over
+    /// the wire; a client span's is the running call's (the layer's own span, nothing to do)
+    /// or one given to [`TraceContext::scope`]. `None` without an OpenTelemetry layer (or
+    /// with the span disabled).
     pub(super) fn continue_in(
         parent: Option<TraceContext>,
         span: &tracing::Span,
@@ -219,7 +308,16 @@ mod otel {
         if span.is_disabled() {
             return None;
         }
-        if let (Some(parent), Parent::Carried) = (parent, from) {
+        let adopt = |parent: &TraceContext| match from {
+            Parent::Carried => true,
+            Parent::Local => {
+                let current = tracing::Span::current().context();
+                let current = current.span();
+                let current = current.span_context();
+                !(current.is_valid() && current.trace_id().to_bytes() == parent.trace_id.0)
+            }
+        };
+        if let Some(parent) = parent.filter(adopt) {
             let remote = ot::SpanContext::new(
                 ot::TraceId::from_bytes(parent.trace_id.0),
                 ot::SpanId::from_bytes(parent.span_id.0),
@@ -311,6 +409,28 @@ mod tests {
         assert_eq!(ids.len(), 10_000);
         assert!(!ids.contains(&SpanId([0; 8])));
         assert_ne!(TraceId::random(), TraceId::random());
+    }
+
+    #[test]
+    fn traceparent_round_trips_and_refuses_what_is_not_one() {
+        let context = TraceContext::root();
+        assert_eq!(
+            context.to_string().parse::<TraceContext>().unwrap(),
+            context
+        );
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e47+6-00f067aa0ba902b7-01",
+        ] {
+            assert!(bad.parse::<TraceContext>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -48,6 +48,31 @@ impl Relay for Forwarder {
     }
 }
 
+/// An OpenTelemetry pipeline writing to memory, installed for the current thread.
+fn pipeline() -> (
+    InMemorySpanExporter,
+    SdkTracerProvider,
+    tracing::subscriber::DefaultGuard,
+) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("rpc-tests"));
+    let guard = tracing::subscriber::set_default(Registry::default().with(layer));
+    (exporter, provider, guard)
+}
+
+fn call_spans(exporter: &InMemorySpanExporter, provider: &SdkTracerProvider) -> Vec<SpanData> {
+    provider.force_flush().unwrap();
+    exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|span| span.name == "rpc.call")
+        .collect()
+}
+
 fn side(span: &SpanData) -> String {
     span.attributes
         .iter()
@@ -58,14 +83,7 @@ fn side(span: &SpanData) -> String {
 
 #[tokio::test]
 async fn a_chain_across_three_services_is_one_opentelemetry_trace() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("rpc-tests"));
-    let subscriber = Registry::default().with(layer);
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let (exporter, provider, _guard) = pipeline();
     let relayed = bounded(async {
         let c = rpc_netty::bind("127.0.0.1:0").await.unwrap();
         c.start_endpoint("desk", Counter).await.unwrap();
@@ -85,13 +103,7 @@ async fn a_chain_across_three_services_is_one_opentelemetry_trace() {
     })
     .await;
     assert_eq!(relayed.1, 1);
-    provider.force_flush().unwrap();
-    let spans: Vec<SpanData> = exporter
-        .get_finished_spans()
-        .unwrap()
-        .into_iter()
-        .filter(|span| span.name == "rpc.call")
-        .collect();
+    let spans = call_spans(&exporter, &provider);
     assert_eq!(spans.len(), 4, "{spans:#?}");
     let find = |method: &str, which: &str| {
         spans
@@ -125,4 +137,45 @@ async fn a_chain_across_three_services_is_one_opentelemetry_trace() {
         relayed.0,
         Some(format!("00-{trace}-{}-01", at_b.span_context.span_id()))
     );
+}
+
+/// A trace given to `TraceContext::scope` (from an HTTP header, say) becomes the exported
+/// trace: the client span's parent is the given span, remote.
+#[tokio::test]
+async fn a_trace_scope_is_the_opentelemetry_parent() {
+    let (exporter, provider, _guard) = pipeline();
+    let incoming: rpc_core::TraceContext =
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap();
+    bounded(async {
+        let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        server.start_endpoint("desk", Counter).await.unwrap();
+        let client = rpc_netty::client();
+        let desk: DeskClient = client
+            .connect(server.local_address().unwrap(), "desk")
+            .await
+            .unwrap();
+        assert_eq!(
+            incoming
+                .scope(async { desk.place("tea".into()).await })
+                .await
+                .unwrap(),
+            1
+        );
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
+    })
+    .await;
+    let spans = call_spans(&exporter, &provider);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+    }
+    let client = spans.iter().find(|s| side(s) == "client").unwrap();
+    assert_eq!(client.parent_span_id.to_string(), "00f067aa0ba902b7");
+    assert!(client.parent_span_is_remote);
 }

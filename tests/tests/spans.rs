@@ -471,3 +471,45 @@ async fn an_outbound_connection_is_authenticated_only_by_its_handshake() {
     assert_eq!(outbound[0]["authenticated"], "true", "{outbound:?}");
     assert!(!outbound[1].contains_key("authenticated"), "{outbound:?}");
 }
+
+/// A trace that came from elsewhere (a `traceparent` header) is continued by the calls made
+/// in its `TraceContext::scope`, across the wire.
+#[tokio::test]
+async fn calls_in_a_trace_scope_continue_that_trace() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let incoming: rpc_core::TraceContext =
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap();
+    bounded(async {
+        let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        server.start_endpoint("desk", Desk).await.unwrap();
+        let client = rpc_netty::client();
+        let orders: OrdersClient = client
+            .connect(server.local_address().unwrap(), "desk")
+            .await
+            .unwrap();
+        let placed = incoming
+            .scope(async { orders.place("tea".into()).await })
+            .await;
+        assert_eq!(placed.unwrap(), 1);
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
+    })
+    .await;
+    let seen = seen.lock().unwrap();
+    let spans = call_spans(&seen);
+    let [client, server] = &spans[..] else {
+        panic!("two call spans: {spans:?}");
+    };
+    for span in [client, server] {
+        assert_eq!(
+            span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{spans:?}"
+        );
+    }
+    assert_eq!(client["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(server["parent_span_id"], client["span_id"]);
+}
