@@ -311,7 +311,7 @@ impl ServerHandshake {
                     (Some(AuthMode::None), None) => Ok(ServerStep::Done(None, Channel::Plain)),
                     (Some(AuthMode::None), Some(_)) => Err(Refusal::reject(
                         RejectCode::Unauthenticated,
-                        "unauthenticated: this server requires a shared secret, and the client \
+                        "this server requires a shared secret, and the client \
                          has none"
                             .to_owned(),
                     )),
@@ -336,7 +336,7 @@ impl ServerHandshake {
                     return Err(Refusal::reject(
                         RejectCode::Unauthenticated,
                         format!(
-                            "unauthenticated: this server requires a shared secret, and the \
+                            "this server requires a shared secret, and the \
                              client sent a {:?} frame instead of its key exchange",
                             frame.kind
                         ),
@@ -346,7 +346,7 @@ impl ServerHandshake {
                 if noise.read_message(&frame.body, &mut payload).is_err() {
                     return Err(Refusal::reject(
                         RejectCode::Unauthenticated,
-                        "unauthenticated: the client's key exchange does not match this \
+                        "the client's key exchange does not match this \
                          server's shared secret"
                             .to_owned(),
                     ));
