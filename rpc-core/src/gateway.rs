@@ -162,6 +162,11 @@ impl EndpointAddress {
         &self.name
     }
 
+    /// The endpoint's name, shared (for labels that outlive a borrow).
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The remote service's address, or `None` for an endpoint in this process.
     pub fn address(&self) -> Option<SocketAddr> {
         self.address

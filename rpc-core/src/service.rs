@@ -358,10 +358,12 @@ impl RpcService {
         };
         let (sender, receiver) = mpsc::unbounded_channel();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let address = Arc::new(EndpointAddress::new(name.as_str(), None));
         let cell = Arc::new(EndpointCell {
             id,
             incarnation: Incarnation::random(),
-            address: Arc::new(EndpointAddress::new(name.as_str(), None)),
+            meters: crate::metrics::EndpointMeters::new(address.shared_name()),
+            address,
             mailbox: sender,
             stopping: CancellationToken::new(),
             terminated: CancellationToken::new(),
@@ -376,7 +378,6 @@ impl RpcService {
             starved: std::sync::atomic::AtomicBool::new(false),
             room: Arc::default(),
             fence: Fence::default(),
-            meters: crate::metrics::EndpointMeters::new(&Arc::from(name.as_str())),
         });
         let mut gateways = Gateways::new(Arc::clone(&cell));
         E::gateways(&mut gateways);

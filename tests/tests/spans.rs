@@ -107,6 +107,13 @@ impl Orders for Desk {
     }
 }
 
+/// A recording subscriber for the current thread, and what it has seen.
+fn capture() -> (Arc<Mutex<Seen>>, tracing::subscriber::DefaultGuard) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
+    (seen, tracing::subscriber::set_default(subscriber))
+}
+
 fn calls(seen: &Seen, side: &str) -> Vec<Fields> {
     seen.spans
         .iter()
@@ -119,9 +126,7 @@ fn calls(seen: &Seen, side: &str) -> Vec<Fields> {
 
 #[tokio::test]
 async fn a_remote_call_has_a_span_on_each_side_and_the_handler_runs_in_the_server_s() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (seen, _guard) = capture();
     bounded(async {
         let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
         server.start_endpoint("desk", Desk).await.unwrap();
@@ -220,9 +225,7 @@ fn call_spans(seen: &Seen) -> Vec<Fields> {
 /// A -> B -> C over TCP, three services: one trace, each span the child of the one before.
 #[tokio::test]
 async fn a_chain_of_calls_across_three_services_is_one_trace() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (seen, _guard) = capture();
     let relayed = bounded(async {
         let c = rpc_netty::bind("127.0.0.1:0").await.unwrap();
         c.start_endpoint("desk", Desk).await.unwrap();
@@ -286,9 +289,7 @@ async fn a_chain_of_calls_across_three_services_is_one_trace() {
 #[tokio::test]
 async fn a_chain_of_local_calls_is_one_trace() {
     for serialized in [false, true] {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (seen, _guard) = capture();
         bounded(async {
             let service = rpc_core::RpcService::builder()
                 .force_serialization(serialized)
@@ -349,9 +350,7 @@ async fn a_trace_context_from_the_wire_is_continued_and_a_zero_one_refused() {
     use rpc_netty::protocol;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (seen, _guard) = capture();
     let answers = bounded(async {
         let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
         server.start_endpoint("desk", Desk).await.unwrap();
@@ -430,9 +429,7 @@ async fn a_trace_context_from_the_wire_is_continued_and_a_zero_one_refused() {
 async fn an_outbound_connection_is_authenticated_only_by_its_handshake() {
     use rpc_netty::NettyBuilder;
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (seen, _guard) = capture();
     bounded(async {
         let server = NettyBuilder::new()
             .shared_secret("the right secret, long enough")
@@ -476,9 +473,7 @@ async fn an_outbound_connection_is_authenticated_only_by_its_handshake() {
 /// in its `TraceContext::scope`, across the wire.
 #[tokio::test]
 async fn calls_in_a_trace_scope_continue_that_trace() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let subscriber = Registry::default().with(Capture(Arc::clone(&seen)));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (seen, _guard) = capture();
     let incoming: rpc_core::TraceContext =
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
             .parse()
