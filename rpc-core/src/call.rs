@@ -19,7 +19,9 @@ use crate::deferred::Deferred;
 use crate::error::{RpcError, TimeoutSource};
 use crate::gateway::{EndpointAddress, MethodInfo};
 use crate::metrics::ClientCall;
+use crate::stream::{EncodedStream, RpcStream, StreamReply};
 use crate::wire::{Owned, Plain, Via, WireDecode, WireEncode};
+use futures::StreamExt;
 
 /// A reply on its way back to the caller: the value itself for a local call, its postcard
 /// encoding when it crossed (or, with forced serialization, pretended to cross) a wire.
@@ -28,6 +30,9 @@ pub enum ReplyValue {
     Local(Box<dyn Any + Send>),
     /// The reply value's postcard encoding.
     Encoded(bytes::Bytes),
+    /// A streaming method's items, each encoded: for a transport to send as the consumer
+    /// grants credit (or, with forced serialization, for an in-process caller to decode).
+    Stream(EncodedStream),
 }
 
 /// The outcome of one invocation as the caller receives it.
@@ -41,6 +46,9 @@ pub enum ReplyTo {
     Callback(Box<dyn FnOnce(ReplyResult) + Send>),
     /// A transport's route for the reply to request `.1`, for example its connection.
     Route(std::sync::Arc<dyn crate::transport::ReplyRoute>, u64),
+    /// The caller of a streaming method: the opening goes to the caller, a remote stream's
+    /// items to its sink.
+    Stream(StreamReply),
 }
 
 impl ReplyTo {
@@ -59,13 +67,16 @@ impl ReplyTo {
             }
             ReplyTo::Callback(callback) => callback(result),
             ReplyTo::Route(route, request_id) => route.reply(request_id, result),
+            ReplyTo::Stream(stream) => {
+                let _ = stream.open.send(result);
+            }
         }
     }
 
     /// Gives up on replying because the caller cancelled the call: nobody waits any more.
     pub fn abandon(self) {
         match self {
-            ReplyTo::Caller(_) | ReplyTo::Callback(_) => {}
+            ReplyTo::Caller(_) | ReplyTo::Callback(_) | ReplyTo::Stream(_) => {}
             ReplyTo::Route(route, request_id) => route.abandon(request_id),
         }
     }
@@ -105,6 +116,30 @@ impl ReplyMode {
         deferred: Deferred<T>,
     ) -> Handled {
         Handled::Deferred(Box::pin(async move { self.encode::<T, F>(deferred.await) }))
+    }
+
+    /// The reply of a method that returned an [`RpcStream`], its items written on the wire
+    /// in format `F`: the stream itself for a caller in process, its items encoded one by
+    /// one for a remote one.
+    pub fn stream_as<T: Send + 'static, F: WireEncode<T>>(self, stream: RpcStream<T>) -> Handled {
+        if !self.encoded {
+            return Handled::Reply(Ok(ReplyValue::Local(Box::new(stream))));
+        }
+        let method = self.method;
+        let items = stream.map(move |item| {
+            item.and_then(|value| {
+                codec::encode(&Via::<F, T>::new(&value), || {
+                    format!(
+                        "encoding an item of the stream of `{}::{}`",
+                        method.gateway, method.name
+                    )
+                })
+            })
+        });
+        Handled::Reply(Ok(ReplyValue::Stream(EncodedStream::new(
+            items.boxed(),
+            method,
+        ))))
     }
 
     fn encode<T: Send + 'static, F: WireEncode<T>>(self, value: T) -> ReplyResult {
@@ -197,6 +232,36 @@ impl<T: 'static> RpcCall<T> {
         source: TimeoutSource,
         max_depth: usize,
     ) -> Self {
+        Self::pending_with(
+            decode::<T, F>,
+            span,
+            meter,
+            receiver,
+            control,
+            method,
+            endpoint,
+            started,
+            timeout,
+            source,
+            max_depth,
+        )
+    }
+
+    /// [`RpcCall::pending`] with the decoder of the reply.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pending_with(
+        decode: fn(ReplyValue, &MethodInfo, usize) -> Result<T, RpcError>,
+        span: tracing::Span,
+        meter: ClientCall,
+        receiver: oneshot::Receiver<ReplyResult>,
+        control: Arc<CallControl>,
+        method: &'static MethodInfo,
+        endpoint: Arc<EndpointAddress>,
+        started: Instant,
+        timeout: Duration,
+        source: TimeoutSource,
+        max_depth: usize,
+    ) -> Self {
         RpcCall {
             receiver: Some(receiver),
             error: None,
@@ -208,7 +273,7 @@ impl<T: 'static> RpcCall<T> {
             source,
             max_depth,
             sleep: None,
-            decode: decode::<T, F>,
+            decode,
             span,
             meter: Some(meter),
         }
@@ -421,8 +486,12 @@ fn decode<T: 'static, F: WireDecode<T>>(
                 })
         }
         ReplyValue::Encoded(bytes) => {
-            codec::decode::<Owned<F, T>>(&bytes, max_depth, context).map(|owned| owned.0)
+            codec::decode_shared::<Owned<F, T>>(&bytes, max_depth, context).map(|owned| owned.0)
         }
+        ReplyValue::Stream(_) => Err(RpcError::Serialization {
+            context: context(),
+            reason: "the endpoint answered with a stream, the proxy expects one value".to_owned(),
+        }),
     }
 }
 
@@ -442,6 +511,7 @@ impl std::fmt::Debug for ReplyValue {
         match self {
             ReplyValue::Local(_) => f.write_str("Local(..)"),
             ReplyValue::Encoded(bytes) => write!(f, "Encoded({} bytes)", bytes.len()),
+            ReplyValue::Stream(_) => f.write_str("Stream(..)"),
         }
     }
 }
@@ -452,6 +522,7 @@ impl std::fmt::Debug for ReplyTo {
             ReplyTo::Caller(_) => f.write_str("Caller"),
             ReplyTo::Callback(_) => f.write_str("Callback"),
             ReplyTo::Route(_, request_id) => write!(f, "Route(request {request_id})"),
+            ReplyTo::Stream(_) => f.write_str("Stream"),
         }
     }
 }

@@ -95,6 +95,48 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
 }
 
+/// [`decode`] from bytes a `Bytes` owns: a large byte string inside (a `bytes::Bytes`
+/// argument, reply or stream item, or a field marked `#[serde(with = "rpc_core::bulk")]`)
+/// becomes a slice of `bytes` instead of a copy (see [`shared_slice`]).
+pub(crate) fn decode_shared<T: DeserializeOwned>(
+    bytes: &Bytes,
+    max_depth: usize,
+    context: impl FnOnce() -> String,
+) -> Result<T, RpcError> {
+    let previous = SOURCE.with(|source| source.replace(Some(bytes.clone())));
+    let decoded = decode(bytes, max_depth, context);
+    SOURCE.with(|source| source.replace(previous));
+    decoded
+}
+
+/// A byte string at least this long is shared with the buffer it was decoded from (when
+/// that buffer is a `Bytes`); a shorter one is copied, so that a small value kept for long
+/// does not pin a large buffer.
+pub(crate) const SHARE_AT_LEAST: usize = 32 * 1024;
+
+thread_local! {
+    /// The buffer [`decode_shared`] is decoding, for [`shared_slice`].
+    static SOURCE: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` as a `Bytes`: a slice of the buffer being decoded when it lies inside it and is
+/// at least [`SHARE_AT_LEAST`] long, else a copy.
+pub(crate) fn shared_slice(bytes: &[u8]) -> Bytes {
+    if bytes.len() >= SHARE_AT_LEAST {
+        let shared = SOURCE.with(|source| {
+            let source = source.borrow();
+            let source = source.as_ref()?;
+            let range = source.as_ptr_range();
+            let inside = range.start <= bytes.as_ptr() && bytes.as_ptr_range().end <= range.end;
+            inside.then(|| source.slice_ref(bytes))
+        });
+        if let Some(shared) = shared {
+            return shared;
+        }
+    }
+    Bytes::copy_from_slice(bytes)
+}
+
 /// postcard's explanation, made specific where postcard's own text is not.
 fn reason(error: postcard::Error) -> String {
     match error {

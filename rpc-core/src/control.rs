@@ -22,6 +22,12 @@ pub trait CancelRoute: Send + Sync + 'static {
 
     /// The caller now waits until `deadline` for request `request_id`, later than before.
     fn extend(&self, request_id: u64, deadline: Instant);
+
+    /// The consumer of stream `request_id` has consumed `bytes` more of its items: the
+    /// producer may send that much more.
+    fn credit(&self, request_id: u64, bytes: u32) {
+        let _ = (request_id, bytes);
+    }
 }
 
 /// The state of one ask shared by its caller, the invocation waiting in a mailbox and the
@@ -145,6 +151,15 @@ impl CallControl {
         }
     }
 
+    /// Gives a remote stream's producer `bytes` more credit, through the transport route.
+    pub(crate) fn grant(&self, bytes: u32) {
+        if let Some((route, request_id)) = self.route.get() {
+            if let Some(route) = route.upgrade() {
+                route.credit(*request_id, bytes);
+            }
+        }
+    }
+
     /// Registers the transport route that carries this call as request `request_id`. Set
     /// once, by the transport that sends the call.
     pub fn set_route(&self, route: Weak<dyn CancelRoute>, request_id: u64) {
@@ -161,6 +176,19 @@ impl CallControl {
     /// The request id of a remote call, once its transport has given it one.
     pub fn request_id(&self) -> Option<u64> {
         self.request_id.get().copied()
+    }
+
+    /// Completes once the call is cancelled (whatever its deadline).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.waiters.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Completes once the call is cancelled or its deadline has passed.

@@ -334,6 +334,14 @@ pub enum RpcError {
         message: String,
     },
 
+    /// A stream's producer ended it with an error ([`RpcStream::try_new`](crate::RpcStream::try_new)):
+    /// the last item the consumer receives.
+    #[error("the stream's producer failed: {message}")]
+    StreamFailed {
+        /// The producer's error, as text.
+        message: String,
+    },
+
     /// The service has been shut down; it starts no endpoints and makes no calls.
     #[error("the rpc service is shut down")]
     ServiceShutDown,
@@ -389,6 +397,7 @@ impl RpcError {
             RpcError::MailboxFull { .. } => "mailbox_full",
             RpcError::Overloaded { .. } => "overloaded",
             RpcError::Remote { .. } => "remote",
+            RpcError::StreamFailed { .. } => "stream_failed",
             RpcError::ServiceShutDown => "service_shut_down",
             RpcError::NotListening => "not_listening",
             RpcError::Io { .. } => "io",

@@ -15,6 +15,7 @@ use crate::endpoint::{Gateways, RpcEndpoint};
 use crate::error::{RpcError, TimeoutSource};
 use crate::fencing::FencingToken;
 use crate::metrics;
+use crate::stream::{self, StreamReply, Streaming};
 use crate::trace::{self, Parent, TraceContext};
 use crate::wire::{Plain, WireDecode};
 
@@ -88,6 +89,8 @@ pub enum MethodKind {
     Ask,
     /// One-way: no reply.
     Tell,
+    /// The caller reads a stream of items.
+    Stream,
 }
 
 /// Static facts about one gateway method, used in errors and logs.
@@ -324,6 +327,68 @@ impl<G: Gateway> GatewayHandle<G> {
                 RpcCall::failed(error, method)
             }
         }
+    }
+
+    /// Opens a stream from method number `method`, its items read in format `F`: sent at
+    /// once, like an ask; the timeout bounds its opening.
+    pub fn stream_as<T: 'static, F: WireDecode<T>>(
+        &self,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> Streaming<T> {
+        let method = &G::METHODS[method];
+        let (open, receiver) = tokio::sync::oneshot::channel();
+        let (sink, items) = stream::channel();
+        let reply = ReplyTo::Stream(StreamReply { open, sink });
+        let started = tokio::time::Instant::now();
+        let control = CallControl::new(started.checked_add(self.timeout));
+        let span = call_span(method, self.target.endpoint());
+        let trace = trace::continue_trace(control::current_trace(), &span, Parent::Local);
+        let meter = metrics::client_call(method);
+        let sent = {
+            let _entered = span.enter();
+            self.target.ask(
+                method,
+                invocation,
+                self.token.as_ref(),
+                trace,
+                reply,
+                &control,
+            )
+        };
+        let endpoint = Arc::clone(self.target.endpoint());
+        let opening = match sent {
+            Ok(()) => {
+                if let Some(request_id) = control.request_id() {
+                    span.record("request_id", request_id);
+                }
+                RpcCall::pending_with(
+                    stream::decode_opened::<T>,
+                    span,
+                    meter,
+                    receiver,
+                    Arc::clone(&control),
+                    method,
+                    Arc::clone(&endpoint),
+                    started,
+                    self.timeout,
+                    self.source,
+                    self.target.max_decode_depth(),
+                )
+            }
+            Err(error) => {
+                meter.finish(Some(&error));
+                RpcCall::failed(error, method)
+            }
+        };
+        Streaming::new::<F>(
+            opening,
+            items,
+            method,
+            endpoint,
+            Some(control),
+            self.target.max_decode_depth(),
+        )
     }
 
     /// Sends a tell for method number `method`; returns once it is queued.

@@ -88,6 +88,7 @@ mod mailbox;
 mod metrics;
 mod retry;
 mod service;
+mod stream;
 mod target;
 mod trace;
 pub mod transport;
@@ -111,8 +112,9 @@ pub use gateway::{
 };
 pub use retry::ConnectRetry;
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
+pub use stream::{RpcStream, STREAM_WINDOW, Streaming};
 pub use trace::{ParseTraceContextError, SpanId, TraceContext, TraceId, ZeroId};
-pub use wire::{RpcArgument, RpcReply};
+pub use wire::{RpcArgument, RpcReply, bulk};
 
 /// Turns a trait into an RPC gateway.
 ///
@@ -237,7 +239,7 @@ pub mod __private {
     pub mod wire {
         pub use crate::wire::{
             Bytes, CanAsk, CanDecode, CanEncode, CanReply, CannotAsk, CannotDecode, CannotEncode,
-            CannotReply, OptionOf, Plain, Probe, ResultOf, WireDecode, WireEncode,
+            CannotReply, OptionOf, Plain, Probe, ResultOf, SharedBytes, WireDecode, WireEncode,
         };
     }
 

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::call::{Handled, ReplyMode, ReplyTo};
+use crate::call::{Handled, ReplyMode, ReplyTo, ReplyValue};
 use crate::caller::Caller;
 use crate::codec;
 use crate::context::{EndpointCell, RpcContext};
@@ -186,20 +186,23 @@ const INLINE: usize = 64;
 
 /// An invocation's bytes, copied out of the buffer they arrived in: that buffer may be far
 /// larger and shared with other frames, and a queued invocation must hold only the bytes it
-/// is charged for. Small ones (most calls) live inline, costing no allocation.
+/// is charged for. Small ones (most calls) live inline, costing no allocation. A large one
+/// (from [`codec::SHARE_AT_LEAST`] bytes on) is kept where it arrived: its frame then takes up
+/// most of that buffer, and its byte strings are decoded without a copy (the bulk lane).
 enum Payload {
     Inline { bytes: [u8; INLINE], len: u8 },
     Heap(Bytes),
 }
 
 impl Payload {
-    fn copy_of(bytes: &[u8]) -> Payload {
+    fn of(bytes: &Bytes) -> Payload {
         match u8::try_from(bytes.len()) {
             Ok(len) if bytes.len() <= INLINE => {
                 let mut inline = [0; INLINE];
                 inline[..bytes.len()].copy_from_slice(bytes);
                 Payload::Inline { bytes: inline, len }
             }
+            _ if bytes.len() >= codec::SHARE_AT_LEAST => Payload::Heap(bytes.clone()),
             _ => Payload::Heap(Bytes::copy_from_slice(bytes)),
         }
     }
@@ -210,13 +213,25 @@ impl Payload {
             Payload::Heap(bytes) => bytes,
         }
     }
+
+    /// Decodes the payload, sharing its large byte strings when it is on the heap.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        max_depth: usize,
+        context: impl FnOnce() -> String,
+    ) -> Result<T, RpcError> {
+        match self {
+            Payload::Inline { .. } => codec::decode(self.as_slice(), max_depth, context),
+            Payload::Heap(bytes) => codec::decode_shared(bytes, max_depth, context),
+        }
+    }
 }
 
 impl<G> EncodedInvocation<G> {
-    /// Queues a copy of `payload` (see [`Payload`]).
-    pub(crate) fn new(payload: &[u8], reply: Ask, charge: Charge) -> Self {
+    /// Queues `payload` (see [`Payload`]).
+    pub(crate) fn new(payload: &Bytes, reply: Ask, charge: Charge) -> Self {
         EncodedInvocation {
-            payload: Payload::copy_of(payload),
+            payload: Payload::of(payload),
             reply,
             charge,
             _gateway: PhantomData,
@@ -250,13 +265,10 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         // The trace context comes first, then (a fenced gateway's) the token.
         type Trace = Option<TraceContext>;
         let decoded = if G::FENCED {
-            codec::decode::<(Trace, Option<G::Token>, G::Invocation)>(
-                payload.as_slice(),
-                depth,
-                what,
-            )
+            payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
         } else {
-            codec::decode::<(Trace, G::Invocation)>(payload.as_slice(), depth, what)
+            payload
+                .decode::<(Trace, G::Invocation)>(depth, what)
                 .map(|(trace, invocation)| (trace, None, invocation))
         };
         let caller = charge.caller();
@@ -372,7 +384,10 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
         .instrument(span.clone())
         .await;
     match outcome {
-        Ok(Handled::Reply(result)) => {
+        Ok(Handled::Reply(mut result)) => {
+            if let Ok(ReplyValue::Stream(stream)) = &mut result {
+                stream.set_endpoint(Arc::clone(cell.address.shared_name()));
+            }
             meter.finish(result.as_ref().err());
             if let Some(reply) = reply {
                 reply.send(result);

@@ -31,6 +31,7 @@ use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, Incarnation
 use crate::mailbox::EncodedInvocation;
 use crate::retry::ConnectRetry;
 use crate::service::ServiceInner;
+pub use crate::stream::{EncodedStream, StreamEvent, StreamReply, StreamSink};
 use crate::trace::TraceContext;
 
 /// What a client asks of a remote service when it connects a gateway: this endpoint, serving

@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::call::{Handled, ReplyMode, RpcCall};
 use crate::deferred::Deferred;
 use crate::gateway::{Gateway, GatewayHandle};
+use crate::stream::{RpcStream, Streaming};
 
 /// Writes a `T`: one of the formats below.
 pub trait WireEncode<T> {
@@ -86,6 +87,80 @@ impl<'de> Visitor<'de> for BytesVisitor {
             bytes.push(byte);
         }
         Ok(bytes)
+    }
+}
+
+/// A `bytes::Bytes` as one byte string, read without a copy when it is large (the bulk lane):
+/// it then shares the buffer the frame arrived in.
+#[derive(Debug)]
+pub struct SharedBytes;
+
+impl WireEncode<bytes::Bytes> for SharedBytes {
+    fn serialize<S: Serializer>(value: &bytes::Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+}
+
+impl WireDecode<bytes::Bytes> for SharedBytes {
+    fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bytes::Bytes, D::Error> {
+        deserializer.deserialize_bytes(SharedBytesVisitor)
+    }
+}
+
+struct SharedBytesVisitor;
+
+impl<'de> Visitor<'de> for SharedBytesVisitor {
+    type Value = bytes::Bytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, bytes: &'de [u8]) -> Result<bytes::Bytes, E> {
+        Ok(crate::codec::shared_slice(bytes))
+    }
+
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<bytes::Bytes, E> {
+        Ok(bytes::Bytes::copy_from_slice(bytes))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<bytes::Bytes, E> {
+        Ok(bytes::Bytes::from(bytes))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<bytes::Bytes, A::Error> {
+        BytesVisitor.visit_seq(seq).map(bytes::Bytes::from)
+    }
+}
+
+/// A `#[serde(with = "rpc_core::bulk")]` field of type `bytes::Bytes`: written as one byte
+/// string, and read without a copy when it is large and arrived over a transport (it then
+/// shares the buffer its frame arrived in), like a `Bytes` argument, reply or stream item.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// pub struct Block {
+///     pub id: u64,
+///     #[serde(with = "rpc_core::bulk")]
+///     pub data: bytes::Bytes,
+/// }
+/// ```
+pub mod bulk {
+    use serde::{Deserializer, Serializer};
+
+    /// Writes the bytes as one byte string.
+    pub fn serialize<S: Serializer>(
+        value: &bytes::Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+
+    /// Reads them, sharing the buffer they arrived in when they are large.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<bytes::Bytes, D::Error> {
+        deserializer.deserialize_bytes(super::SharedBytesVisitor)
     }
 }
 
@@ -359,11 +434,17 @@ pub trait CanReply<T> {
     fn reply(&self, mode: ReplyMode, value: T) -> Handled;
     /// The reply of a method that returned a [`Deferred`].
     fn defer(&self, mode: ReplyMode, deferred: Deferred<T>) -> Handled;
+    /// The reply of a method that returned an [`RpcStream`] of `T`.
+    fn stream(&self, mode: ReplyMode, stream: RpcStream<T>) -> Handled;
 }
 
 impl<T: Send + 'static, F: WireEncode<T>> CanReply<T> for Probe<T, F> {
     fn reply(&self, mode: ReplyMode, value: T) -> Handled {
         mode.value_as::<T, F>(value)
+    }
+
+    fn stream(&self, mode: ReplyMode, stream: RpcStream<T>) -> Handled {
+        mode.stream_as::<T, F>(stream)
     }
 
     fn defer(&self, mode: ReplyMode, deferred: Deferred<T>) -> Handled {
@@ -381,6 +462,10 @@ pub trait CannotReply<T> {
     fn defer(&self, _: ReplyMode, _: Deferred<T>) -> Handled {
         Handled::NoReply
     }
+    /// Never runs.
+    fn stream(&self, _: ReplyMode, _: RpcStream<T>) -> Handled {
+        Handled::NoReply
+    }
 }
 
 impl<T, F> CannotReply<T> for &Probe<T, F> {}
@@ -394,6 +479,14 @@ pub trait CanAsk<T> {
         method: usize,
         invocation: G::Invocation,
     ) -> RpcCall<T>;
+
+    /// Opens a stream of `T`: see [`GatewayHandle::stream_as`].
+    fn stream<G: Gateway>(
+        &self,
+        handle: &GatewayHandle<G>,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> Streaming<T>;
 }
 
 impl<T: 'static, F: WireDecode<T>> CanAsk<T> for Probe<T, F> {
@@ -405,12 +498,25 @@ impl<T: 'static, F: WireDecode<T>> CanAsk<T> for Probe<T, F> {
     ) -> RpcCall<T> {
         handle.ask_as::<T, F>(method, invocation)
     }
+
+    fn stream<G: Gateway>(
+        &self,
+        handle: &GatewayHandle<G>,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> Streaming<T> {
+        handle.stream_as::<T, F>(method, invocation)
+    }
 }
 
 /// Stands in for [`CanAsk`]; never runs.
 pub trait CannotAsk<T> {
     /// Never runs.
     fn ask<G: Gateway>(&self, _: &GatewayHandle<G>, _: usize, _: G::Invocation) -> RpcCall<T> {
+        unreachable!("{UNREACHABLE}")
+    }
+    /// Never runs.
+    fn stream<G: Gateway>(&self, _: &GatewayHandle<G>, _: usize, _: G::Invocation) -> Streaming<T> {
         unreachable!("{UNREACHABLE}")
     }
 }

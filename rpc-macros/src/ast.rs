@@ -55,6 +55,7 @@ impl Method<'_> {
     pub fn kind(&self) -> Kind {
         match (&self.output, self.is_async()) {
             (Output::Deferred(_), _) => Kind::Deferred,
+            (Output::Stream(_), _) => Kind::Stream,
             (_, true) => Kind::Ask,
             (Output::Unit, false) => Kind::Tell,
             // Rejected by check; classify as ask so expansion never sees it.
@@ -72,6 +73,8 @@ pub enum Kind {
     Deferred,
     /// `fn m(..)`: one-way, no reply.
     Tell,
+    /// `fn m(..) -> RpcStream<T>` (or `async fn`): the caller reads a stream of items.
+    Stream,
 }
 
 /// The method's receiver.
@@ -104,6 +107,8 @@ pub enum Output<'a> {
     Value(&'a Type),
     /// `-> Deferred<T>` (recognised by the last path segment): the inner `T`.
     Deferred(&'a Type),
+    /// `-> RpcStream<T>` (recognised by the last path segment): the item type `T`.
+    Stream(&'a Type),
 }
 
 impl<'a> Output<'a> {
@@ -111,7 +116,7 @@ impl<'a> Output<'a> {
     pub fn reply_type(&self) -> Option<&'a Type> {
         match self {
             Output::Unit => None,
-            Output::Value(ty) | Output::Deferred(ty) => Some(ty),
+            Output::Value(ty) | Output::Deferred(ty) | Output::Stream(ty) => Some(ty),
         }
     }
 }
@@ -270,9 +275,10 @@ impl<'a> Method<'a> {
             ReturnType::Default => Output::Unit,
             ReturnType::Type(_, ty) => match &**ty {
                 Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
-                ty => match deferred_inner(ty) {
-                    Some(inner) => Output::Deferred(inner),
-                    None => Output::Value(ty),
+                ty => match (wrapped(ty, "Deferred"), wrapped(ty, "RpcStream")) {
+                    (Some(inner), _) => Output::Deferred(inner),
+                    (_, Some(item)) => Output::Stream(item),
+                    _ => Output::Value(ty),
                 },
             },
         };
@@ -287,14 +293,15 @@ impl<'a> Method<'a> {
     }
 }
 
-/// Recognises `Deferred<T>` (any path ending in `Deferred` with one type argument).
-fn deferred_inner(ty: &Type) -> Option<&Type> {
+/// Recognises `Deferred<T>` or `RpcStream<T>` (any path ending in `wrapper` with one type
+/// argument): the `T`.
+pub fn wrapped<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
     let Type::Path(p) = ty else { return None };
     if p.qself.is_some() {
         return None;
     }
     let last = p.path.segments.last()?;
-    if last.ident != "Deferred" {
+    if last.ident != wrapper {
         return None;
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
@@ -307,8 +314,9 @@ fn deferred_inner(ty: &Type) -> Option<&Type> {
 }
 
 /// The wire format of a type the framework writes faster than its serde impls would, as a path
-/// to a `rpc_core::__private::wire` format: `Vec<u8>` (as one byte string), and `Option` or
-/// `Result<_, E>` around one. `None` for every other type (written by its serde impls).
+/// to a `rpc_core::__private::wire` format: `Vec<u8>` (as one byte string), `bytes::Bytes`
+/// (one byte string, read without a copy when large), and `Option` or `Result<_, E>` around
+/// one. `None` for every other type (written by its serde impls).
 ///
 /// Recognised by how the type is written: `Vec<u8>` behind a type alias is written the slow
 /// way, as the same bytes.
@@ -316,6 +324,23 @@ pub fn wire_format(ty: &Type) -> Option<proc_macro2::TokenStream> {
     let Type::Path(path) = ty else { return None };
     if path.qself.is_some() {
         return None;
+    }
+    let names: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    if matches!(
+        names
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["Bytes"] | ["bytes", "Bytes"]
+    ) && path.path.segments.iter().all(|s| s.arguments.is_none())
+    {
+        return Some(quote::quote!(::rpc_core::__private::wire::SharedBytes));
     }
     let last = path.path.segments.last()?;
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {

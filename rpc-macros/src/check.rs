@@ -184,6 +184,10 @@ fn check_method(gateway: &Gateway, method: &Method, cx: &Ctxt) {
     }
 
     match (&method.output, method.is_async()) {
+        // `Streaming<T>` is the caller's side: said once, by the type check.
+        (Output::Value(ty), _) if crate::ast::wrapped(ty, "Streaming").is_some() => {
+            check_type(ty, "a return value", cx)
+        }
         (Output::Value(ty), false) => cx.error_spanned_by(
             &sig.output,
             format!(
@@ -194,7 +198,9 @@ fn check_method(gateway: &Gateway, method: &Method, cx: &Ctxt) {
                 quote::quote!(#ty)
             ),
         ),
-        (Output::Value(ty) | Output::Deferred(ty), _) => check_type(ty, "a return value", cx),
+        (Output::Value(ty) | Output::Deferred(ty) | Output::Stream(ty), _) => {
+            check_type(ty, "a return value", cx)
+        }
         (Output::Unit, _) => {}
     }
 }
@@ -246,6 +252,22 @@ impl TypeCheck<'_> {
                     )
                 })
             }
+            ["RpcStream" | "Streaming"] | ["rpc_core", "RpcStream" | "Streaming"]
+                if what == "an argument" =>
+            {
+                Some(
+                    "an argument of an rpc method cannot be a stream: streams flow from an \
+                     endpoint to its caller; to stream to the endpoint, pass it a proxy of your \
+                     own endpoint (a gateway reference) whose method returns `RpcStream<T>`, \
+                     and have it call that"
+                        .to_owned(),
+                )
+            }
+            ["Streaming"] | ["rpc_core", "Streaming"] => Some(
+                "an rpc method returns `RpcStream<T>` to stream its reply; `Streaming<T>` is \
+                 what the caller's proxy gives back: write `RpcStream<T>`"
+                    .to_owned(),
+            ),
             ["RpcError"] | ["rpc_core", "RpcError"] => Some(if what == "a return value" {
                 "a return value of an rpc method cannot carry `RpcError`: the proxy already \
                  returns `Result<T, RpcError>` for failures of the call itself; return `T`, or \

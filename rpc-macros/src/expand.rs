@@ -350,6 +350,24 @@ fn gen_client_method(gateway: &Gateway, position: usize, m: &Method) -> TokenStr
                 }
             }
         }
+        Kind::Stream => {
+            let item = m
+                .output
+                .reply_type()
+                .map_or_else(|| quote!(()), |ty| quote!(#ty));
+            let call = match m.output.reply_type() {
+                Some(ty) => probe(ty, "Ask", quote!(stream(&self.handle, #index, #build))),
+                None => {
+                    quote!(self.handle.stream_as::<(), ::rpc_core::__private::wire::Plain>(#index, #build))
+                }
+            };
+            quote! {
+                #docs
+                #vis fn #name(&self, #(#params),*) -> ::rpc_core::Streaming<#item> {
+                    #call
+                }
+            }
+        }
         Kind::Tell => quote! {
             #docs
             #vis fn #name(&self, #(#params),*) -> ::core::result::Result<(), ::rpc_core::RpcError> {
@@ -370,6 +388,7 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
         let kind = match m.kind() {
             Kind::Ask | Kind::Deferred => quote!(Ask),
             Kind::Tell => quote!(Tell),
+            Kind::Stream => quote!(Stream),
         };
         quote!(#(#cfgs)* ::rpc_core::__private::MethodInfo {
             gateway: #name,
@@ -453,10 +472,11 @@ fn gen_dispatch_impl(gateway: &Gateway) -> TokenStream {
             (Kind::Deferred, Output::Deferred(ty)) => {
                 probe(ty, "Reply", quote!(defer(__rpc_reply, #call)))
             }
+            (_, Output::Stream(ty)) => probe(ty, "Reply", quote!(stream(__rpc_reply, #call))),
             (_, Output::Value(ty) | Output::Deferred(ty)) => {
                 probe(ty, "Reply", quote!(reply(__rpc_reply, #call)))
             }
-            (Kind::Deferred, Output::Unit) => quote!(__rpc_reply.deferred(#call)),
+            (Kind::Deferred | Kind::Stream, Output::Unit) => quote!(__rpc_reply.deferred(#call)),
         };
         quote!(#(#cfgs)* #invocation::#method { #(#fields),* } => #body)
     });

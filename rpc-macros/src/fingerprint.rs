@@ -94,6 +94,7 @@ fn kind(method: &Method) -> &'static str {
         // A deferred reply is an ask on the wire.
         Kind::Ask | Kind::Deferred => "ask",
         Kind::Tell => "tell",
+        Kind::Stream => "stream",
     }
 }
 

@@ -273,7 +273,7 @@ impl Connection {
                         message: reason,
                     })
                 }
-                ReplyValue::Local(_) => Err(RpcError::Remote {
+                ReplyValue::Local(_) | ReplyValue::Stream(_) => Err(RpcError::Remote {
                     address: peer,
                     message: "a bind answered in process".to_owned(),
                 }),
@@ -291,10 +291,8 @@ impl Connection {
 
     /// Ends the connection: every call still waiting fails with `error`, at once.
     fn fail(&self, error: RpcError) {
-        let pending = self.session().fail(&error);
-        for reply in pending {
-            reply.send(Err(error.clone()));
-        }
+        let orphans = self.session().fail(&error);
+        orphans.answer(&error);
     }
 }
 
@@ -309,6 +307,13 @@ impl CancelRoute for Connection {
         let _ = self.outbox.push(protocol::cancel(request_id));
         drop(session);
         drop(reply);
+    }
+
+    fn credit(&self, request_id: u64, bytes: u32) {
+        let mut session = self.session();
+        if session.grant(request_id, bytes) {
+            let _ = self.outbox.push(protocol::stream_credit(request_id, bytes));
+        }
     }
 
     fn extend(&self, request_id: u64, deadline: Instant) {

@@ -61,10 +61,14 @@ pub enum FrameKind {
     Pong = 0x0b,
     /// Client -> server: the caller no longer waits for an ask.
     Cancel = 0x0c,
-    /// Server -> client: one item of a streamed reply (reserved).
+    /// Server -> client: one item of a streamed reply.
     StreamItem = 0x0d,
     /// Client -> server: the caller of an ask now waits longer.
     Deadline = 0x0e,
+    /// Server -> client: a streamed reply has ended.
+    StreamEnd = 0x0f,
+    /// Client -> server: the consumer of a stream grants its producer more bytes.
+    StreamCredit = 0x10,
 }
 
 impl FrameKind {
@@ -86,6 +90,8 @@ impl FrameKind {
             0x0c => Cancel,
             0x0d => StreamItem,
             0x0e => Deadline,
+            0x0f => StreamEnd,
+            0x10 => StreamCredit,
             _ => return None,
         })
     }

@@ -48,6 +48,9 @@ pub(crate) struct Outbox {
     wake: Notify,
     /// Signalled whenever the writer has taken a batch: room for more.
     pub(crate) room: Notify,
+    /// Signalled to every waiter whenever the writer has written a batch, and on close: for
+    /// stream producers waiting for room, of which there may be many.
+    pub(crate) drained: Notify,
     /// Bytes waiting, mirrored from `state` (written under its lock) so that checking for
     /// room takes no lock.
     queued: AtomicUsize,
@@ -114,6 +117,7 @@ impl Outbox {
             }),
             wake: Notify::new(),
             room: Notify::new(),
+            drained: Notify::new(),
             queued: AtomicUsize::new(0),
             writing: AtomicUsize::new(0),
             max_frame,
@@ -251,6 +255,25 @@ impl Outbox {
     pub(crate) fn close(&self) {
         self.state().closed = true;
         self.wake.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// Whether the outbox accepts no more frames.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Waits until the outbox is under its byte limit, or closed.
+    pub(crate) async fn wait_for_room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            let mut drained = std::pin::pin!(drained);
+            drained.as_mut().enable();
+            if self.has_room() || self.is_closed() {
+                return;
+            }
+            drained.await;
+        }
     }
 
     /// Accepts no more frames and drops what is queued; the writer stops at once, even in
@@ -265,6 +288,7 @@ impl Outbox {
         drop(pending);
         self.aborted.cancel();
         self.wake.notify_one();
+        self.drained.notify_waiters();
     }
 }
 
@@ -349,6 +373,7 @@ pub(crate) async fn write_loop(
                 // Written: room for more.
                 outbox.writing.store(0, Ordering::Release);
                 outbox.room.notify_one();
+                outbox.drained.notify_waiters();
                 spare = tail;
                 spare.clear();
                 if spare.capacity() > KEEP_CAPACITY {

@@ -15,7 +15,7 @@ use crate::frame::{Frame, FrameKind};
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
@@ -267,6 +267,33 @@ pub fn parse_deadline(body: &[u8]) -> Result<Option<Duration>, String> {
     Ok(parse_budget(u32::from_be_bytes(budget)))
 }
 
+/// `StreamItem`: one encoded item of stream `request_id`.
+pub fn stream_item(request_id: u64, item: Bytes) -> Frame {
+    Frame::new(FrameKind::StreamItem, request_id, item)
+}
+
+/// `StreamEnd`: stream `request_id` has ended.
+pub fn stream_end(request_id: u64) -> Frame {
+    Frame::new(FrameKind::StreamEnd, request_id, Bytes::new())
+}
+
+/// `StreamCredit`: the consumer of stream `request_id` grants `bytes` more (u32).
+pub fn stream_credit(request_id: u64, bytes: u32) -> Frame {
+    Frame::new(
+        FrameKind::StreamCredit,
+        request_id,
+        Bytes::copy_from_slice(&bytes.to_be_bytes()),
+    )
+}
+
+/// Parses a `StreamCredit` body.
+pub fn parse_credit(body: &[u8]) -> Result<u32, String> {
+    let bytes: [u8; 4] = body
+        .try_into()
+        .map_err(|_| format!("a stream credit body of {} bytes, not 4", body.len()))?;
+    Ok(u32::from_be_bytes(bytes))
+}
+
 /// `Failure`: the postcard [`WireError`].
 pub fn failure(request_id: u64, error: &WireError) -> Frame {
     // An enum of strings and integers always encodes.
@@ -374,6 +401,11 @@ pub enum WireError {
         /// The method.
         method: String,
     },
+    /// A stream's producer ended it with an error.
+    StreamFailed {
+        /// The producer's error, as text.
+        message: String,
+    },
 }
 
 impl WireError {
@@ -447,6 +479,7 @@ impl WireError {
                 gateway,
                 method,
             },
+            RpcError::StreamFailed { message } => WireError::StreamFailed { message },
             other => WireError::Other {
                 message: other.to_string(),
             },
@@ -537,6 +570,7 @@ impl WireError {
                 gateway,
                 method,
             },
+            WireError::StreamFailed { message } => RpcError::StreamFailed { message },
         }
     }
 
@@ -556,6 +590,7 @@ impl WireError {
 mod tests {
     use super::*;
     use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec};
+    use rpc_core::STREAM_WINDOW;
     use tokio_util::codec::{Decoder, Encoder};
 
     fn wire(frame: Frame) -> Vec<u8> {
@@ -574,7 +609,7 @@ mod tests {
         assert_eq!(
             wire(hello(AuthMode::None)),
             [
-                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 6, 0
+                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 7, 0
             ]
         );
         assert_eq!(wire(hello(AuthMode::SharedSecret))[19], 1);
@@ -584,7 +619,7 @@ mod tests {
         assert_eq!(
             wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 2, b'n', b'o'
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, b'n', b'o'
             ]
         );
     }
@@ -655,6 +690,37 @@ mod tests {
     }
 
     #[test]
+    fn stream_golden() {
+        // Item `05` of stream 7 (a u64 5 in postcard), its end, and 65,536 bytes of credit.
+        assert_eq!(
+            wire(stream_item(7, Bytes::from_static(&[5]))),
+            [0, 0, 0, 10, 0x0d, 0, 0, 0, 0, 0, 0, 0, 7, 5]
+        );
+        assert_eq!(
+            wire(stream_end(7)),
+            [0, 0, 0, 9, 0x0f, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+        assert_eq!(
+            wire(stream_credit(7, 65_536)),
+            [0, 0, 0, 13, 0x10, 0, 0, 0, 0, 0, 0, 0, 7, 0, 1, 0, 0]
+        );
+        assert_eq!(parse_credit(&[0, 1, 0, 0]), Ok(65_536));
+        assert!(parse_credit(&[1]).is_err());
+        let failed = WireError::StreamFailed {
+            message: "x".into(),
+        };
+        // postcard: variant 13, "x".
+        assert_eq!(
+            wire(failure(7, &failed)),
+            [0, 0, 0, 12, 0x09, 0, 0, 0, 0, 0, 0, 0, 7, 13, 1, b'x']
+        );
+        assert_eq!(
+            STREAM_WINDOW, 262_144,
+            "the initial credit is part of the protocol"
+        );
+    }
+
+    #[test]
     fn handshake_parsing() {
         assert_eq!(
             parse_hello(&hello(AuthMode::SharedSecret).body),
@@ -674,7 +740,7 @@ mod tests {
                 auth: None
             })
         );
-        assert!(parse_hello(b"RPCN\x00\x06\x07").is_err(), "an unknown mode");
+        assert!(parse_hello(b"RPCN\x00\x07\x07").is_err(), "an unknown mode");
         assert!(parse_hello(b"GET / HTTP/1.1").is_err());
         let (version, code, reason) =
             parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);

@@ -1,19 +1,20 @@
 //! The accepting side: the listener loop and one task per inbound connection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::Peer;
 use rpc_core::transport::{
-    Backlog, CallControl, ConnectionEvent, InboundSink, ReplyResult, ReplyRoute, ReplyTo,
-    ReplyValue, ServiceHandle,
+    Backlog, CallControl, ConnectionEvent, EncodedStream, InboundSink, ReplyResult, ReplyRoute,
+    ReplyTo, ReplyValue, ServiceHandle,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,7 @@ use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::handshake::{ServerHandshake, ServerStep};
+use crate::ids::IdMap;
 use crate::io::{Outbox, Overflow, Reader, Writer, keepalive_tick, plain, write_frame, write_loop};
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
@@ -170,11 +172,14 @@ async fn serve(
         peer,
         service: &service,
         outbox: &outbox,
-        replies: Arc::new(Replies {
+        replies: Arc::new_cyclic(|me| Replies {
+            me: me.clone(),
             outbox: Arc::clone(&outbox),
             max_frame: config.max_frame_size,
             in_flight: AtomicUsize::new(0),
             requests: Mutex::default(),
+            streams: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
             peer,
             closing: closing.clone(),
         }),
@@ -401,6 +406,7 @@ impl Inbound<'_> {
                     .requests()
                     .extend(request_id, budget, Instant::now());
             }
+            Event::Credit { request_id, bytes } => self.replies.credit(request_id, bytes),
             Event::Answer(frame) => {
                 let _ = self.outbox.push(frame);
             }
@@ -422,8 +428,37 @@ struct Replies {
     in_flight: AtomicUsize,
     /// The requests in flight and their controls.
     requests: Mutex<Requests>,
+    /// The credit of each open stream (a request in flight whose reply is a stream).
+    streams: Mutex<IdMap<u64, Arc<Credit>>>,
+    /// Where stream producers run: the connection's runtime.
+    runtime: tokio::runtime::Handle,
+    /// Itself, for the stream producers' tasks.
+    me: Weak<Replies>,
     peer: SocketAddr,
     closing: CancellationToken,
+}
+
+/// How many more bytes of items a stream's producer may send: it sends while this is above
+/// zero (so it ends at most one item below), and the consumer's `StreamCredit` frames raise it.
+#[derive(Debug)]
+struct Credit {
+    bytes: AtomicI64,
+    raised: Notify,
+}
+
+impl Credit {
+    /// Waits until there is credit to send an item.
+    async fn available(&self) {
+        loop {
+            let raised = self.raised.notified();
+            let mut raised = std::pin::pin!(raised);
+            raised.as_mut().enable();
+            if self.bytes.load(Ordering::Acquire) > 0 {
+                return;
+            }
+            raised.await;
+        }
+    }
 }
 
 impl Replies {
@@ -465,12 +500,132 @@ impl Replies {
     }
 }
 
+impl Replies {
+    /// The consumer of stream `request_id` grants `bytes` more; an unknown id (a stream that
+    /// has ended) is ignored.
+    fn credit(&self, request_id: u64, bytes: u32) {
+        let credit = self
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&request_id)
+            .cloned();
+        if let Some(credit) = credit {
+            credit.bytes.fetch_add(i64::from(bytes), Ordering::AcqRel);
+            credit.raised.notify_one();
+        }
+    }
+
+    /// Request `request_id` was answered with a stream: a `Response` opens it, then a task
+    /// beside the endpoint sends its items as credit allows, and `StreamEnd` or a `Failure`
+    /// ends it. A `Cancel` (or the connection's end) drops the producer and sends nothing
+    /// more.
+    fn open_stream(self: &Arc<Self>, request_id: u64, items: EncodedStream) {
+        let control = self.requests().control(request_id).cloned();
+        let Some(control) = control.filter(|control| !control.is_cancelled()) else {
+            self.finish(request_id);
+            return;
+        };
+        let credit = Arc::new(Credit {
+            bytes: AtomicI64::new(i64::from(rpc_core::STREAM_WINDOW)),
+            raised: Notify::new(),
+        });
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request_id, Arc::clone(&credit));
+        if let Err(Overflow(held)) =
+            self.outbox
+                .push_reply(Frame::new(FrameKind::Response, request_id, Bytes::new()))
+        {
+            self.overflow(held);
+        }
+        let replies = Arc::clone(self);
+        self.runtime.spawn(async move {
+            tokio::select! {
+                () = replies.pump(request_id, items, &credit) => {}
+                () = control.cancelled() => {
+                    replies.finish(request_id);
+                }
+            }
+            replies
+                .streams
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&request_id);
+        });
+    }
+
+    /// Sends stream `request_id`'s items, each when there is credit for it and room in the
+    /// outbox, then its end.
+    async fn pump(&self, request_id: u64, mut items: EncodedStream, credit: &Credit) {
+        loop {
+            credit.available().await;
+            self.outbox.wait_for_room().await;
+            if self.outbox.is_closed() {
+                return;
+            }
+            let end = match items.next().await {
+                Some(Ok(item)) if HEADER_LEN + item.len() <= self.max_frame => {
+                    let len = i64::try_from(item.len()).unwrap_or(i64::MAX);
+                    credit.bytes.fetch_sub(len, Ordering::AcqRel);
+                    if self
+                        .outbox
+                        .push(protocol::stream_item(request_id, item))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Some(Ok(item)) => {
+                    let error = WireError::FrameTooLarge {
+                        size: (HEADER_LEN + item.len()) as u64,
+                        max: self.max_frame as u64,
+                    };
+                    tracing::warn!("a stream item exceeds the maximum frame size: {error:?}");
+                    protocol::failure(request_id, &error)
+                }
+                Some(Err(error)) => protocol::failure(request_id, &WireError::from_rpc(&error)),
+                None => protocol::stream_end(request_id),
+            };
+            if self.finish(request_id) {
+                let _ = self.outbox.push(end);
+            }
+            return;
+        }
+    }
+
+    /// A reply would take the outbox past its limit: the peer asks and does not read.
+    fn overflow(&self, held: usize) {
+        tracing::warn!(
+            peer = %self.peer,
+            "closing the connection: {held} bytes of replies wait for the peer to read them, \
+             the maximum (max_outbox_bytes); the replies are dropped"
+        );
+        self.outbox.abort();
+        self.closing.cancel();
+    }
+}
+
 impl ReplyRoute for Replies {
     fn abandon(&self, request_id: u64) {
         self.finish(request_id);
     }
 
     fn reply(&self, request_id: u64, result: ReplyResult) {
+        let result = match result {
+            Ok(ReplyValue::Stream(items)) => {
+                match self.me.upgrade() {
+                    Some(this) => this.open_stream(request_id, items),
+                    None => {
+                        self.finish(request_id);
+                    }
+                }
+                return;
+            }
+            result => result,
+        };
         if !self.finish(request_id) {
             return;
         }
@@ -492,16 +647,11 @@ impl ReplyRoute for Replies {
                     message: "the reply was not encoded".to_owned(),
                 },
             ),
+            Ok(ReplyValue::Stream(_)) => unreachable!("streams are opened above"),
             Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
         };
         if let Err(Overflow(held)) = self.outbox.push_reply(frame) {
-            tracing::warn!(
-                peer = %self.peer,
-                "closing the connection: {held} bytes of replies wait for the peer to read them, \
-                 the maximum (max_outbox_bytes); the replies are dropped"
-            );
-            self.outbox.abort();
-            self.closing.cancel();
+            self.overflow(held);
         }
     }
 }

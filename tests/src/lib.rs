@@ -13,7 +13,7 @@ pub mod target {
     //! The service the attack tests (`tests/tests/hostile.rs`) run in a separate process,
     //! `attack-target`, so that a crash or a memory blow-up is seen by the test.
 
-    use rpc_core::{RpcEndpoint, rpc_gateway};
+    use rpc_core::{RpcEndpoint, RpcStream, rpc_gateway};
     use serde::{Deserialize, Serialize};
     use serde_bytes::ByteBuf;
     use tokio::sync::Semaphore;
@@ -67,6 +67,9 @@ pub mod target {
         async fn hold(&mut self) -> u64;
         /// How many connections to this service have closed.
         async fn disconnects(&mut self) -> u64;
+        /// `count` items of `size` bytes (at least 8), each starting with its index
+        /// (big-endian u64).
+        fn feed(&mut self, count: u64, size: u32) -> RpcStream<bytes::Bytes>;
     }
 
     /// Opens the gate [`Target::hold`] waits for; served by a second endpoint, `gate`.
@@ -136,6 +139,15 @@ pub mod target {
         }
         async fn disconnects(&mut self) -> u64 {
             self.disconnects
+        }
+        fn feed(&mut self, count: u64, size: u32) -> RpcStream<bytes::Bytes> {
+            self.calls += 1;
+            let size = (size as usize).max(8);
+            RpcStream::iter((0..count).map(move |index| {
+                let mut item = vec![0x5a; size];
+                item[..8].copy_from_slice(&index.to_be_bytes());
+                bytes::Bytes::from(item)
+            }))
         }
     }
 }

@@ -232,9 +232,9 @@ async fn client_reports_a_server_of_another_version() {
     let fake_server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let _handshake = read_frame(&mut stream).await;
-        // HandshakeReject from version 7, code 1 (version).
+        // HandshakeReject from version 9, code 1 (version).
         stream
-            .write_all(&[0, 0, 0, 12, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 1])
+            .write_all(&[0, 0, 0, 12, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1])
             .await
             .unwrap();
     });
@@ -244,8 +244,8 @@ async fn client_reports_a_server_of_another_version() {
         .await
     {
         Err(error @ RpcError::VersionMismatch { ours, theirs, .. }) => {
-            assert_eq!((ours, theirs), (rpc_netty::protocol::PROTOCOL_VERSION, 7));
-            assert!(error.to_string().contains("version 7"), "{error}");
+            assert_eq!((ours, theirs), (rpc_netty::protocol::PROTOCOL_VERSION, 9));
+            assert!(error.to_string().contains("version 9"), "{error}");
         }
         other => panic!("expected VersionMismatch, got {other:?}"),
     }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use rpc_core::RpcError;
-use rpc_core::transport::{Binding, ReplyResult, ReplyTo, ReplyValue};
+use rpc_core::transport::{Binding, ReplyResult, ReplyTo, ReplyValue, StreamSink};
+use rpc_core::{RpcError, STREAM_WINDOW};
 
 use crate::frame::{Frame, FrameKind};
 use crate::ids::IdMap;
@@ -24,6 +24,52 @@ pub enum Received {
     Nothing,
 }
 
+/// A stream that has opened: where its items go, and how many more bytes its producer may
+/// send (it may send an item while this is above zero, so it ends at most one item below).
+#[derive(Debug)]
+struct OpenStream {
+    sink: StreamSink,
+    credit: i64,
+}
+
+/// What [`ClientSession::cancel`] took out of the session: dropped by the driver once it has
+/// released the session's lock.
+#[derive(Debug)]
+pub struct Forgotten {
+    _reply: Option<ReplyTo>,
+    _stream: Option<StreamSink>,
+}
+
+/// The calls and streams a dead connection leaves unanswered, for the driver to fail outside
+/// the lock.
+#[derive(Debug, Default)]
+pub struct Orphans {
+    replies: Vec<ReplyTo>,
+    streams: Vec<StreamSink>,
+}
+
+impl Orphans {
+    /// How many calls and streams wait.
+    pub fn len(&self) -> usize {
+        self.replies.len() + self.streams.len()
+    }
+
+    /// Whether none does.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fails each with `error`.
+    pub fn answer(self, error: &RpcError) {
+        for reply in self.replies {
+            reply.send(Err(error.clone()));
+        }
+        for stream in self.streams {
+            stream.end(Err(error.clone()));
+        }
+    }
+}
+
 /// One outbound connection's calls and bindings.
 ///
 /// The driver queues a call's frame between [`ClientSession::request_id`] (which applies the
@@ -35,6 +81,8 @@ pub struct ClientSession {
     max_in_flight: usize,
     /// Replies awaited, by request id.
     pending: IdMap<u64, ReplyTo>,
+    /// Streams that have opened, by request id.
+    streams: IdMap<u64, OpenStream>,
     /// The slot of each binding on this connection.
     slots: HashMap<Binding, u32>,
     /// Slots whose bind the server refused (rare, so a list): calls must not use them.
@@ -54,6 +102,7 @@ impl ClientSession {
             peer,
             max_in_flight,
             pending: IdMap::default(),
+            streams: IdMap::default(),
             slots: HashMap::new(),
             refused: Vec::new(),
             dead: None,
@@ -77,11 +126,11 @@ impl ClientSession {
         if !ask {
             return Ok(0);
         }
-        if self.pending.len() >= self.max_in_flight {
+        if self.pending.len() + self.streams.len() >= self.max_in_flight {
             return Err(RpcError::Overloaded {
                 address: self.peer,
                 reason: format!(
-                    "{} calls already await replies on it (max_in_flight)",
+                    "{} calls and streams already await replies on it (max_in_flight)",
                     self.max_in_flight
                 ),
             });
@@ -136,16 +185,34 @@ impl ClientSession {
         self.pending.contains_key(&request_id)
     }
 
-    /// The caller of `request_id` gave up: forget its reply slot. `None` if it was answered
-    /// already; otherwise the driver tells the server (`Cancel`).
-    pub fn cancel(&mut self, request_id: u64) -> Option<ReplyTo> {
-        self.pending.remove(&request_id)
+    /// The caller of `request_id` gave up (or dropped its stream): forget its reply slot or
+    /// stream. `None` if it was answered (or ended) already; otherwise the driver tells the
+    /// server (`Cancel`).
+    pub fn cancel(&mut self, request_id: u64) -> Option<Forgotten> {
+        let reply = self.pending.remove(&request_id);
+        let stream = self.streams.remove(&request_id).map(|open| open.sink);
+        (reply.is_some() || stream.is_some()).then_some(Forgotten {
+            _reply: reply,
+            _stream: stream,
+        })
+    }
+
+    /// The consumer of stream `request_id` consumed `bytes` more: its producer may send that
+    /// much more. Whether the stream is still open (then the driver sends `StreamCredit`).
+    pub fn grant(&mut self, request_id: u64, bytes: u32) -> bool {
+        match self.streams.get_mut(&request_id) {
+            Some(open) => {
+                open.credit = open.credit.saturating_add(i64::from(bytes));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the connection was used since the last look: a frame queued, or a call
-    /// awaiting its reply. For the idle close.
+    /// awaiting its reply, or a stream open. For the idle close.
     pub fn take_active(&mut self) -> bool {
-        std::mem::take(&mut self.used) || !self.pending.is_empty()
+        std::mem::take(&mut self.used) || !self.pending.is_empty() || !self.streams.is_empty()
     }
 
     /// What a frame from the server means. An error is a protocol violation: the driver
@@ -154,7 +221,22 @@ impl ClientSession {
         let result = match frame.kind {
             // A bind's answer carries the incarnation reached; the binder reads it.
             FrameKind::Response | FrameKind::Bound => Ok(ReplyValue::Encoded(frame.body)),
-            FrameKind::Failure => Err(WireError::decode(&frame.body, self.peer)),
+            FrameKind::Failure => {
+                let error = WireError::decode(&frame.body, self.peer);
+                if let Some(open) = self.streams.remove(&frame.request_id) {
+                    open.sink.end(Err(error));
+                    return Ok(Received::Nothing);
+                }
+                Err(error)
+            }
+            FrameKind::StreamItem => return self.item(frame),
+            FrameKind::StreamEnd => {
+                match self.streams.remove(&frame.request_id) {
+                    Some(open) => open.sink.end(Ok(())),
+                    None => self.unopened(frame.request_id, "StreamEnd")?,
+                }
+                return Ok(Received::Nothing);
+            }
             FrameKind::Ping => {
                 return Ok(Received::Answer(Frame::new(
                     FrameKind::Pong,
@@ -166,16 +248,62 @@ impl ClientSession {
             other => return Err(format!("a server may not send {other:?} frames")),
         };
         Ok(match self.pending.remove(&frame.request_id) {
+            // A streaming call's `Response` opens its stream: the items follow.
+            Some(ReplyTo::Stream(stream)) if frame.kind == FrameKind::Response => {
+                self.streams.insert(
+                    frame.request_id,
+                    OpenStream {
+                        sink: stream.sink,
+                        credit: i64::from(STREAM_WINDOW),
+                    },
+                );
+                Received::Reply(ReplyTo::Caller(stream.open), result)
+            }
             Some(reply) => Received::Reply(reply, result),
             None => Received::Late(frame.request_id),
         })
     }
 
-    /// The connection has ended with `error`: new calls fail with it; the calls still
-    /// waiting are returned, for the driver to fail outside the lock.
-    pub fn fail(&mut self, error: &RpcError) -> Vec<ReplyTo> {
+    /// One item of an open stream, within the credit its consumer granted.
+    fn item(&mut self, frame: Frame) -> Result<Received, String> {
+        let Some(open) = self.streams.get_mut(&frame.request_id) else {
+            self.unopened(frame.request_id, "StreamItem")?;
+            return Ok(Received::Nothing);
+        };
+        if open.credit <= 0 {
+            return Err(format!(
+                "the server sent an item of stream {} beyond the credit its consumer granted",
+                frame.request_id
+            ));
+        }
+        open.credit -= i64::try_from(frame.body.len()).unwrap_or(i64::MAX);
+        // A consumer that has gone cancels the stream itself.
+        let _ = open.sink.item(frame.body);
+        Ok(Received::Nothing)
+    }
+
+    /// A stream frame for `request_id`, which has no open stream: late if its caller gave up
+    /// (or it ended), a violation if it is a call still awaiting its opening.
+    fn unopened(&self, request_id: u64, kind: &str) -> Result<(), String> {
+        if self.pending.contains_key(&request_id) {
+            return Err(format!(
+                "the server sent {kind} for request {request_id} before opening its stream"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The connection has ended with `error`: new calls fail with it; the calls and streams
+    /// still waiting are returned, for the driver to fail outside the lock.
+    pub fn fail(&mut self, error: &RpcError) -> Orphans {
         self.dead.get_or_insert_with(|| error.clone());
-        std::mem::take(&mut self.pending).into_values().collect()
+        Orphans {
+            replies: std::mem::take(&mut self.pending).into_values().collect(),
+            streams: std::mem::take(&mut self.streams)
+                .into_values()
+                .map(|open| open.sink)
+                .collect(),
+        }
     }
 }
 
@@ -199,6 +327,7 @@ impl std::fmt::Debug for ClientSession {
         f.debug_struct("ClientSession")
             .field("peer", &self.peer)
             .field("awaiting_replies", &self.pending.len())
+            .field("open_streams", &self.streams.len())
             .field("bindings", &self.slots.len())
             .field("dead", &self.dead)
             .finish_non_exhaustive()

@@ -18,7 +18,7 @@ mod client;
 mod keepalive;
 mod server;
 
-pub use client::{ClientSession, Received};
+pub use client::{ClientSession, Forgotten, Orphans, Received};
 pub use keepalive::{Keepalive, Tick};
 pub use server::{Event, Requests, ServerSession};
 
@@ -192,9 +192,7 @@ mod tests {
                             address: peer,
                             reason: "violation".to_owned(),
                         };
-                        for reply in session.fail(&error) {
-                            reply.send(Err(error.clone()));
-                        }
+                        session.fail(&error).answer(&error);
                         // Every call was answered once, by a reply or by the failure.
                         for mut receiver in receivers.drain(..) {
                             assert!(receiver.try_recv().is_ok(), "a call left unanswered");
@@ -204,9 +202,7 @@ mod tests {
                 }
             }
             let error = rpc_core::RpcError::ServiceShutDown;
-            for reply in session.fail(&error) {
-                reply.send(Err(error.clone()));
-            }
+            session.fail(&error).answer(&error);
             for mut receiver in receivers {
                 assert!(receiver.try_recv().is_ok(), "a call left unanswered");
             }

@@ -59,6 +59,13 @@ pub enum Event<'a, S> {
         /// The new time budget; `None`: no limit.
         budget: Option<Duration>,
     },
+    /// The consumer of stream `request_id` grants its producer `bytes` more.
+    Credit {
+        /// The stream's request.
+        request_id: u64,
+        /// How many more bytes of items may be sent.
+        bytes: u32,
+    },
     /// Send this frame back at once: a `Pong`, or the failure of an ask on a slot that is not
     /// bound.
     Answer(Frame),
@@ -143,6 +150,10 @@ impl<S> ServerSession<S> {
                 request_id: frame.request_id,
                 budget: protocol::parse_deadline(&frame.body)?,
             },
+            FrameKind::StreamCredit => Event::Credit {
+                request_id: frame.request_id,
+                bytes: protocol::parse_credit(&frame.body)?,
+            },
             FrameKind::Ping => {
                 Event::Answer(Frame::new(FrameKind::Pong, frame.request_id, Vec::new()))
             }
@@ -208,6 +219,11 @@ impl Requests {
         if let Some(control) = self.calls.get(&request_id) {
             control.cancel();
         }
+    }
+
+    /// The control of request `request_id`, if it is in flight.
+    pub fn control(&self, request_id: u64) -> Option<&Arc<CallControl>> {
+        self.calls.get(&request_id)
     }
 
     /// The client of request `request_id` now waits `budget` from `now`.
