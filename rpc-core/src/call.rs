@@ -424,7 +424,13 @@ impl<T: 'static> RpcCall<T> {
         if let Poll::Ready(outcome) = Pin::new(receiver).poll(cx) {
             *this.receiver = None;
             return Poll::Ready(match outcome {
-                Ok(Ok(value)) => (this.decode)(value, this.method, *this.max_depth),
+                Ok(Ok(value)) => match this.endpoint.as_deref() {
+                    // The references inside become proxies of the caller's service.
+                    Some(endpoint) => crate::reference::decoding(endpoint.service(), || {
+                        (this.decode)(value, this.method, *this.max_depth)
+                    }),
+                    None => (this.decode)(value, this.method, *this.max_depth),
+                },
                 Ok(Err(error)) => Err(error),
                 // The reply slot was dropped: the endpoint gave up on the call at its deadline
                 // (a moment before this side's timer), or it stopped.

@@ -140,14 +140,14 @@ pub(crate) fn shared_slice(bytes: &[u8]) -> Bytes {
 /// postcard's explanation, made specific where postcard's own text is not.
 fn reason(error: postcard::Error) -> String {
     match error {
-        postcard::Error::SerdeSerCustom => {
+        postcard::Error::SerdeSerCustom => crate::reference::take_failure().unwrap_or_else(|| {
             "a `Serialize` implementation returned an error (the codec does not keep its message)"
                 .to_owned()
-        }
-        postcard::Error::SerdeDeCustom => {
+        }),
+        postcard::Error::SerdeDeCustom => crate::reference::take_failure().unwrap_or_else(|| {
             "a `Deserialize` implementation rejected the data (the codec does not keep its message)"
                 .to_owned()
-        }
+        }),
         postcard::Error::SerializeSeqLengthUnknown => {
             "a sequence was serialized without a known length, which the wire format needs"
                 .to_owned()

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,6 +15,8 @@ use crate::endpoint::{Gateways, RpcEndpoint};
 use crate::error::{RpcError, TimeoutSource};
 use crate::fencing::FencingToken;
 use crate::metrics;
+use crate::reference::Reference;
+use crate::service::ServiceInner;
 use crate::stream::{self, StreamReply, Streaming};
 use crate::trace::{self, Parent, TraceContext};
 use crate::wire::{Plain, WireDecode};
@@ -145,10 +147,36 @@ impl fmt::Display for Incarnation {
 
 /// Which endpoint a proxy calls: its name and, when it lives in another process, the address
 /// of that process's service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct EndpointAddress {
     name: Arc<str>,
     address: Option<SocketAddr>,
+    /// The service whose proxy calls it: what decodes the references in its replies.
+    service: Weak<ServiceInner>,
+}
+
+impl PartialEq for EndpointAddress {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.address == other.address
+    }
+}
+
+impl Eq for EndpointAddress {}
+
+impl std::hash::Hash for EndpointAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.address.hash(state);
+    }
+}
+
+impl fmt::Debug for EndpointAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointAddress")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .finish()
+    }
 }
 
 impl EndpointAddress {
@@ -157,7 +185,21 @@ impl EndpointAddress {
         EndpointAddress {
             name: name.into(),
             address,
+            service: Weak::new(),
         }
+    }
+
+    /// The same endpoint, as the proxies of `service` call it.
+    pub(crate) fn called_by(&self, service: Weak<ServiceInner>) -> Self {
+        EndpointAddress {
+            service,
+            ..self.clone()
+        }
+    }
+
+    /// The service whose proxies call it through this address.
+    pub(crate) fn service(&self) -> &Weak<ServiceInner> {
+        &self.service
     }
 
     /// The endpoint's name.
@@ -219,6 +261,14 @@ pub trait CallTarget<G: Gateway>: Send + Sync + 'static {
     /// How deeply an encoded reply may nest when it is decoded for the caller.
     fn max_decode_depth(&self) -> usize {
         crate::codec::DEFAULT_MAX_DECODE_DEPTH
+    }
+
+    /// What a proxy with this target is sent as, inside a message.
+    fn reference(&self) -> Result<Reference, RpcError> {
+        Err(RpcError::Serialization {
+            context: format!("sending a reference to {}", self.endpoint()),
+            reason: "its proxy cannot be sent".to_owned(),
+        })
     }
 }
 
@@ -435,6 +485,11 @@ impl<G: Gateway> GatewayHandle<G> {
     /// The endpoint this handle calls.
     pub fn endpoint(&self) -> &EndpointAddress {
         self.target.endpoint()
+    }
+
+    /// Where its calls go.
+    pub(crate) fn target(&self) -> &Arc<dyn CallTarget<G>> {
+        &self.target
     }
 }
 

@@ -86,6 +86,7 @@ pub mod fencing;
 mod gateway;
 mod mailbox;
 mod metrics;
+mod reference;
 mod retry;
 mod service;
 mod stream;

@@ -264,13 +264,16 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         let what = || format!("decoding an invocation of gateway `{}`", G::NAME);
         // The trace context comes first, then (a fenced gateway's) the token.
         type Trace = Option<TraceContext>;
-        let decoded = if G::FENCED {
-            payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
-        } else {
-            payload
-                .decode::<(Trace, G::Invocation)>(depth, what)
-                .map(|(trace, invocation)| (trace, None, invocation))
-        };
+        // The references inside become proxies of this endpoint's service.
+        let decoded = crate::reference::decoding(&cell.service, || {
+            if G::FENCED {
+                payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
+            } else {
+                payload
+                    .decode::<(Trace, G::Invocation)>(depth, what)
+                    .map(|(trace, invocation)| (trace, None, invocation))
+            }
+        });
         let caller = charge.caller();
         drop(charge);
         drop(payload);

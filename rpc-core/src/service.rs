@@ -18,9 +18,11 @@ use crate::endpoint::{EndpointOptions, GatewayEntry, Gateways, RpcEndpoint};
 use crate::error::RpcError;
 use crate::fencing::{Fence, Stale};
 use crate::gateway::{
-    EndpointAddress, FencedGateway, Gateway, GatewayHandle, Incarnation, UnfencedGateway,
+    CallTarget, EndpointAddress, FencedGateway, Gateway, GatewayHandle, Incarnation,
+    UnfencedGateway,
 };
 use crate::mailbox::{self, Envelope};
+use crate::reference::{Location, Reference, Unreachable};
 use crate::retry::ConnectRetry;
 use crate::transport::{
     Binding, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
@@ -358,7 +360,9 @@ impl RpcService {
         };
         let (sender, receiver) = mpsc::unbounded_channel();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let address = Arc::new(EndpointAddress::new(name.as_str(), None));
+        let address = Arc::new(
+            EndpointAddress::new(name.as_str(), None).called_by(Arc::downgrade(&self.inner)),
+        );
         let cell = Arc::new(EndpointCell {
             id,
             incarnation: Incarnation::random(),
@@ -585,6 +589,7 @@ impl RpcService {
             Arc::new(RemoteTarget::<G>::new(
                 channel,
                 self.inner.shared.max_decode_depth,
+                Arc::downgrade(&self.inner),
             )),
             self.inner.shared.default_timeout,
         ))
@@ -670,6 +675,111 @@ fn is_local(local: Option<SocketAddr>, target: SocketAddr) -> bool {
 }
 
 impl ServiceInner {
+    /// Whether this service has a network transport.
+    pub(crate) fn has_transport(&self) -> bool {
+        self.transport.get().is_some()
+    }
+
+    /// The address this service listens on, if it does.
+    pub(crate) fn local_address(&self) -> Option<SocketAddr> {
+        self.transport.get().and_then(|t| t.local_address())
+    }
+
+    /// A proxy of this service for a gateway reference that arrived in a message: local if
+    /// the endpoint is one of this service's, else over the transport, bound on first use to
+    /// the reference's incarnation. One that cannot be reached fails each call with why.
+    pub(crate) fn resolve_reference<G: Gateway>(
+        self: &Arc<Self>,
+        reference: Reference,
+    ) -> GatewayHandle<G> {
+        let timeout = self.shared.default_timeout;
+        let unreachable = |address: Option<SocketAddr>, error: RpcError| {
+            let endpoint = EndpointAddress::new(reference.endpoint.as_str(), address)
+                .called_by(Arc::downgrade(self));
+            let target: Arc<dyn CallTarget<G>> = Arc::new(Unreachable {
+                endpoint: Arc::new(endpoint),
+                reference: reference.clone(),
+                error,
+            });
+            GatewayHandle::new(target, timeout)
+        };
+        let address = match reference.location {
+            Location::Address(address) => Some(address),
+            Location::InProcess if !self.has_transport() => None,
+            Location::InProcess => {
+                return unreachable(
+                    None,
+                    RpcError::EndpointNotFound {
+                        endpoint: reference.endpoint.clone(),
+                        address: None,
+                    },
+                );
+            }
+            Location::Carrier => {
+                return unreachable(
+                    None,
+                    RpcError::ConnectFailed {
+                        address: format!("the sender of the reference to `{}`", reference.endpoint),
+                        reason: "the reference is to an endpoint of a service that does not \
+                                 listen, and it did not arrive over a connection of that service"
+                            .to_owned(),
+                    },
+                );
+            }
+        };
+        if address.is_none_or(|address| is_local(self.local_address(), address)) {
+            let endpoint = match self.registry().endpoint(&reference.endpoint) {
+                Ok(endpoint) if endpoint.incarnation() == reference.incarnation => endpoint,
+                _ => {
+                    let stopped = RpcError::EndpointStopped {
+                        endpoint: reference.endpoint.clone(),
+                    };
+                    return unreachable(None, stopped);
+                }
+            };
+            return match endpoint
+                .gateways()
+                .iter()
+                .find_map(GatewayEntry::local::<G>)
+            {
+                Some(target) => GatewayHandle::new(target, timeout),
+                None => unreachable(
+                    None,
+                    incompatible(&reference.endpoint, G::NAME, endpoint.gateways()),
+                ),
+            };
+        }
+        let Some(address) = address else {
+            unreachable!("a reference without an address is local: handled above");
+        };
+        let Some(transport) = self.transport.get() else {
+            return unreachable(
+                Some(address),
+                RpcError::ConnectFailed {
+                    address: address.to_string(),
+                    reason: "this RpcService runs in process only (it has no transport)".to_owned(),
+                },
+            );
+        };
+        let binding = Binding {
+            endpoint: reference.endpoint.clone(),
+            gateway: G::NAME.to_owned(),
+            fingerprint: G::FINGERPRINT,
+            incarnation: Some(reference.incarnation),
+        };
+        match transport.channel(address, binding) {
+            Ok(channel) => GatewayHandle::new(
+                Arc::new(RemoteTarget::<G>::new(
+                    channel,
+                    self.shared.max_decode_depth,
+                    Arc::downgrade(self),
+                )),
+                timeout,
+            ),
+            Err(error) => unreachable(Some(address), error),
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // The registry stays consistent across a panic (every update is one insert or
         // remove), so a poisoned lock is still safe to use.

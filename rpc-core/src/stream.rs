@@ -330,7 +330,7 @@ pub struct Streaming<T> {
     endpoint: Arc<EndpointAddress>,
     control: Option<Arc<CallControl>>,
     max_depth: usize,
-    decode: fn(&Bytes, &MethodInfo, usize) -> Result<T, RpcError>,
+    decode: fn(&Bytes, &EndpointAddress, &MethodInfo, usize) -> Result<T, RpcError>,
     /// Bytes consumed since credit was last given back.
     consumed: u32,
 }
@@ -375,7 +375,7 @@ impl<T: 'static> Streaming<T> {
     /// Decodes a remote item and, past a batch, gives its bytes back as credit.
     fn remote_item(&mut self, bytes: Bytes) -> Result<T, RpcError> {
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        let item = (self.decode)(&bytes, self.method, self.max_depth);
+        let item = (self.decode)(&bytes, &self.endpoint, self.method, self.max_depth);
         drop(bytes);
         self.consumed = self.consumed.saturating_add(len);
         if self.consumed >= CREDIT_BATCH {
@@ -391,14 +391,17 @@ impl<T: 'static> Streaming<T> {
 /// Decodes one encoded item in format `F`.
 fn decode_item<T: 'static, F: WireDecode<T>>(
     bytes: &Bytes,
+    endpoint: &EndpointAddress,
     method: &MethodInfo,
     max_depth: usize,
 ) -> Result<T, RpcError> {
-    codec::decode_shared::<Owned<F, T>>(bytes, max_depth, || {
-        format!(
-            "decoding an item of the stream of `{}::{}`",
-            method.gateway, method.name
-        )
+    crate::reference::decoding(endpoint.service(), || {
+        codec::decode_shared::<Owned<F, T>>(bytes, max_depth, || {
+            format!(
+                "decoding an item of the stream of `{}::{}`",
+                method.gateway, method.name
+            )
+        })
     })
     .map(|owned| owned.0)
 }
@@ -438,7 +441,12 @@ impl<T: 'static> Stream for Streaming<T> {
                     }
                 }
                 State::Encoded(stream) => match std::task::ready!(stream.poll_next_unpin(cx)) {
-                    Some(Ok(bytes)) => Some((this.decode)(&bytes, this.method, this.max_depth)),
+                    Some(Ok(bytes)) => Some((this.decode)(
+                        &bytes,
+                        &this.endpoint,
+                        this.method,
+                        this.max_depth,
+                    )),
                     Some(Err(error)) => Some(Err(error)),
                     None => None,
                 },

@@ -1,7 +1,7 @@
 //! [`LocalTarget`]: the call target of a proxy to an endpoint in this process.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::call::ReplyTo;
 use crate::codec;
@@ -11,6 +11,8 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, MethodInfo};
 use crate::mailbox::on_main_thread_of;
+use crate::reference::{self, Location, Reference};
+use crate::service::ServiceInner;
 use crate::trace::TraceContext;
 
 /// Puts invocations straight into an endpoint's mailbox: no network and, unless the service
@@ -52,7 +54,12 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
     ) -> Result<(), RpcError> {
         let encoded = self.cell.shared.force_serialization;
         let invocation = if encoded {
-            roundtrip::<G>(invocation, method, self.cell.shared.max_decode_depth)?
+            roundtrip::<G>(
+                invocation,
+                method,
+                self.cell.shared.max_decode_depth,
+                &self.cell.service,
+            )?
         } else {
             invocation
         };
@@ -69,6 +76,29 @@ impl<E: RpcEndpoint, G: Dispatch<E>> LocalTarget<E, G> {
 impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
     fn endpoint(&self) -> &Arc<EndpointAddress> {
         &self.cell.address
+    }
+
+    fn reference(&self) -> Result<Reference, RpcError> {
+        let service = self.cell.service.upgrade();
+        let location = match service
+            .as_ref()
+            .map(|s| (s.has_transport(), s.local_address()))
+        {
+            Some((_, Some(address))) => Location::Address(address),
+            Some((false, None)) => Location::InProcess,
+            _ => reference::carrier().ok_or_else(|| RpcError::Serialization {
+                context: format!("sending a reference to {}", self.cell.address),
+                reason: "its service does not listen, so a reference to it can only travel \
+                         over a connection that service opened (bind the service to an address, \
+                         or send the reference in a call to the service it is connected to)"
+                    .to_owned(),
+            })?,
+        };
+        Ok(Reference {
+            endpoint: self.cell.address.name().to_owned(),
+            incarnation: self.cell.incarnation,
+            location,
+        })
     }
 
     fn max_decode_depth(&self) -> usize {
@@ -117,6 +147,7 @@ fn roundtrip<G: Gateway>(
     invocation: G::Invocation,
     method: &MethodInfo,
     max_depth: usize,
+    service: &Weak<ServiceInner>,
 ) -> Result<G::Invocation, RpcError> {
     let what = |verb: &str| {
         format!(
@@ -125,5 +156,7 @@ fn roundtrip<G: Gateway>(
         )
     };
     let bytes = codec::encode(&invocation, || what("encoding"))?;
-    codec::decode(&bytes, max_depth, || what("decoding"))
+    reference::decoding(service, || {
+        codec::decode(&bytes, max_depth, || what("decoding"))
+    })
 }

@@ -29,6 +29,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{CallTarget, Dispatch, EndpointAddress, Gateway, Incarnation, MethodInfo};
 use crate::mailbox::EncodedInvocation;
+pub use crate::reference::{Location, Reference};
 use crate::retry::ConnectRetry;
 use crate::service::ServiceInner;
 pub use crate::stream::{EncodedStream, StreamEvent, StreamReply, StreamSink};
@@ -69,6 +70,21 @@ pub trait Transport: Send + Sync + 'static {
     /// Stops listening and closes every connection, after flushing what is queued.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 
+    /// A route to `binding` at `address` that binds on its first call, without waiting: how
+    /// a gateway reference that arrived in a message reaches its endpoint. `binding` names
+    /// the incarnation the reference is bound to.
+    fn channel(
+        &self,
+        address: SocketAddr,
+        binding: Binding,
+    ) -> Result<Arc<dyn RemoteChannel>, RpcError> {
+        let _ = binding;
+        Err(RpcError::ConnectFailed {
+            address: address.to_string(),
+            reason: "this transport cannot open routes for gateway references".to_owned(),
+        })
+    }
+
     /// How `connect` retries a peer it cannot reach, unless a call says otherwise.
     fn connect_retry(&self) -> ConnectRetry {
         ConnectRetry::none()
@@ -98,6 +114,9 @@ pub trait RemoteChannel: Send + Sync + 'static {
 
     /// Sends a tell whose invocation `encode` writes.
     fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError>;
+
+    /// What a proxy over this channel is sent as, inside a message.
+    fn reference(&self) -> Result<Reference, RpcError>;
 }
 
 /// Where a transport's replies go, keyed by the request they answer: one shared object per
@@ -264,13 +283,20 @@ impl ServiceHandle {
 /// The call target of a proxy to a remote endpoint: encodes, then hands to the transport.
 pub(crate) struct RemoteTarget<G> {
     channel: Arc<dyn RemoteChannel>,
+    /// The channel's endpoint, as the calling service's proxies call it.
+    endpoint: Arc<EndpointAddress>,
     max_decode_depth: usize,
     _gateway: PhantomData<fn() -> G>,
 }
 
 impl<G> RemoteTarget<G> {
-    pub(crate) fn new(channel: Arc<dyn RemoteChannel>, max_decode_depth: usize) -> Self {
+    pub(crate) fn new(
+        channel: Arc<dyn RemoteChannel>,
+        max_decode_depth: usize,
+        service: Weak<ServiceInner>,
+    ) -> Self {
         RemoteTarget {
+            endpoint: Arc::new(channel.endpoint().called_by(service)),
             channel,
             max_decode_depth,
             _gateway: PhantomData,
@@ -302,7 +328,11 @@ fn encode<G: Gateway>(
 
 impl<G: Gateway> CallTarget<G> for RemoteTarget<G> {
     fn endpoint(&self) -> &Arc<EndpointAddress> {
-        self.channel.endpoint()
+        &self.endpoint
+    }
+
+    fn reference(&self) -> Result<Reference, RpcError> {
+        self.channel.reference()
     }
 
     fn max_decode_depth(&self) -> usize {

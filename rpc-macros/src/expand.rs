@@ -271,6 +271,30 @@ fn gen_client(gateway: &Gateway) -> TokenStream {
             handle: ::rpc_core::__private::GatewayHandle<#client>,
         }
 
+        /// Sent inside a message, a proxy travels as a reference to its endpoint
+        /// incarnation, and arrives as a working proxy (see `rpc_core`'s gateway references).
+        impl ::rpc_core::__private::serde::Serialize for #client {
+            fn serialize<__RpcS>(&self, serializer: __RpcS)
+                -> ::core::result::Result<__RpcS::Ok, __RpcS::Error>
+            where
+                __RpcS: ::rpc_core::__private::serde::Serializer,
+            {
+                ::rpc_core::__private::serde::Serialize::serialize(&self.handle, serializer)
+            }
+        }
+
+        impl<'de> ::rpc_core::__private::serde::Deserialize<'de> for #client {
+            fn deserialize<__RpcD>(deserializer: __RpcD)
+                -> ::core::result::Result<Self, __RpcD::Error>
+            where
+                __RpcD: ::rpc_core::__private::serde::Deserializer<'de>,
+            {
+                <::rpc_core::__private::GatewayHandle<#client>
+                    as ::rpc_core::__private::serde::Deserialize<'de>>::deserialize(deserializer)
+                    .map(|handle| Self { handle })
+            }
+        }
+
         impl ::core::fmt::Debug for #client {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.debug_struct(::core::stringify!(#client))

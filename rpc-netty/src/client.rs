@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use futures::StreamExt;
 use rpc_core::transport::{
-    Binding, CallControl, CancelRoute, ConnectionEvent, EncodeInvocation, RemoteChannel, ReplyTo,
-    ReplyValue, ServiceHandle,
+    Binding, CallControl, CancelRoute, ConnectionEvent, EncodeInvocation, Location, Reference,
+    RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, Incarnation, RpcError};
 use tokio::net::TcpStream;
@@ -551,6 +551,23 @@ pub(crate) async fn connect(
     }))
 }
 
+/// A route to `binding` at `peer` that binds on its first call (the incarnation named in
+/// `binding`): a gateway reference's, which the receiving service must make without waiting.
+pub(crate) fn channel(
+    pool: Arc<Pool>,
+    peer: SocketAddr,
+    binding: Binding,
+) -> Arc<dyn RemoteChannel> {
+    let endpoint = Arc::new(EndpointAddress::new(binding.endpoint.as_str(), Some(peer)));
+    Arc::new(Remote {
+        pool,
+        peer,
+        binding,
+        endpoint,
+        route: Mutex::new(None),
+    })
+}
+
 /// A proxy's route to one remote endpoint's gateway.
 struct Remote {
     pool: Arc<Pool>,
@@ -609,6 +626,21 @@ impl RemoteChannel for Remote {
 
     fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError> {
         self.call(encode, None)
+    }
+
+    fn reference(&self) -> Result<Reference, RpcError> {
+        let incarnation = self
+            .binding
+            .incarnation
+            .ok_or_else(|| RpcError::Serialization {
+                context: format!("sending a reference to {}", self.endpoint),
+                reason: "the proxy has not reached an endpoint incarnation yet".to_owned(),
+            })?;
+        Ok(Reference {
+            endpoint: self.binding.endpoint.clone(),
+            incarnation,
+            location: Location::Address(self.peer),
+        })
     }
 }
 

@@ -113,6 +113,14 @@ impl Transport for NettyTransport {
         Box::pin(client::connect(Arc::clone(&self.pool), address, binding))
     }
 
+    fn channel(
+        &self,
+        address: SocketAddr,
+        binding: Binding,
+    ) -> Result<Arc<dyn RemoteChannel>, RpcError> {
+        Ok(client::channel(Arc::clone(&self.pool), address, binding))
+    }
+
     fn connect_retry(&self) -> rpc_core::ConnectRetry {
         self.pool.config.connect_retry
     }

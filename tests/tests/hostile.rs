@@ -859,3 +859,60 @@ async fn three_hundred_thousand_binds_hold_at_most_the_slot_cap() {
     })
     .await
 }
+
+/// A stream of a million 1 KiB items to a consumer that reads more slowly than the producer
+/// could send: the producer's process holds about one credit window for it, not the million
+/// items (a gigabyte), and every item arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_items_to_a_slow_consumer_keep_the_producers_memory_bounded() {
+    use futures::StreamExt;
+    common::init_tracing();
+    let test = async {
+        let mut target = Target::start(&[]);
+        let client = NettyBuilder::new().client();
+        let proxy: TargetClient = client
+            .connect(&target.address.to_string(), "target")
+            .await
+            .unwrap();
+        // Warm the producer's allocator and buffers with a short stream first.
+        assert_eq!(proxy.feed(10_000, 1024).count().await, 10_000);
+        let before = settled_rss_kib(&target).await;
+        let (stop, peak) = target.watch_rss();
+        const ITEMS: u64 = 1_000_000;
+        let started = std::time::Instant::now();
+        let mut stream = proxy.feed(ITEMS, 1024);
+        let mut next = 0u64;
+        while let Some(item) = stream.next().await {
+            let item = item.unwrap();
+            assert_eq!(item.len(), 1024);
+            let index = u64::from_be_bytes(item[..8].try_into().unwrap());
+            assert_eq!(index, next, "items out of order");
+            next += 1;
+            if next % 2_000 == 0 {
+                // The slow consumer: the producer waits for credit meanwhile.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(next, ITEMS, "every item arrived");
+        let _ = stop.send(());
+        let peak = peak.await.unwrap();
+        let grew = peak.saturating_sub(before);
+        // The bound: the window (256 KiB) and one item in flight, the outbox's buffers and
+        // the allocator's slack around them; far below the 1 GiB of items.
+        let bound = 16 * MIB;
+        println!(
+            "streamed {ITEMS} items of 1 KiB in {elapsed:.2?} ({:.0} items/s, {:.0} MB/s) to a \
+             slow consumer; producer RSS {before} KiB before, {peak} KiB at most (+{grew} KiB, \
+             bound {bound} KiB)",
+            ITEMS as f64 / elapsed.as_secs_f64(),
+            ITEMS as f64 * 1024.0 / 1e6 / elapsed.as_secs_f64(),
+        );
+        assert!(grew <= bound, "the producer grew by {grew} KiB");
+        assert!(target.alive());
+        client.shutdown().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(180), test)
+        .await
+        .expect("the stream did not finish within 180 s");
+}
