@@ -265,7 +265,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         // The trace context comes first, then (a fenced gateway's) the token.
         type Trace = Option<TraceContext>;
         // The references inside become proxies of this endpoint's service.
-        let decoded = crate::reference::decoding(&cell.service, || {
+        let decoded = crate::reference::decoding_from(&cell.service, charge.carrier(), || {
             if G::FENCED {
                 payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
             } else {

@@ -31,6 +31,7 @@ use crate::gateway::{
 };
 use crate::service::ServiceInner;
 use crate::trace::TraceContext;
+use crate::transport::Carrier;
 
 /// Where a referenced endpoint can be reached, as a reference carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,9 +66,16 @@ struct WireReference<T> {
     token: Option<T>,
 }
 
+/// Who is decoding now: the service, and the connection it arrived over (if that connection
+/// can carry calls back to the sender).
+type Decoding = (Weak<ServiceInner>, Option<Arc<dyn Carrier>>);
+
 thread_local! {
     /// The service decoding now, for the references inside what it decodes.
-    static DECODING: RefCell<Weak<ServiceInner>> = const { RefCell::new(Weak::new()) };
+    static DECODING: RefCell<Decoding> = const { RefCell::new((Weak::new(), None)) };
+    /// The connection what is being encoded will travel over, when it can carry calls back
+    /// to this service (which does not listen).
+    static SENDING: RefCell<Option<Arc<dyn Carrier>>> = const { RefCell::new(None) };
     /// Why the last reference failed to encode or decode: the codec's error reports it
     /// (postcard keeps no message of a `Serialize`/`Deserialize` error).
     static FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -75,17 +83,40 @@ thread_local! {
 
 /// Runs `decode` with `service` as the decoding service of the references in it.
 pub(crate) fn decoding<R>(service: &Weak<ServiceInner>, decode: impl FnOnce() -> R) -> R {
-    let previous = DECODING.with(|current| current.replace(service.clone()));
+    decoding_from(service, None, decode)
+}
+
+/// [`decoding`] what arrived over `carrier`'s connection: a reference to an endpoint at its
+/// far end becomes a proxy over it.
+pub(crate) fn decoding_from<R>(
+    service: &Weak<ServiceInner>,
+    carrier: Option<&Arc<dyn Carrier>>,
+    decode: impl FnOnce() -> R,
+) -> R {
+    let previous = DECODING.with(|current| current.replace((service.clone(), carrier.cloned())));
     let decoded = decode();
     DECODING.with(|current| current.replace(previous));
     decoded
 }
 
+/// Runs `encode` with `carrier` as the connection it will travel over.
+pub(crate) fn sending_over<R>(carrier: Arc<dyn Carrier>, encode: impl FnOnce() -> R) -> R {
+    let previous = SENDING.with(|current| current.replace(Some(carrier)));
+    let encoded = encode();
+    SENDING.with(|current| current.replace(previous));
+    encoded
+}
+
 /// Where a reference to an endpoint of this service, which does not listen, says it lives:
 /// at the far end of the connection it is being sent over, if it is being sent over one
 /// (`None`: it is not).
-pub(crate) fn carrier() -> Option<Location> {
-    None
+pub(crate) fn carrier(endpoint: &str, incarnation: Incarnation) -> Option<Location> {
+    SENDING.with(|current| {
+        let current = current.borrow();
+        let carrier = current.as_ref()?;
+        carrier.export(endpoint, incarnation);
+        Some(Location::Carrier)
+    })
 }
 
 /// The reason the last reference failed, if one did since the last look.
@@ -117,7 +148,10 @@ impl<G: Gateway> Serialize for GatewayHandle<G> {
 impl<'de, G: Gateway> Deserialize<'de> for GatewayHandle<G> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireReference::<G::Token>::deserialize(deserializer)?;
-        let service = DECODING.with(|current| current.borrow().upgrade());
+        let (service, carrier) = DECODING.with(|current| {
+            let current = current.borrow();
+            (current.0.upgrade(), current.1.clone())
+        });
         let Some(service) = service else {
             return Err(serde::de::Error::custom(failed(format!(
                 "a reference to endpoint `{}` (gateway `{}`) can only be decoded by an rpc \
@@ -131,7 +165,7 @@ impl<'de, G: Gateway> Deserialize<'de> for GatewayHandle<G> {
             incarnation: Incarnation::from_bytes(wire.incarnation),
             location: wire.location,
         };
-        let handle = service.resolve_reference::<G>(reference);
+        let handle = service.resolve_reference::<G>(reference, carrier);
         Ok(match wire.token {
             Some(token) => handle.with_fencing_token(token),
             None => handle,

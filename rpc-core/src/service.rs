@@ -25,7 +25,7 @@ use crate::mailbox::{self, Envelope};
 use crate::reference::{Location, Reference, Unreachable};
 use crate::retry::ConnectRetry;
 use crate::transport::{
-    Binding, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
+    Binding, Carrier, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
 };
 
 /// The ask timeout of a service unless set otherwise.
@@ -691,6 +691,7 @@ impl ServiceInner {
     pub(crate) fn resolve_reference<G: Gateway>(
         self: &Arc<Self>,
         reference: Reference,
+        carrier: Option<Arc<dyn Carrier>>,
     ) -> GatewayHandle<G> {
         let timeout = self.shared.default_timeout;
         let unreachable = |address: Option<SocketAddr>, error: RpcError| {
@@ -716,15 +717,36 @@ impl ServiceInner {
                 );
             }
             Location::Carrier => {
-                return unreachable(
-                    None,
-                    RpcError::ConnectFailed {
-                        address: format!("the sender of the reference to `{}`", reference.endpoint),
-                        reason: "the reference is to an endpoint of a service that does not \
-                                 listen, and it did not arrive over a connection of that service"
-                            .to_owned(),
-                    },
-                );
+                let binding = Binding {
+                    endpoint: reference.endpoint.clone(),
+                    gateway: G::NAME.to_owned(),
+                    fingerprint: G::FINGERPRINT,
+                    incarnation: Some(reference.incarnation),
+                };
+                return match carrier.map(|carrier| carrier.channel(binding)) {
+                    Some(Ok(channel)) => GatewayHandle::new(
+                        Arc::new(RemoteTarget::<G>::new(
+                            channel,
+                            self.shared.max_decode_depth,
+                            Arc::downgrade(self),
+                        )),
+                        timeout,
+                    ),
+                    Some(Err(error)) => unreachable(None, error),
+                    None => unreachable(
+                        None,
+                        RpcError::ConnectFailed {
+                            address: format!(
+                                "the sender of the reference to `{}`",
+                                reference.endpoint
+                            ),
+                            reason: "the reference is to an endpoint of a service that does not \
+                                     listen, and it did not arrive over a connection of that \
+                                     service"
+                                .to_owned(),
+                        },
+                    ),
+                };
             }
         };
         if address.is_none_or(|address| is_local(self.local_address(), address)) {

@@ -86,13 +86,15 @@ impl<E: RpcEndpoint, G: Dispatch<E>> CallTarget<G> for LocalTarget<E, G> {
         {
             Some((_, Some(address))) => Location::Address(address),
             Some((false, None)) => Location::InProcess,
-            _ => reference::carrier().ok_or_else(|| RpcError::Serialization {
-                context: format!("sending a reference to {}", self.cell.address),
-                reason: "its service does not listen, so a reference to it can only travel \
+            _ => reference::carrier(self.cell.address.name(), self.cell.incarnation).ok_or_else(
+                || RpcError::Serialization {
+                    context: format!("sending a reference to {}", self.cell.address),
+                    reason: "its service does not listen, so a reference to it can only travel \
                          over a connection that service opened (bind the service to an address, \
                          or send the reference in a call to the service it is connected to)"
-                    .to_owned(),
-            })?,
+                        .to_owned(),
+                },
+            )?,
         };
         Ok(Reference {
             endpoint: self.cell.address.name().to_owned(),

@@ -119,6 +119,26 @@ pub trait RemoteChannel: Send + Sync + 'static {
     fn reference(&self) -> Result<Reference, RpcError>;
 }
 
+/// A connection as gateway references see it (client mode): a service that does not listen
+/// sends references to its endpoints as "at the far end of this connection", and the peer
+/// calls them back over it.
+pub trait Carrier: Send + Sync + 'static {
+    /// Endpoint `endpoint`, incarnation `incarnation`, of this service is named in a
+    /// reference being sent over this connection: the peer may bind it over it.
+    fn export(&self, endpoint: &str, incarnation: Incarnation);
+
+    /// A route over this connection to the peer's endpoint `binding`, named by a reference
+    /// that arrived over it.
+    fn channel(self: Arc<Self>, binding: Binding) -> Result<Arc<dyn RemoteChannel>, RpcError>;
+}
+
+/// Runs `encode` (a transport encoding an invocation or reply for `carrier`'s connection) so
+/// that references in it to endpoints of this service, if it does not listen, name that
+/// connection.
+pub fn sending_over<R>(carrier: Arc<dyn Carrier>, encode: impl FnOnce() -> R) -> R {
+    crate::reference::sending_over(carrier, encode)
+}
+
 /// Where a transport's replies go, keyed by the request they answer: one shared object per
 /// connection instead of one callback per request.
 pub trait ReplyRoute: Send + Sync + 'static {
@@ -173,12 +193,13 @@ pub struct Busy {
 ///
 /// It also says who is at the other end, for the handlers of the calls that arrive on it
 /// ([`CallContext::caller`](crate::CallContext::caller)).
-#[derive(Debug)]
 pub struct Backlog {
     bytes: AtomicUsize,
     max: usize,
     room: Notify,
     peer: Arc<Peer>,
+    /// The connection, for references to the peer's endpoints arriving over it.
+    carrier: Option<Arc<dyn Carrier>>,
 }
 
 impl Backlog {
@@ -189,7 +210,20 @@ impl Backlog {
             max,
             room: Notify::new(),
             peer: Arc::new(peer),
+            carrier: None,
         }
+    }
+
+    /// The same, for a connection over which the peer's endpoints can be called back: a
+    /// reference to one arriving over it becomes a proxy over `carrier`.
+    pub fn with_carrier(mut self, carrier: Arc<dyn Carrier>) -> Backlog {
+        self.carrier = Some(carrier);
+        self
+    }
+
+    /// The connection as references arriving over it see it.
+    pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
+        self.carrier.as_ref()
     }
 
     /// Who is at the other end of the connection.
@@ -231,6 +265,11 @@ impl Charge {
     /// Who sent the charged invocation.
     pub(crate) fn caller(&self) -> Caller {
         Caller::Remote(Arc::clone(&self.backlog.peer))
+    }
+
+    /// The connection it arrived over, for the references in it.
+    pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
+        self.backlog.carrier()
     }
 }
 
@@ -409,6 +448,17 @@ impl<E: RpcEndpoint, G: Dispatch<E>> InboundSink for RemoteSink<E, G> {
 
     fn incarnation(&self) -> Incarnation {
         self.cell.incarnation
+    }
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog")
+            .field("bytes", &self.bytes())
+            .field("max", &self.max)
+            .field("peer", &self.peer)
+            .field("carrier", &self.carrier.is_some())
+            .finish()
     }
 }
 

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use futures::StreamExt;
 use rpc_core::transport::{
-    Binding, CallControl, CancelRoute, ConnectionEvent, EncodeInvocation, Location, Reference,
-    RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
+    Binding, CallControl, CancelRoute, Carrier, ConnectionEvent, EncodeInvocation, Location,
+    Reference, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, Incarnation, RpcError};
 use tokio::net::TcpStream;
@@ -31,12 +31,16 @@ use tracing::Instrument;
 
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
-use crate::frame::FrameError;
+use crate::frame::{Frame, FrameError, FrameKind};
 use crate::handshake::{ClientHandshake, ClientStep, describe_foreign};
-use crate::io::{Outbox, Reader, Refused, Writer, keepalive_tick, plain, write_frame, write_loop};
+use crate::io::{
+    Lane, Outbox, Reader, Refused, Writer, keepalive_tick, plain, write_frame, write_loop,
+};
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME};
+use crate::server::Serving;
 use crate::session::{ClientSession, Received};
+use rpc_core::transport::Backlog;
 
 /// The outbound connections of one service, by remote address.
 pub(crate) struct Pool {
@@ -45,6 +49,9 @@ pub(crate) struct Pool {
     pub(crate) config: Arc<NettyConfig>,
     closing: CancellationToken,
     tasks: TaskTracker,
+    /// Whether this service listens; if not, its endpoints can be called back over the
+    /// connections it opens (client mode).
+    listening: bool,
 }
 
 impl Pool {
@@ -53,6 +60,7 @@ impl Pool {
         config: Arc<NettyConfig>,
         closing: CancellationToken,
         tasks: TaskTracker,
+        listening: bool,
     ) -> Pool {
         Pool {
             connections: Mutex::default(),
@@ -60,6 +68,7 @@ impl Pool {
             config,
             closing,
             tasks,
+            listening,
         }
     }
 
@@ -84,11 +93,12 @@ impl Pool {
             self.config.max_frame_size,
             self.config.max_outbox_bytes,
         ));
-        let connection = Arc::new(Connection {
+        let connection = Arc::new(Connection::new(
             peer,
-            outbox,
-            session: Mutex::new(ClientSession::new(peer, self.config.max_in_flight)),
-        });
+            Lane::new(outbox, false),
+            self.config.max_in_flight,
+            (!self.listening).then(Exports::default),
+        ));
         connections.insert(peer, Arc::clone(&connection));
         let span = tracing::info_span!(
             parent: None,
@@ -114,16 +124,88 @@ impl Pool {
     }
 }
 
-/// One outbound connection: its session (the rules, `session::ClientSession`) and its
-/// outbox, both shared by the callers and the connection's task.
-struct Connection {
+/// The calling side of a connection: its session (the rules, `session::ClientSession`) and
+/// its lane of the outbox, both shared by the callers and the connection's task. An outbound
+/// connection's calls, or the reverse calls a server makes over an inbound one (client mode).
+pub(crate) struct Connection {
     peer: SocketAddr,
     /// Frames for the writer; it starts draining once the handshake succeeded.
-    outbox: Arc<Outbox>,
+    outbox: Lane,
     session: Mutex<ClientSession>,
+    /// For the outbound connection of a service that does not listen: its endpoints named
+    /// in references sent over this connection, which the server may call back.
+    exports: Option<Exports>,
+}
+
+/// The endpoint incarnations of a service that does not listen named in references sent
+/// over one connection: the only ones the peer may bind over it.
+#[derive(Default)]
+pub(crate) struct Exports(Mutex<std::collections::HashSet<(String, Incarnation)>>);
+
+impl Exports {
+    fn add(&self, endpoint: &str, incarnation: Incarnation) {
+        let mut exported = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !exported.contains(&(endpoint.to_owned(), incarnation)) {
+            exported.insert((endpoint.to_owned(), incarnation));
+        }
+    }
+
+    /// Whether the peer may bind `binding`.
+    pub(crate) fn allow(&self, binding: &Binding) -> bool {
+        let exported = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        binding
+            .incarnation
+            .is_some_and(|incarnation| exported.contains(&(binding.endpoint.clone(), incarnation)))
+    }
 }
 
 impl Connection {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        outbox: Lane,
+        max_in_flight: usize,
+        exports: Option<Exports>,
+    ) -> Connection {
+        Connection {
+            peer,
+            outbox,
+            session: Mutex::new(ClientSession::new(peer, max_in_flight)),
+            exports,
+        }
+    }
+
+    /// Whether the peer may bind `binding` over this connection's reverse calls: an endpoint
+    /// exported over it.
+    pub(crate) fn allows(&self, binding: &Binding) -> bool {
+        self.exports
+            .as_ref()
+            .is_some_and(|exports| exports.allow(binding))
+    }
+
+    /// Whether a frame was queued or a call or stream waits (for the idle close).
+    pub(crate) fn take_active(&self) -> bool {
+        self.session().take_active()
+    }
+
+    /// Carries out what a frame from the other side's serving half means; an error is a
+    /// protocol violation.
+    pub(crate) fn received(&self, frame: crate::frame::Frame) -> Result<(), String> {
+        let received = self.session().receive(frame);
+        match received? {
+            Received::Reply(reply, result) => reply.send(result),
+            Received::Late(request_id) => tracing::debug!(
+                peer = %self.peer,
+                request_id,
+                "dropped a late reply: its call was cancelled"
+            ),
+            Received::Answer(frame) => {
+                let _ = self.outbox.push(frame);
+            }
+            Received::Nothing => {}
+        }
+        Ok(())
+    }
+
     fn session(&self) -> MutexGuard<'_, ClientSession> {
         self.session.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -141,7 +223,7 @@ impl Connection {
         session: &mut ClientSession,
         reply: Option<ReplyTo>,
         control: Option<&Arc<CallControl>>,
-        push: impl FnOnce(&Outbox, u64) -> Result<(), Refused>,
+        push: impl FnOnce(&Lane, u64) -> Result<(), Refused>,
     ) -> Result<(), RpcError> {
         let request_id = session.request_id(reply.is_some())?;
         match push(&self.outbox, request_id) {
@@ -228,11 +310,11 @@ impl Connection {
             Some((reply, control)) => {
                 let budget = protocol::budget(control.remaining());
                 self.send_locked(session, Some(reply), Some(control), |outbox, id| {
-                    outbox.push_call(id, slot, Some(budget), encode)
+                    self.exporting(|| outbox.push_call(id, slot, Some(budget), encode))
                 })
             }
             None => self.send_locked(session, None, None, |outbox, id| {
-                outbox.push_call(id, slot, None, encode)
+                self.exporting(|| outbox.push_call(id, slot, None, encode))
             }),
         }
     }
@@ -289,10 +371,97 @@ impl Connection {
         self.send_bind(&mut session, binding, slot, on_bound)
     }
 
+    /// Runs `encode` so that references to this (non-listening) service's endpoints in what
+    /// it encodes are exported over this connection.
+    fn exporting<R>(self: &Arc<Self>, encode: impl FnOnce() -> R) -> R {
+        match &self.exports {
+            Some(_) => {
+                let carrier: Arc<dyn Carrier> = Arc::clone(self) as Arc<Connection>;
+                rpc_core::transport::sending_over(carrier, encode)
+            }
+            None => encode(),
+        }
+    }
+
     /// Ends the connection: every call still waiting fails with `error`, at once.
-    fn fail(&self, error: RpcError) {
+    pub(crate) fn fail(&self, error: RpcError) {
         let orphans = self.session().fail(&error);
         orphans.answer(&error);
+    }
+}
+
+/// The connection as references see it: a non-listening service's endpoints named in
+/// references sent over it are exported (the server may call them back); a reference that
+/// arrives over it naming the other side's endpoint is called over it.
+impl Carrier for Connection {
+    fn export(&self, endpoint: &str, incarnation: Incarnation) {
+        if let Some(exports) = &self.exports {
+            exports.add(endpoint, incarnation);
+        }
+    }
+
+    fn channel(self: Arc<Self>, binding: Binding) -> Result<Arc<dyn RemoteChannel>, RpcError> {
+        let endpoint = Arc::new(EndpointAddress::new(
+            binding.endpoint.as_str(),
+            Some(self.peer),
+        ));
+        Ok(Arc::new(Carried {
+            connection: Arc::downgrade(&self),
+            binding,
+            endpoint,
+        }))
+    }
+}
+
+/// A route to an endpoint of a service that does not listen, over the connection it opened
+/// (the reverse calls): for a reference that arrived over that connection. It lives as long
+/// as the connection; after that, calls fail with `Disconnected`.
+struct Carried {
+    connection: Weak<Connection>,
+    binding: Binding,
+    endpoint: Arc<EndpointAddress>,
+}
+
+impl Carried {
+    fn call(&self, encode: EncodeInvocation<'_>, ask: Ask<'_>) -> Result<(), RpcError> {
+        let Some(connection) = self.connection.upgrade() else {
+            return Err(RpcError::Disconnected {
+                address: self
+                    .endpoint
+                    .address()
+                    .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+                reason: "the connection the reference arrived over has closed".to_owned(),
+            });
+        };
+        connection.call(&self.binding, encode, ask).map(|_| ())
+    }
+}
+
+impl RemoteChannel for Carried {
+    fn endpoint(&self) -> &Arc<EndpointAddress> {
+        &self.endpoint
+    }
+
+    fn ask(
+        &self,
+        encode: EncodeInvocation<'_>,
+        reply: ReplyTo,
+        control: &Arc<CallControl>,
+    ) -> Result<(), RpcError> {
+        self.call(encode, Some((reply, control)))
+    }
+
+    fn tell(&self, encode: EncodeInvocation<'_>) -> Result<(), RpcError> {
+        self.call(encode, None)
+    }
+
+    fn reference(&self) -> Result<Reference, RpcError> {
+        Err(RpcError::Serialization {
+            context: format!("sending a reference to {}", self.endpoint),
+            reason: "that endpoint's service does not listen: it is reached only over the \
+                     connection it opened to this one, so a reference to it cannot be passed on"
+                .to_owned(),
+        })
     }
 }
 
@@ -387,7 +556,7 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     let closing = pool.closing.child_token();
     let linger = config.linger;
     let writer = tokio::spawn({
-        let (outbox, closing) = (Arc::clone(&connection.outbox), closing.clone());
+        let (outbox, closing) = (Arc::clone(connection.outbox.outbox()), closing.clone());
         async move {
             if let Err(error) = write_loop(&outbox, write, &closing, linger, sealer).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
@@ -396,17 +565,59 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             }
         }
     });
+    // The reverse calls the server makes to this service's endpoints exported over this
+    // connection (client mode), on the same connection.
+    let mut serving = Serving::new(
+        peer,
+        pool.service.clone(),
+        Lane::new(Arc::clone(connection.outbox.outbox()), true),
+        config,
+        Backlog::new(
+            config.max_backlog_bytes,
+            (*outbound(peer, config).peer).clone(),
+        ),
+        closing.clone(),
+        Some(Arc::clone(connection)),
+    );
     let mut keepalive = config.keepalive();
     let timer = tokio::time::sleep_until(keepalive.deadline());
     tokio::pin!(timer);
     let error = loop {
+        if let Some((sink, payload)) = serving.take_held() {
+            // A reverse tell waits for room in its endpoint's mailbox, and reading with it.
+            let room = sink.room();
+            let mut notified = std::pin::pin!(room.notified());
+            notified.as_mut().enable();
+            let payload = match sink.invoke(payload, None, serving.backlog()) {
+                Ok(()) => continue,
+                Err(busy) => busy.payload,
+            };
+            tokio::select! {
+                () = notified => {}
+                () = &mut timer => {
+                    keepalive.heard();
+                    keepalive.on_deadline(Instant::now(), true);
+                    timer.as_mut().reset(keepalive.deadline());
+                    let _ = connection.outbox.outbox().push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+                }
+                () = closing.cancelled() => break disconnected("the connection is closing".to_owned()),
+            }
+            serving.hold(sink, payload);
+            continue;
+        }
+        let has_room = serving.has_room();
+        if !has_room {
+            keepalive.heard();
+        }
         let frame = tokio::select! {
-            frame = frames.next() => frame,
+            frame = frames.next(), if has_room => frame,
+            () = connection.outbox.room.notified(), if !has_room => continue,
+            () = serving.backlog_room().notified(), if !has_room => continue,
             () = &mut timer => {
-                let active = connection.session().take_active();
+                let active = connection.take_active() | serving.take_active();
                 let tick = keepalive.on_deadline(Instant::now(), active);
                 timer.as_mut().reset(keepalive.deadline());
-                match keepalive_tick(tick, &connection.outbox, peer) {
+                match keepalive_tick(tick, connection.outbox.outbox(), peer) {
                     Some(reason) => break disconnected(reason),
                     None => continue,
                 }
@@ -428,24 +639,18 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             }
             None => break disconnected("the server closed the connection".to_owned()),
         };
-        let received = connection.session().receive(frame);
-        match received {
-            Ok(Received::Reply(reply, result)) => reply.send(result),
-            Ok(Received::Late(request_id)) => tracing::debug!(
-                %peer,
-                request_id,
-                "dropped a late reply: its call was cancelled"
-            ),
-            Ok(Received::Answer(frame)) => {
-                let _ = connection.outbox.push(frame);
-            }
-            Ok(Received::Nothing) => {}
-            Err(reason) => {
-                tracing::warn!(%peer, "closing the connection: {reason}");
-                break disconnected(reason);
-            }
+        // A reverse frame is the server calling this service's endpoints back.
+        let handled = if frame.reverse {
+            serving.handle(frame)
+        } else {
+            connection.received(frame)
+        };
+        if let Err(reason) = handled {
+            tracing::warn!(%peer, "closing the connection: {reason}");
+            break disconnected(reason);
         }
     };
+    serving.end();
     closing.cancel();
     let _ = writer.await;
     error

@@ -72,6 +72,19 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
+    /// Whether a frame of this kind may belong to the reverse calls: the kinds of calls and
+    /// their answers, not those of the connection itself (handshake, keep-alive).
+    pub fn may_be_reverse(self) -> bool {
+        !matches!(
+            self,
+            FrameKind::Hello
+                | FrameKind::KeyExchange
+                | FrameKind::HandshakeReject
+                | FrameKind::Ping
+                | FrameKind::Pong
+        )
+    }
+
     /// The kind for a kind byte, if it is one.
     pub fn from_byte(byte: u8) -> Option<FrameKind> {
         use FrameKind::*;
@@ -110,7 +123,13 @@ pub struct Frame {
     pub slot: Option<u32>,
     /// The kind-specific body (after the slot, if there is one).
     pub body: Bytes,
+    /// Whether the frame belongs to the *reverse* calls: those the accepting side makes to
+    /// endpoints of the connecting side (client mode), marked by the kind byte's high bit.
+    pub reverse: bool,
 }
+
+/// The kind byte's high bit: the frame belongs to the reverse calls.
+pub const REVERSE: u8 = 0x80;
 
 impl Frame {
     /// A frame of `kind` with `body`.
@@ -120,7 +139,19 @@ impl Frame {
             request_id,
             slot: None,
             body: body.into(),
+            reverse: false,
         }
+    }
+
+    /// This frame, marked as one of the reverse calls' if `reverse`.
+    pub fn reversed(mut self, reverse: bool) -> Frame {
+        self.reverse = reverse;
+        self
+    }
+
+    /// The kind byte it is sent with.
+    pub fn kind_byte(&self) -> u8 {
+        self.kind as u8 | if self.reverse { REVERSE } else { 0 }
     }
 
     /// The value of the length field this frame is sent with.
@@ -218,7 +249,9 @@ impl Decoder for FrameCodec {
         self.expected = None;
         let mut frame = src.split_to(length);
         let byte = frame.get_u8();
-        let kind = FrameKind::from_byte(byte)
+        let reverse = byte & REVERSE != 0;
+        let kind = FrameKind::from_byte(byte & !REVERSE)
+            .filter(|kind| !reverse || kind.may_be_reverse())
             .ok_or_else(|| FrameError::Malformed(format!("unknown frame kind {byte:#04x}")))?;
         let request_id = frame.get_u64();
         Ok(Some(Frame {
@@ -226,6 +259,7 @@ impl Decoder for FrameCodec {
             request_id,
             slot: None,
             body: frame.freeze(),
+            reverse,
         }))
     }
 }
@@ -262,7 +296,7 @@ pub fn encode_header(
     }
     // Fits: checked against u32::MAX above.
     dst.put_u32(length as u32);
-    dst.put_u8(frame.kind as u8);
+    dst.put_u8(frame.kind_byte());
     dst.put_u64(frame.request_id);
     if let Some(slot) = frame.slot {
         dst.put_u32(slot);

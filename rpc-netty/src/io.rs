@@ -207,6 +207,7 @@ impl Outbox {
         slot: u32,
         budget: Option<u32>,
         encode: EncodeInvocation<'_>,
+        reverse: bool,
     ) -> Result<(), Refused> {
         let mut pending = self.state();
         if pending.closed {
@@ -223,7 +224,7 @@ impl Outbox {
             Some(_) => FrameKind::Request,
             None => FrameKind::Tell,
         };
-        buffer.put_u8(kind as u8);
+        buffer.put_u8(kind as u8 | if reverse { crate::frame::REVERSE } else { 0 });
         buffer.put_u64(request_id);
         buffer.put_u32(slot);
         if let Some(budget) = budget {
@@ -289,6 +290,57 @@ impl Outbox {
         self.aborted.cancel();
         self.wake.notify_one();
         self.drained.notify_waiters();
+    }
+}
+
+/// One direction of calls' frames on a connection's [`Outbox`]: the calls the connecting
+/// side makes (and their answers), or with `reverse` the calls the accepting side makes to
+/// the connecting side's endpoints (client mode). Every frame pushed through it is marked so.
+/// Everything else is the outbox's.
+#[derive(Clone)]
+pub(crate) struct Lane {
+    outbox: std::sync::Arc<Outbox>,
+    reverse: bool,
+}
+
+impl Lane {
+    pub(crate) fn new(outbox: std::sync::Arc<Outbox>, reverse: bool) -> Lane {
+        Lane { outbox, reverse }
+    }
+
+    /// The outbox itself.
+    pub(crate) fn outbox(&self) -> &std::sync::Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// [`Outbox::push`], marked.
+    pub(crate) fn push(&self, frame: Frame) -> Result<(), Closed> {
+        self.outbox.push(frame.reversed(self.reverse))
+    }
+
+    /// [`Outbox::push_reply`], marked.
+    pub(crate) fn push_reply(&self, frame: Frame) -> Result<(), Overflow> {
+        self.outbox.push_reply(frame.reversed(self.reverse))
+    }
+
+    /// [`Outbox::push_call`], marked.
+    pub(crate) fn push_call(
+        &self,
+        request_id: u64,
+        slot: u32,
+        budget: Option<u32>,
+        encode: EncodeInvocation<'_>,
+    ) -> Result<(), Refused> {
+        self.outbox
+            .push_call(request_id, slot, budget, encode, self.reverse)
+    }
+}
+
+impl std::ops::Deref for Lane {
+    type Target = Outbox;
+
+    fn deref(&self) -> &Outbox {
+        &self.outbox
     }
 }
 

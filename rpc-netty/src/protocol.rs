@@ -206,6 +206,7 @@ pub fn tell(slot: u32, payload: Bytes) -> Frame {
         request_id: 0,
         slot: Some(slot),
         body: payload,
+        reverse: false,
     }
 }
 
@@ -220,6 +221,7 @@ pub fn request(request_id: u64, slot: u32, budget: u32, payload: &[u8]) -> Frame
         request_id,
         slot: Some(slot),
         body: body.freeze(),
+        reverse: false,
     }
 }
 

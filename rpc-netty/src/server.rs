@@ -8,9 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::Peer;
+use rpc_core::RpcError;
 use rpc_core::transport::{
-    Backlog, CallControl, ConnectionEvent, EncodedStream, InboundSink, ReplyResult, ReplyRoute,
-    ReplyTo, ReplyValue, ServiceHandle,
+    Backlog, CallControl, Carrier, ConnectionEvent, EncodedStream, InboundSink, ReplyResult,
+    ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -23,11 +24,14 @@ use tracing::Instrument;
 
 use crate::admission::{Admission, Limits, Refused, Ticket};
 use crate::channel::{Sealer, WireCodec};
+use crate::client::Connection;
 use crate::config::NettyConfig;
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::handshake::{ServerHandshake, ServerStep};
 use crate::ids::IdMap;
-use crate::io::{Outbox, Overflow, Reader, Writer, keepalive_tick, plain, write_frame, write_loop};
+use crate::io::{
+    Lane, Outbox, Overflow, Reader, Writer, keepalive_tick, plain, write_frame, write_loop,
+};
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
 use crate::session::{Event, Requests, ServerSession};
@@ -168,36 +172,35 @@ async fn serve(
     let hooks_view = rpc_core::Connection::new(who.clone(), rpc_core::Direction::Inbound);
     service.connection_event(ConnectionEvent::Connected(hooks_view.clone()));
 
-    let mut connection = Inbound {
+    // The calls this service makes back to the client's endpoints (client mode), over the
+    // same connection, marked as the reverse lane.
+    let reverse = Arc::new(Connection::new(
         peer,
-        service: &service,
-        outbox: &outbox,
-        replies: Arc::new_cyclic(|me| Replies {
-            me: me.clone(),
-            outbox: Arc::clone(&outbox),
-            max_frame: config.max_frame_size,
-            in_flight: AtomicUsize::new(0),
-            requests: Mutex::default(),
-            streams: Mutex::default(),
-            runtime: tokio::runtime::Handle::current(),
-            peer,
-            closing: closing.clone(),
-        }),
-        backlog: Arc::new(Backlog::new(config.max_backlog_bytes, who)),
-        session: ServerSession::default(),
-        held: None,
-    };
+        Lane::new(Arc::clone(&outbox), true),
+        config.max_in_flight,
+        None,
+    ));
+    let mut connection = Serving::new(
+        peer,
+        service.clone(),
+        Lane::new(Arc::clone(&outbox), false),
+        &config,
+        Backlog::new(config.max_backlog_bytes, who)
+            .with_carrier(Arc::clone(&reverse) as Arc<dyn Carrier>),
+        closing.clone(),
+        None,
+    );
     let mut keepalive = config.keepalive();
     let timer = tokio::time::sleep_until(keepalive.deadline());
     tokio::pin!(timer);
     let reason: CloseReason = loop {
-        if let Some((sink, payload)) = connection.held.take() {
+        if let Some((sink, payload)) = connection.take_held() {
             // Wait for room in the endpoint's mailbox, registered before trying so that no
             // wake-up is missed; keep pinging the peer so it knows this side is alive.
             let room = sink.room();
             let mut notified = std::pin::pin!(room.notified());
             notified.as_mut().enable();
-            let payload = match sink.invoke(payload, None, &connection.backlog) {
+            let payload = match sink.invoke(payload, None, connection.backlog()) {
                 Ok(()) => continue,
                 Err(busy) => busy.payload,
             };
@@ -212,15 +215,13 @@ async fn serve(
                 }
                 () = closing.cancelled() => break "the connection is closing".to_owned(),
             }
-            connection.held = Some((sink, payload));
+            connection.hold(sink, payload);
             continue;
         }
         // Backpressure: with too many requests unanswered, too many reply bytes waiting, or
         // too many invocation bytes queued in mailboxes, stop reading until there is room;
         // TCP then slows the peer down.
-        let has_room = connection.replies.in_flight.load(Ordering::Acquire) < config.max_in_flight
-            && outbox.has_room()
-            && !connection.backlog.is_full();
+        let has_room = connection.has_room();
         if !has_room {
             // Waiting for room is not the peer's silence.
             keepalive.heard();
@@ -228,11 +229,10 @@ async fn serve(
         let frame = tokio::select! {
             frame = frames.next(), if has_room => frame,
             () = outbox.room.notified(), if !has_room => continue,
-            () = connection.backlog.room().notified(), if !has_room => continue,
+            () = connection.backlog_room().notified(), if !has_room => continue,
             () = &mut timer => {
                 // Active: a bind or call since the last look, or one unanswered.
-                let active = connection.session.take_used()
-                    || connection.replies.in_flight.load(Ordering::Acquire) > 0;
+                let active = connection.take_active() | reverse.take_active();
                 let tick = keepalive.on_deadline(Instant::now(), active);
                 timer.as_mut().reset(keepalive.deadline());
                 match keepalive_tick(tick, &outbox, peer) {
@@ -250,7 +250,13 @@ async fn serve(
             }
             Some(Ok(frame)) => {
                 keepalive.heard();
-                if let Err(violation) = connection.handle(frame) {
+                // A reverse frame answers a call this side made to the client's endpoints.
+                let handled = if frame.reverse {
+                    reverse.received(frame)
+                } else {
+                    connection.handle(frame)
+                };
+                if let Err(violation) = handled {
                     tracing::warn!(%peer, "closing the connection: {violation}");
                     break violation;
                 }
@@ -258,7 +264,11 @@ async fn serve(
         }
     };
     tracing::info!(%peer, "connection closed: {reason}");
-    connection.replies.cancel_all();
+    connection.end();
+    reverse.fail(RpcError::Disconnected {
+        address: peer,
+        reason: format!("the client's connection closed: {reason}"),
+    });
     outbox.close();
     closing.cancel(); // bounds the final write by the linger time
     let _ = writer.await;
@@ -337,11 +347,14 @@ struct Opened {
     certificate: Option<Arc<[u8]>>,
 }
 
-/// The state of one inbound connection after its handshake.
-struct Inbound<'a> {
+/// The serving half of a connection after its handshake: the binds and calls the other side
+/// makes to this service's endpoints, their replies and streams, and the backpressure they
+/// need. An inbound connection's, or (client mode) the reverse calls a server makes over a
+/// connection this service opened.
+pub(crate) struct Serving {
     peer: SocketAddr,
-    service: &'a ServiceHandle,
-    outbox: &'a Arc<Outbox>,
+    service: ServiceHandle,
+    outbox: Lane,
     replies: Arc<Replies>,
     /// The bytes of this connection's invocations waiting in mailboxes.
     backlog: Arc<Backlog>,
@@ -350,19 +363,108 @@ struct Inbound<'a> {
     /// A tell that found its endpoint's mailbox full: nothing more is read from this
     /// connection until it is delivered (backpressure instead of loss).
     held: Option<(Arc<dyn InboundSink>, Bytes)>,
+    /// For the reverse calls: only the endpoints exported over the connection may be bound.
+    exported: Option<Arc<Connection>>,
+    max_in_flight: usize,
 }
 
-impl Inbound<'_> {
+impl Serving {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        peer: SocketAddr,
+        service: ServiceHandle,
+        outbox: Lane,
+        config: &NettyConfig,
+        backlog: Backlog,
+        closing: CancellationToken,
+        exported: Option<Arc<Connection>>,
+    ) -> Serving {
+        Serving {
+            peer,
+            service,
+            replies: Arc::new_cyclic(|me| Replies {
+                me: me.clone(),
+                outbox: outbox.clone(),
+                max_frame: config.max_frame_size,
+                in_flight: AtomicUsize::new(0),
+                requests: Mutex::default(),
+                streams: Mutex::default(),
+                runtime: tokio::runtime::Handle::current(),
+                peer,
+                closing,
+            }),
+            outbox,
+            backlog: Arc::new(backlog),
+            session: ServerSession::default(),
+            held: None,
+            exported,
+            max_in_flight: config.max_in_flight,
+        }
+    }
+
+    /// Whether more frames may be read: not too many requests unanswered, nor reply bytes
+    /// waiting, nor invocation bytes queued in mailboxes.
+    pub(crate) fn has_room(&self) -> bool {
+        self.replies.in_flight.load(Ordering::Acquire) < self.max_in_flight
+            && self.outbox.has_room()
+            && !self.backlog.is_full()
+    }
+
+    /// Whether a bind or call arrived since the last look, or one is unanswered.
+    pub(crate) fn take_active(&mut self) -> bool {
+        self.session.take_used() || self.replies.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// The connection has ended: every request still in flight is cancelled.
+    pub(crate) fn end(&self) {
+        self.replies.cancel_all();
+    }
+
+    /// Signalled when the connection's backlog stops being full.
+    pub(crate) fn backlog_room(&self) -> &Notify {
+        self.backlog.room()
+    }
+
+    /// A tell held for a full mailbox, to deliver before reading on.
+    pub(crate) fn take_held(&mut self) -> Option<(Arc<dyn InboundSink>, Bytes)> {
+        self.held.take()
+    }
+
+    /// Holds a tell again: its mailbox is still full.
+    pub(crate) fn hold(&mut self, sink: Arc<dyn InboundSink>, payload: Bytes) {
+        self.held = Some((sink, payload));
+    }
+
+    /// The connection's backlog.
+    pub(crate) fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+}
+
+impl Serving {
     /// Carries out what one frame means; an error is a protocol violation that closes the
     /// connection.
-    fn handle(&mut self, frame: Frame) -> Result<(), String> {
+    pub(crate) fn handle(&mut self, frame: Frame) -> Result<(), String> {
         match self.session.receive(frame)? {
             Event::Bind {
                 request_id,
                 slot,
                 binding,
             } => {
-                let bound = match self.service.resolve(&binding) {
+                let exported = self
+                    .exported
+                    .as_ref()
+                    .is_none_or(|connection| connection.allows(&binding));
+                let resolved = if exported {
+                    self.service.resolve(&binding)
+                } else {
+                    // Client mode: the server may reach only what was exported to it.
+                    Err(RpcError::EndpointNotFound {
+                        endpoint: binding.endpoint.clone(),
+                        address: None,
+                    })
+                };
+                let bound = match resolved {
                     Ok(sink) => {
                         let incarnation = sink.incarnation();
                         Ok((sink, incarnation))
@@ -422,7 +524,7 @@ impl Inbound<'_> {
 /// the outbox past its limit (a peer that asks and does not read) closes the connection. A
 /// request the client cancelled gets no frame at all.
 struct Replies {
-    outbox: Arc<Outbox>,
+    outbox: Lane,
     max_frame: usize,
     /// How many requests are in flight (`requests.len()`, readable without the lock).
     in_flight: AtomicUsize,

@@ -71,7 +71,13 @@ impl NettyTransport {
                 tasks.clone(),
             ));
         }
-        let pool = Arc::new(Pool::new(service, config, closing.clone(), tasks.clone()));
+        let pool = Arc::new(Pool::new(
+            service,
+            config,
+            closing.clone(),
+            tasks.clone(),
+            local.is_some(),
+        ));
         NettyTransport {
             local,
             pool,

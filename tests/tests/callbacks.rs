@@ -1,0 +1,231 @@
+//! Client mode: a service that does not listen (`rpc_netty::client()`) sends a reference to
+//! its own endpoint; the server calls it back over the connection that carried it (the
+//! reverse calls), streams included. The server reaches only what was exported to it, a
+//! stale reference fails with `EndpointStopped`, and a closed connection with `Disconnected`.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use rpc_core::transport::Binding;
+use rpc_core::{Deferred, Gateway, RpcEndpoint, RpcError, RpcStream, rpc_gateway};
+use rpc_netty::frame::{Frame, FrameCodec, FrameKind};
+use rpc_netty::protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// What the driver calls on an executor.
+#[rpc_gateway]
+pub trait Executor {
+    /// Runs `task`.
+    async fn run(&mut self, task: u64) -> String;
+    /// The results of `count` tasks, as they finish.
+    fn results(&mut self, count: u64) -> RpcStream<String>;
+}
+
+struct ExecutorEndpoint {
+    id: String,
+}
+
+impl RpcEndpoint for ExecutorEndpoint {
+    rpc_core::serves!(Executor);
+}
+
+impl Executor for ExecutorEndpoint {
+    async fn run(&mut self, task: u64) -> String {
+        format!("{} ran task {task}", self.id)
+    }
+
+    fn results(&mut self, count: u64) -> RpcStream<String> {
+        let id = self.id.clone();
+        RpcStream::iter((0..count).map(move |task| format!("{id}: result of task {task}")))
+    }
+}
+
+/// The driver: keeps the executors that register, calls them back.
+#[rpc_gateway]
+pub trait Driver {
+    async fn register(&mut self, executor: ExecutorClient) -> usize;
+    fn run_everywhere(&mut self, task: u64) -> Deferred<Vec<Result<String, String>>>;
+    fn collect(&mut self, count: u64) -> Deferred<Result<Vec<String>, String>>;
+}
+
+#[derive(Default)]
+struct DriverEndpoint {
+    executors: Vec<ExecutorClient>,
+}
+
+impl RpcEndpoint for DriverEndpoint {
+    rpc_core::serves!(Driver);
+}
+
+impl Driver for DriverEndpoint {
+    async fn register(&mut self, executor: ExecutorClient) -> usize {
+        self.executors.push(executor);
+        self.executors.len()
+    }
+
+    fn run_everywhere(&mut self, task: u64) -> Deferred<Vec<Result<String, String>>> {
+        let calls: Vec<_> = self.executors.iter().map(|e| e.run(task)).collect();
+        Deferred::new(async move {
+            let mut results = Vec::new();
+            for call in calls {
+                results.push(call.await.map_err(|e| e.kind().to_owned()));
+            }
+            results
+        })
+    }
+
+    fn collect(&mut self, count: u64) -> Deferred<Result<Vec<String>, String>> {
+        let streams: Vec<_> = self.executors.iter().map(|e| e.results(count)).collect();
+        Deferred::new(async move {
+            let mut all = Vec::new();
+            for mut stream in streams {
+                while let Some(item) = stream.next().await {
+                    all.push(item.map_err(|e| e.to_string())?);
+                }
+            }
+            Ok(all)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_listening_client_is_called_back_over_its_connection() {
+    common::bounded(async {
+        let driver_service = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        driver_service
+            .start_endpoint("driver", DriverEndpoint::default())
+            .await
+            .unwrap();
+        let address = driver_service.local_address().unwrap().to_string();
+
+        // The executor's process: a client only, with no port of its own.
+        let executor_service = rpc_netty::client();
+        assert!(executor_service.local_address().is_err());
+        executor_service
+            .start_endpoint("executor-1", ExecutorEndpoint { id: "e1".into() })
+            .await
+            .unwrap();
+        let driver: DriverClient = executor_service.connect(&address, "driver").await.unwrap();
+        let me: ExecutorClient = executor_service.gateway("executor-1").unwrap();
+        assert_eq!(driver.register(me).await.unwrap(), 1);
+
+        // The driver calls the executor back, over the connection the executor opened.
+        assert_eq!(
+            driver.run_everywhere(7).await.unwrap(),
+            [Ok("e1 ran task 7".to_owned())]
+        );
+        // And reads a stream from it.
+        let results = driver.collect(500).await.unwrap().unwrap();
+        assert_eq!(results.len(), 500);
+        assert_eq!(results[499], "e1: result of task 499");
+
+        // A stale reference: the executor stops its endpoint.
+        executor_service.stop_endpoint("executor-1").await.unwrap();
+        assert_eq!(
+            driver.run_everywhere(8).await.unwrap(),
+            [Err("endpoint_stopped".to_owned())]
+        );
+
+        // A new incarnation registers again; then the connection goes away with the client.
+        executor_service
+            .start_endpoint("executor-1", ExecutorEndpoint { id: "e1b".into() })
+            .await
+            .unwrap();
+        let again: ExecutorClient = executor_service.gateway("executor-1").unwrap();
+        assert_eq!(driver.register(again).await.unwrap(), 2);
+        assert_eq!(
+            driver.run_everywhere(9).await.unwrap(),
+            [
+                Err("endpoint_stopped".to_owned()),
+                Ok("e1b ran task 9".to_owned())
+            ]
+        );
+        executor_service.shutdown().await.unwrap();
+        // Once the driver has seen the connection close, its references fail.
+        let local: DriverClient = driver_service.gateway("driver").unwrap();
+        let outcome = loop {
+            let outcome = local.run_everywhere(10).await.unwrap();
+            if outcome[1] != Ok("e1b ran task 10".to_owned()) {
+                break outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(outcome[1], Err("disconnected".to_owned()), "{outcome:?}");
+        driver_service.shutdown().await.unwrap();
+    })
+    .await
+}
+
+fn wire(frame: Frame) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    FrameCodec::new(1 << 20).encode(frame, &mut bytes).unwrap();
+    bytes.to_vec()
+}
+
+/// A server that binds, over the reverse calls, an endpoint of the client that the client
+/// never exported is refused: a client's endpoints are not open to every server it connects
+/// to. One it did export (by sending a reference) can be bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_reaches_only_the_endpoints_a_client_exported() {
+    common::bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = rpc_netty::client();
+        client
+            .start_endpoint("private", ExecutorEndpoint { id: "p".into() })
+            .await
+            .unwrap();
+        // A hand-written server: hello, then a reverse bind of `private`, by name and with a
+        // made-up incarnation.
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&common::SERVER_HELLO).await.unwrap();
+            let mut buffer = BytesMut::new();
+            let mut codec = FrameCodec::new(1 << 20);
+            let mut next = async |socket: &mut tokio::net::TcpStream| loop {
+                if let Some(frame) = codec.decode(&mut buffer).unwrap() {
+                    return frame;
+                }
+                assert!(socket.read_buf(&mut buffer).await.unwrap() > 0, "closed");
+            };
+            assert_eq!(next(&mut socket).await.kind, FrameKind::Hello);
+            for incarnation in [None, Some(rpc_core::Incarnation::from_bytes([9; 16]))] {
+                let binding = Binding {
+                    endpoint: "private".into(),
+                    gateway: ExecutorClient::NAME.into(),
+                    fingerprint: ExecutorClient::FINGERPRINT,
+                    incarnation,
+                };
+                socket
+                    .write_all(&wire(protocol::bind(3, 1, &binding).reversed(true)))
+                    .await
+                    .unwrap();
+                let answer = loop {
+                    let frame = next(&mut socket).await;
+                    if frame.reverse {
+                        break frame;
+                    }
+                };
+                assert_eq!((answer.kind, answer.request_id), (FrameKind::Failure, 3));
+                let error = protocol::WireError::decode(&answer.body, address);
+                assert!(
+                    matches!(error, RpcError::EndpointNotFound { ref endpoint, .. } if endpoint == "private"),
+                    "{error:?}"
+                );
+            }
+        });
+        // Any call opens the connection; the client's endpoint stays out of reach.
+        let probe = client
+            .connect::<DriverClient>(&address.to_string(), "driver")
+            .await;
+        assert!(probe.is_err(), "the fake server answers no bind");
+        server.await.unwrap();
+        client.shutdown().await.unwrap();
+    })
+    .await
+}
