@@ -11,12 +11,15 @@
 //! - [`isolated`]: Spark's IsolatedRpcEndpoint: a CPU-heavy endpoint on its own thread.
 //! - [`deferred`]: replies finished later with `Deferred`, without holding the main thread.
 //! - [`supertrait`]: gateways extending a base gateway, served by one endpoint.
+//! - [`executors`]: Spark's executor registration: executors that do not listen send their
+//!   own reference, the driver calls them back and they stream results.
 
 #![warn(missing_docs)]
 
 #[cfg(feature = "etcd")]
 pub mod cluster;
 pub mod deferred;
+pub mod executors;
 pub mod heartbeat;
 pub mod hello;
 pub mod isolated;
