@@ -28,6 +28,8 @@ struct Counts {
     bulk: (usize, usize),
     local: (usize, usize),
     tell: usize,
+    /// Items of a small stream, items of a stream of 1 MiB items.
+    stream: (usize, usize),
     fanin: (usize, usize),
     connections: usize,
     endpoints: usize,
@@ -42,6 +44,7 @@ impl Counts {
             bulk: (5, 200),
             local: (5_000, 100_000),
             tell: 200_000,
+            stream: (500_000, 500),
             fanin: (2, 50),
             connections: 1_000,
             endpoints: 10_000,
@@ -56,6 +59,7 @@ impl Counts {
             bulk: (1, 5),
             local: (20, 500),
             tell: 1_000,
+            stream: (1_000, 5),
             fanin: (1, 2),
             connections: 20,
             endpoints: 100,
@@ -71,6 +75,9 @@ async fn suite(counts: Counts) -> Vec<Sample> {
         samples.push(raw::seq(raw, counts.seq.0, counts.seq.1).await);
         samples.push(raw::pipe64(raw, counts.pipe.1).await);
         samples.push(raw::bulk1m(raw, counts.bulk.0, counts.bulk.1).await);
+        let streams = raw::stream_server().await;
+        samples.push(raw::stream(streams, "raw.stream64", counts.stream.0, 64).await);
+        samples.push(raw::stream(streams, "raw.stream1m", counts.stream.1, 1 << 20).await);
     }
     if wanted("mpsc") {
         samples.push(mpsc::seq(counts.local.0, counts.local.1).await);
@@ -101,6 +108,11 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     }
     if wanted("ours.local") {
         samples.push(ours::seq("ours.local", &ours.local, counts.local.0, counts.local.1).await);
+    }
+    if wanted("ours.stream") {
+        let (small, large) = counts.stream;
+        samples.push(ours::stream(&ours.remote, "ours.stream64", small, 64).await);
+        samples.push(ours::stream(&ours.remote, "ours.stream1m", large, 1 << 20).await);
     }
     if wanted("ours.tell") {
         samples.push(ours::tell(&ours.remote, counts.tell).await);

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rpc_core::{
-    BoxError, FencedEndpoint, FencingId, RpcCall, RpcContext, RpcEndpoint, RpcService, rpc_gateway,
+    BoxError, FencedEndpoint, FencingId, RpcCall, RpcContext, RpcEndpoint, RpcService, RpcStream,
+    rpc_gateway,
 };
 use serde_bytes::ByteBuf;
 
@@ -18,6 +19,8 @@ pub trait EchoBench {
     async fn bulk_vec(&mut self, data: Vec<u8>) -> Vec<u8>;
     fn tell(&mut self, n: u64);
     async fn told(&mut self) -> u64;
+    /// `count` items of `size` bytes.
+    fn stream(&mut self, count: u32, size: u32) -> RpcStream<bytes::Bytes>;
 }
 
 /// The same echo through a fenced gateway: each call carries a token the endpoint checks.
@@ -65,6 +68,10 @@ impl EchoBench for Echo {
     }
     async fn told(&mut self) -> u64 {
         self.told
+    }
+    fn stream(&mut self, count: u32, size: u32) -> RpcStream<bytes::Bytes> {
+        let item = bytes::Bytes::from(vec![7u8; size as usize]);
+        RpcStream::iter(std::iter::repeat_n(item, count as usize))
     }
 }
 
@@ -196,6 +203,26 @@ pub async fn bulk1m_vec(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sam
         },
     )
     .await
+}
+
+/// `count` items of `size` bytes streamed from the endpoint, read as they come.
+pub async fn stream(
+    proxy: &EchoBenchClient,
+    id: &'static str,
+    count: usize,
+    size: usize,
+) -> Sample {
+    use futures::StreamExt;
+    let start = Instant::now();
+    let mut items = proxy.stream(count as u32, size as u32);
+    let mut seen = 0;
+    while let Some(item) = items.next().await {
+        assert_eq!(item.expect("item").len(), size);
+        seen += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(seen, count, "every item arrived");
+    crate::raw::stream_sample(id, count, size, elapsed)
 }
 
 /// One-way calls per second from one caller; an ask at the end makes sure all arrived.

@@ -23,6 +23,74 @@ pub async fn server() -> SocketAddr {
     address
 }
 
+/// A streaming server: a request is (count: u32, size: u32); the answer is `count` frames of
+/// `size` bytes, each length-prefixed, written through a 64 KiB buffer.
+pub async fn stream_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let (mut read, write) = stream.into_split();
+                let mut write = BufWriter::with_capacity(64 * 1024, write);
+                while let (Ok(count), Ok(size)) = (read.read_u32().await, read.read_u32().await) {
+                    let item = vec![7u8; size as usize];
+                    for _ in 0..count {
+                        if write.write_u32(size).await.is_err()
+                            || write.write_all(&item).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if write.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+/// `count` items of `size` bytes streamed from the server, read as they come.
+pub async fn stream(address: SocketAddr, id: &'static str, count: usize, size: usize) -> Sample {
+    let (mut write, read) = {
+        let (read, write) = connect(address).await.into_split();
+        (write, read)
+    };
+    let mut read = BufReader::with_capacity(64 * 1024, read);
+    let mut item = vec![0u8; size];
+    let start = Instant::now();
+    write.write_u32(count as u32).await.expect("write");
+    write.write_u32(size as u32).await.expect("write");
+    for _ in 0..count {
+        let length = read.read_u32().await.expect("read") as usize;
+        read.read_exact(&mut item[..length]).await.expect("read");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    stream_sample(id, count, size, elapsed)
+}
+
+/// A stream benchmark's sample: items per second for small items, MB/s for large ones.
+pub fn stream_sample(id: &'static str, count: usize, size: usize, elapsed: f64) -> Sample {
+    if size >= 64 * 1024 {
+        Sample {
+            id,
+            latency: None,
+            rate: (count * size) as f64 / 1e6 / elapsed,
+            unit: Unit::MegabytesPerSec,
+        }
+    } else {
+        Sample {
+            id,
+            latency: None,
+            rate: count as f64 / elapsed,
+            unit: Unit::ItemsPerSec,
+        }
+    }
+}
+
 async fn echo(stream: TcpStream) -> std::io::Result<()> {
     let (read, write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);

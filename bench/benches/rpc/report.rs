@@ -228,6 +228,22 @@ fn ratios(runs: &[Vec<Sample>]) -> Vec<Ratio> {
         ),
         ratio(
             runs,
+            "ours.stream64 / raw.stream64 items/s (64-byte stream items)",
+            "ours.stream64",
+            "raw.stream64",
+            Rate,
+            None,
+        ),
+        ratio(
+            runs,
+            "ours.stream1m / raw.stream1m MB/s (1 MiB `Bytes` stream items)",
+            "ours.stream1m",
+            "raw.stream1m",
+            Rate,
+            None,
+        ),
+        ratio(
+            runs,
             "ours.local p50 / mpsc.seq p50",
             "ours.local",
             "mpsc.seq",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 pub enum Unit {
     CallsPerSec,
     MegabytesPerSec,
+    ItemsPerSec,
 }
 
 impl Unit {
@@ -15,6 +16,7 @@ impl Unit {
         match self {
             Unit::CallsPerSec => "calls/s",
             Unit::MegabytesPerSec => "MB/s",
+            Unit::ItemsPerSec => "items/s",
         }
     }
 }
