@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 /// The unit of a benchmark's rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Unit {
     CallsPerSec,
     MegabytesPerSec,
