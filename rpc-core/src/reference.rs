@@ -212,3 +212,38 @@ impl<G: Gateway> CallTarget<G> for Unreachable {
         Ok(self.reference.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout PROTOCOL.md gives: (endpoint, incarnation, location, token).
+    #[test]
+    fn a_reference_golden() {
+        let at = |location| WireReference::<u8> {
+            endpoint: "w".into(),
+            incarnation: [0x44; 16],
+            location,
+            token: None,
+        };
+        let mut expected = vec![1, b'w'];
+        expected.extend_from_slice(&[0x44; 16]);
+        let mut address = expected.clone();
+        address.extend_from_slice(&[0, 0, 127, 0, 0, 1, 0xd8, 0x36, 0]);
+        let encoded =
+            postcard::to_allocvec(&at(Location::Address(([127, 0, 0, 1], 7000).into()))).unwrap();
+        assert_eq!(encoded, address);
+        let mut carrier = expected.clone();
+        carrier.extend_from_slice(&[1, 0]);
+        assert_eq!(
+            postcard::to_allocvec(&at(Location::Carrier)).unwrap(),
+            carrier
+        );
+        let mut in_process = expected;
+        in_process.extend_from_slice(&[2, 0]);
+        assert_eq!(
+            postcard::to_allocvec(&at(Location::InProcess)).unwrap(),
+            in_process
+        );
+    }
+}

@@ -33,6 +33,15 @@ pub use crate::reference::{Location, Reference};
 use crate::retry::ConnectRetry;
 use crate::service::ServiceInner;
 pub use crate::stream::{EncodedStream, StreamEvent, StreamReply, StreamSink};
+
+/// A stream's event channel: the sink a transport delivers into, the receiver a consumer
+/// reads (for a transport's own tests; proxies make theirs).
+pub fn stream_channel() -> (
+    StreamSink,
+    tokio::sync::mpsc::UnboundedReceiver<StreamEvent>,
+) {
+    crate::stream::channel()
+}
 use crate::trace::TraceContext;
 
 /// What a client asks of a remote service when it connects a gateway: this endpoint, serving

@@ -692,6 +692,44 @@ mod tests {
     }
 
     #[test]
+    fn reverse_golden() {
+        let binding = Binding {
+            endpoint: "e".into(),
+            gateway: "G".into(),
+            fingerprint: 0x0102,
+            incarnation: Some(Incarnation::from_bytes([0x33; 16])),
+        };
+        let mut expected = vec![
+            0, 0, 0, 0x21, 0x84, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, b'e', 1, b'G', 0x82, 0x02, 1,
+        ];
+        expected.extend_from_slice(&[0x33; 16]);
+        assert_eq!(wire(bind(2, 1, &binding).reversed(true)), expected);
+        let mut answer = vec![0, 0, 0, 25, 0x85, 0, 0, 0, 0, 0, 0, 0, 2];
+        answer.extend_from_slice(&[0x33; 16]);
+        assert_eq!(
+            wire(bound(2, Incarnation::from_bytes([0x33; 16])).reversed(true)),
+            answer
+        );
+        // Decoded, the bit says which calls the frame belongs to.
+        let mut bytes = BytesMut::from(&answer[..]);
+        let frame = FrameCodec::new(DEFAULT_MAX_FRAME)
+            .decode(&mut bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!((frame.kind, frame.reverse), (FrameKind::Bound, true));
+        // The connection's own kinds never carry it.
+        for kind in [0x81u8, 0x82, 0x83, 0x8a, 0x8b] {
+            let mut bytes = BytesMut::from(&[0, 0, 0, 9, kind, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+            assert!(
+                FrameCodec::new(DEFAULT_MAX_FRAME)
+                    .decode(&mut bytes)
+                    .is_err(),
+                "{kind:#x}"
+            );
+        }
+    }
+
+    #[test]
     fn stream_golden() {
         // Item `05` of stream 7 (a u64 5 in postcard), its end, and 65,536 bytes of credit.
         assert_eq!(

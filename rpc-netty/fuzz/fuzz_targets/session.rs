@@ -114,9 +114,7 @@ fn client(bytes: &[u8]) {
         }
     }
     let error = RpcError::ServiceShutDown;
-    for reply in session.fail(&error) {
-        reply.send(Err(error.clone()));
-    }
+    session.fail(&error).answer(&error);
     for mut receiver in receivers {
         assert!(receiver.try_recv().is_ok(), "a call left unanswered");
     }

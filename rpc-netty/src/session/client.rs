@@ -473,4 +473,107 @@ mod tests {
         session.cancel(id);
         assert!(!session.take_active());
     }
+
+    #[test]
+    fn a_stream_opens_with_its_response_and_items_stay_within_credit() {
+        let mut session = session(8);
+        let (open, mut opened) = tokio::sync::oneshot::channel();
+        let (sink, mut items) = stream_channel();
+        let id = session.request_id(true).expect("admitted");
+        session.sent(
+            id,
+            Some(ReplyTo::Stream(rpc_core::transport::StreamReply {
+                open,
+                sink,
+            })),
+        );
+        // An item before the opening is a violation.
+        let early = Frame::new(FrameKind::StreamItem, id, vec![1]);
+        assert!(session.receive(early).is_err());
+
+        let mut session = self::session(8);
+        let (open, _opened) = tokio::sync::oneshot::channel();
+        let (sink, _items) = stream_channel();
+        let id = session.request_id(true).expect("admitted");
+        session.sent(
+            id,
+            Some(ReplyTo::Stream(rpc_core::transport::StreamReply {
+                open,
+                sink,
+            })),
+        );
+        let _ = (&mut opened, &mut items);
+        let Ok(Received::Reply(reply, result)) =
+            session.receive(Frame::new(FrameKind::Response, id, Vec::new()))
+        else {
+            panic!("the opening is a reply");
+        };
+        reply.send(result);
+        // The whole window in 64 KiB items, then one more byte is one too many.
+        let item = vec![0; 64 * 1024];
+        for _ in 0..(STREAM_WINDOW as usize / item.len()) {
+            assert!(matches!(
+                session.receive(Frame::new(FrameKind::StreamItem, id, item.clone())),
+                Ok(Received::Nothing)
+            ));
+        }
+        assert!(
+            session
+                .receive(Frame::new(FrameKind::StreamItem, id, vec![0]))
+                .is_err(),
+            "beyond the credit"
+        );
+
+        // Credit given back lets more through; the end closes the stream.
+        let mut session = self::session(8);
+        let (open, _opened) = tokio::sync::oneshot::channel();
+        let (sink, mut items) = stream_channel();
+        let id = session.request_id(true).expect("admitted");
+        session.sent(
+            id,
+            Some(ReplyTo::Stream(rpc_core::transport::StreamReply {
+                open,
+                sink,
+            })),
+        );
+        session
+            .receive(Frame::new(FrameKind::Response, id, Vec::new()))
+            .expect("opened");
+        let big = vec![0; STREAM_WINDOW as usize];
+        session
+            .receive(Frame::new(FrameKind::StreamItem, id, big.clone()))
+            .expect("within credit");
+        assert!(session.grant(id, STREAM_WINDOW));
+        session
+            .receive(Frame::new(FrameKind::StreamItem, id, big))
+            .expect("within the credit given back");
+        session
+            .receive(Frame::new(FrameKind::StreamEnd, id, Vec::new()))
+            .expect("the end");
+        assert!(!session.grant(id, 1), "an ended stream takes no credit");
+        let mut delivered = 0;
+        while let Ok(event) = items.try_recv() {
+            delivered += 1;
+            if delivered == 3 {
+                assert!(matches!(
+                    event,
+                    rpc_core::transport::StreamEvent::End(Ok(()))
+                ));
+            }
+        }
+        assert_eq!(delivered, 3);
+        // A late item for it is dropped, not a violation.
+        assert!(
+            session
+                .receive(Frame::new(FrameKind::StreamItem, id, vec![1]))
+                .is_ok()
+        );
+    }
+
+    fn stream_channel() -> (
+        rpc_core::transport::StreamSink,
+        tokio::sync::mpsc::UnboundedReceiver<rpc_core::transport::StreamEvent>,
+    ) {
+        rpc_core::transport::stream_channel()
+    }
 }
