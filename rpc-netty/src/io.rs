@@ -264,13 +264,14 @@ impl Outbox {
         self.state().closed
     }
 
-    /// Waits until the outbox is under its byte limit, or closed.
-    pub(crate) async fn wait_for_room(&self) {
+    /// Waits until fewer than `limit` bytes are queued or being written (or the outbox is
+    /// closed).
+    pub(crate) async fn wait_below(&self, limit: usize) {
         loop {
             let drained = self.drained.notified();
             let mut drained = std::pin::pin!(drained);
             drained.as_mut().enable();
-            if self.has_room() || self.is_closed() {
+            if self.held() < limit.min(self.max_bytes) || self.is_closed() {
                 return;
             }
             drained.await;

@@ -540,6 +540,11 @@ struct Replies {
     closing: CancellationToken,
 }
 
+/// Stream producers add items to a connection's outbox only while less than this is waiting
+/// to be written: replies to ordinary calls, queued without waiting, are not held up behind
+/// many streams' windows.
+const STREAM_QUEUE: usize = 256 * 1024;
+
 /// How many more bytes of items a stream's producer may send: it sends while this is above
 /// zero (so it ends at most one item below), and the consumer's `StreamCredit` frames raise it.
 #[derive(Debug)]
@@ -663,7 +668,9 @@ impl Replies {
     async fn pump(&self, request_id: u64, mut items: EncodedStream, credit: &Credit) {
         loop {
             credit.available().await;
-            self.outbox.wait_for_room().await;
+            // Stream items queue behind at most this much, so that the replies of ordinary
+            // calls, which are queued at once, wait little behind them.
+            self.outbox.wait_below(STREAM_QUEUE).await;
             if self.outbox.is_closed() {
                 return;
             }
