@@ -155,3 +155,34 @@ fn reason(error: postcard::Error) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Owned, SharedBytes, Via};
+
+    /// The bulk lane's one copy is the encoding: a large byte string decodes as a slice of
+    /// the buffer it arrived in, a small one as its own copy.
+    #[test]
+    fn large_byte_strings_decode_without_a_copy() {
+        for (size, shared) in [
+            (SHARE_AT_LEAST, true),
+            (SHARE_AT_LEAST - 1, false),
+            (10, false),
+        ] {
+            let value = Bytes::from(vec![3u8; size]);
+            let frame = encode(&Via::<SharedBytes, Bytes>::new(&value), String::new).unwrap();
+            let decoded: Owned<SharedBytes, Bytes> =
+                decode_shared(&frame, DEFAULT_MAX_DECODE_DEPTH, String::new).unwrap();
+            assert_eq!(decoded.0, value);
+            let inside = frame.as_ptr_range().contains(&decoded.0.as_ptr());
+            assert_eq!(inside, shared, "{size} bytes");
+        }
+        // Decoding from a plain slice always copies.
+        let value = Bytes::from(vec![3u8; SHARE_AT_LEAST]);
+        let frame = encode(&Via::<SharedBytes, Bytes>::new(&value), String::new).unwrap();
+        let copied: Owned<SharedBytes, Bytes> =
+            decode(&frame, DEFAULT_MAX_DECODE_DEPTH, String::new).unwrap();
+        assert!(!frame.as_ptr_range().contains(&copied.0.as_ptr()));
+    }
+}

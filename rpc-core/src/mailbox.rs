@@ -602,3 +602,29 @@ fn reject_all<E>(mailbox: &mut mpsc::UnboundedReceiver<Envelope<E>>, name: &str)
         // reports `EndpointStopped`.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A large payload is queued where it arrived; a small one is copied out, so that it does
+    /// not pin the buffer it arrived in.
+    #[test]
+    fn large_payloads_are_shared_and_small_ones_copied() {
+        let frame = Bytes::from(vec![1u8; codec::SHARE_AT_LEAST + 100]);
+        let large = frame.slice(100..);
+        let Payload::Heap(kept) = Payload::of(&large) else {
+            panic!("a large payload lives on the heap");
+        };
+        assert_eq!(kept.as_ptr(), large.as_ptr(), "shared, not copied");
+        let medium = frame.slice(..1000);
+        let Payload::Heap(copied) = Payload::of(&medium) else {
+            panic!("a medium payload lives on the heap");
+        };
+        assert_ne!(copied.as_ptr(), medium.as_ptr(), "copied out");
+        assert!(matches!(
+            Payload::of(&frame.slice(..10)),
+            Payload::Inline { len: 10, .. }
+        ));
+    }
+}
