@@ -150,6 +150,15 @@ impl Exports {
         }
     }
 
+    /// Whether anything was exported.
+    fn any(&self) -> bool {
+        !self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Whether the peer may bind `binding`.
     pub(crate) fn allow(&self, binding: &Binding) -> bool {
         let exported = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -182,9 +191,11 @@ impl Connection {
             .is_some_and(|exports| exports.allow(binding))
     }
 
-    /// Whether a frame was queued or a call or stream waits (for the idle close).
+    /// Whether a frame was queued or a call or stream waits, or (client mode) the peer may
+    /// call back endpoints exported over it: for the idle close, which would break those
+    /// references.
     pub(crate) fn take_active(&self) -> bool {
-        self.session().take_active()
+        self.session().take_active() || self.exports.as_ref().is_some_and(Exports::any)
     }
 
     /// Carries out what a frame from the other side's serving half means; an error is a

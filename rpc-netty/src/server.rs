@@ -232,7 +232,10 @@ async fn serve(
             () = connection.backlog_room().notified(), if !has_room => continue,
             () = &mut timer => {
                 // Active: a bind or call since the last look, or one unanswered.
-                let active = connection.take_active() | reverse.take_active();
+                // Proxies to the client's endpoints (references it sent) keep it open too.
+                let active = connection.take_active()
+                    | reverse.take_active()
+                    | (Arc::weak_count(&reverse) > 0);
                 let tick = keepalive.on_deadline(Instant::now(), active);
                 timer.as_mut().reset(keepalive.deadline());
                 match keepalive_tick(tick, &outbox, peer) {

@@ -229,3 +229,68 @@ async fn a_server_reaches_only_the_endpoints_a_client_exported() {
     })
     .await
 }
+
+/// Sees the driver's connections close.
+struct Watch(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl RpcEndpoint for Watch {
+    fn on_disconnected(&mut self, _connection: &rpc_core::Connection) {
+        let _ = self.0.send(());
+    }
+}
+
+/// A connection over which a client exported an endpoint is not closed as idle: that would
+/// break the references the server holds. A connection without exports, idle as long, is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_endpoints_keep_their_connection_open() {
+    common::bounded(async {
+        let idle = |builder: rpc_netty::NettyBuilder| {
+            builder
+                .keepalive(Duration::from_millis(20), Duration::from_secs(10))
+                .idle_timeout(Some(Duration::from_millis(150)))
+        };
+        let driver_service = idle(rpc_netty::NettyBuilder::new())
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        driver_service
+            .start_endpoint("driver", DriverEndpoint::default())
+            .await
+            .unwrap();
+        let (closed, mut closes) = tokio::sync::mpsc::unbounded_channel();
+        driver_service
+            .start_endpoint("watch", Watch(closed))
+            .await
+            .unwrap();
+        let address = driver_service.local_address().unwrap().to_string();
+
+        let executor_service = idle(rpc_netty::NettyBuilder::new()).client();
+        executor_service
+            .start_endpoint("executor-1", ExecutorEndpoint { id: "e1".into() })
+            .await
+            .unwrap();
+        let driver: DriverClient = executor_service.connect(&address, "driver").await.unwrap();
+        driver
+            .register(executor_service.gateway("executor-1").unwrap())
+            .await
+            .unwrap();
+
+        // Another client, which exports nothing, makes one call and goes idle.
+        let other = idle(rpc_netty::NettyBuilder::new()).client();
+        let from_other: DriverClient = other.connect(&address, "driver").await.unwrap();
+        from_other.run_everywhere(1).await.unwrap();
+        // The first connection to close as idle is the other client's, although the
+        // executor's has been idle longer.
+        closes.recv().await.expect("a connection closed");
+        assert_eq!(
+            from_other.run_everywhere(2).await.unwrap(),
+            [Ok("e1 ran task 2".to_owned())],
+            "the executor's connection is still open"
+        );
+        assert!(closes.try_recv().is_err(), "only one connection closed");
+        for service in [other, executor_service, driver_service] {
+            service.shutdown().await.unwrap();
+        }
+    })
+    .await
+}
