@@ -61,6 +61,9 @@
 //! - [`transport`]: the seam a network transport (`rpc-netty`) implements: remote call target,
 //!   inbound sinks, connection events.
 //! - [`deferred`](Deferred): [`Deferred`], a reply finished off the main thread.
+//! - `stream`: [`RpcStream`] (a streamed reply) and [`Streaming`] (the caller's side), with
+//!   credit-based flow control over a transport.
+//! - `reference`: gateway references, proxies sent inside messages (see [`rpc_gateway`]).
 //! - [`error`](RpcError): [`RpcError`].
 //! - [`fencing`]: fenced gateways and endpoints (Flink's fencing tokens), [`FencingId`].
 //! - `trace`: [`TraceContext`], the trace a call carries from caller to callee (and, with
@@ -136,6 +139,7 @@ pub use wire::{RpcArgument, RpcReply, bulk};
 /// | `async fn m(&mut self, a: A)` | ask with no value | `fn m(&self, a: A) -> RpcCall<()>` |
 /// | `fn m(&mut self, a: A) -> Deferred<T>` | ask replied off the main thread | `fn m(&self, a: A) -> RpcCall<T>` |
 /// | `fn m(&mut self, a: A)` | tell (one-way) | `fn m(&self, a: A) -> Result<(), RpcError>` |
+/// | `fn m(&mut self, a: A) -> RpcStream<T>` (or `async fn`) | streamed reply | `fn m(&self, a: A) -> Streaming<T>`, a `Stream` of `Result<T, RpcError>` (see [`RpcStream`]) |
 ///
 /// `T` may be `Result<V, E>`: a domain error reaches the caller as the value, as the endpoint
 /// returned it. `self: &mut Self` and `self: &Self` are the same receivers spelled out.
@@ -149,7 +153,51 @@ pub use wire::{RpcArgument, RpcReply, bulk};
 /// reply, travels as one byte string (the bytes serde's encoding of a `Vec<u8>` gives, written
 /// in one piece rather than byte by byte); there is no need for `serde_bytes`. A `Vec<u8>`
 /// behind a type alias is recognised only by name, so it takes the slower, byte-by-byte path
-/// to the same bytes.
+/// to the same bytes. `bytes::Bytes` (the bulk lane) is moved in process and, over a
+/// transport, written once and read without a copy when it is 32 KiB or more (see [`bulk`]).
+///
+/// # Gateway references
+///
+/// The generated client is `Serialize + Deserialize`: a proxy may be an argument, a reply or
+/// a stream item, or a field of one. It travels as a reference to the endpoint incarnation it
+/// is bound to and arrives as a proxy of the receiving service to that incarnation: a local
+/// one if the endpoint is the receiver's own, else one over the receiver's transport, which
+/// binds on its first call like `connect` (same handshake, secret or TLS, fingerprint
+/// check). A reference to an endpoint of a service that does not listen is called back over
+/// the connection that carried it. Once that incarnation has stopped, calls through any copy
+/// fail with [`RpcError::EndpointStopped`]. A fenced proxy's reference carries its token.
+///
+/// ```
+/// use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
+///
+/// #[rpc_gateway]
+/// pub trait Worker {
+///     async fn work(&mut self, task: u32) -> u32;
+/// }
+///
+/// #[rpc_gateway]
+/// pub trait Registry {
+///     /// Takes a proxy to a worker: the caller sends its own reference.
+///     async fn register(&mut self, worker: WorkerClient) -> usize;
+/// }
+/// # struct Doubler;
+/// # impl RpcEndpoint for Doubler { rpc_core::serves!(Worker); }
+/// # impl Worker for Doubler { async fn work(&mut self, task: u32) -> u32 { task * 2 } }
+/// # #[derive(Default)] struct Workers(Vec<WorkerClient>);
+/// # impl RpcEndpoint for Workers { rpc_core::serves!(Registry); }
+/// # impl Registry for Workers {
+/// #     async fn register(&mut self, worker: WorkerClient) -> usize { self.0.push(worker); self.0.len() }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// # let service = RpcService::builder().force_serialization(true).build();
+/// # service.start_endpoint("doubler", Doubler).await?;
+/// # service.start_endpoint("registry", Workers::default()).await?;
+/// let registry: RegistryClient = service.gateway("registry")?;
+/// let worker: WorkerClient = service.gateway("doubler")?;
+/// assert_eq!(registry.register(worker).await?, 1);
+/// # Ok(()) }
+/// ```
 ///
 /// # Attributes on methods and arguments
 ///
