@@ -126,14 +126,22 @@ impl ReplyMode {
             return Handled::Reply(Ok(ReplyValue::Local(Box::new(stream))));
         }
         let method = self.method;
+        // Taken here, in the call's scope: the items are encoded outside it.
+        let replies_over = crate::control::current_replies_over();
         let items = stream.map(move |item| {
             item.and_then(|value| {
-                codec::encode(&Via::<F, T>::new(&value), || {
-                    format!(
-                        "encoding an item of the stream of `{}::{}`",
-                        method.gateway, method.name
-                    )
-                })
+                let encode = || {
+                    codec::encode(&Via::<F, T>::new(&value), || {
+                        format!(
+                            "encoding an item of the stream of `{}::{}`",
+                            method.gateway, method.name
+                        )
+                    })
+                };
+                match &replies_over {
+                    Some(carrier) => crate::reference::sending_over(Arc::clone(carrier), encode),
+                    None => encode(),
+                }
             })
         });
         Handled::Reply(Ok(ReplyValue::Stream(EncodedStream::new(
@@ -147,12 +155,18 @@ impl ReplyMode {
             return Ok(ReplyValue::Local(Box::new(value)));
         }
         let method = self.method;
-        codec::encode(&Via::<F, T>::new(&value), || {
-            format!(
-                "encoding the reply of `{}::{}`",
-                method.gateway, method.name
-            )
-        })
+        let encode = || {
+            codec::encode(&Via::<F, T>::new(&value), || {
+                format!(
+                    "encoding the reply of `{}::{}`",
+                    method.gateway, method.name
+                )
+            })
+        };
+        match crate::control::current_replies_over() {
+            Some(carrier) => crate::reference::sending_over(carrier, encode),
+            None => encode(),
+        }
         .map(ReplyValue::Encoded)
     }
 }
@@ -426,9 +440,12 @@ impl<T: 'static> RpcCall<T> {
             return Poll::Ready(match outcome {
                 Ok(Ok(value)) => match this.endpoint.as_deref() {
                     // The references inside become proxies of the caller's service.
-                    Some(endpoint) => crate::reference::decoding(endpoint.service(), || {
-                        (this.decode)(value, this.method, *this.max_depth)
-                    }),
+                    Some(endpoint) => crate::reference::decoding_from(
+                        endpoint.service(),
+                        endpoint.carrier(),
+                        endpoint.address(),
+                        || (this.decode)(value, this.method, *this.max_depth),
+                    ),
                     None => (this.decode)(value, this.method, *this.max_depth),
                 },
                 Ok(Err(error)) => Err(error),

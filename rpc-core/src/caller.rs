@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::transport::Carrier;
+
 /// Who made the call a handler is running, from [`CallContext::caller`](crate::CallContext::caller).
 ///
 /// A handler learns here whether the call came from another process, which address it came
@@ -103,6 +105,29 @@ pub struct Peer {
     pub certificate: Option<Arc<[u8]>>,
     /// Whether the connection runs over TLS.
     pub tls: bool,
+    /// For calls a server makes back to this (non-listening) service over the connection
+    /// it opened: that connection, so that references to this service's endpoints in the
+    /// replies name it.
+    pub(crate) replies_over: RepliesOver,
+}
+
+/// The connection a non-listening service's replies travel over (see [`Peer::with_carrier`]);
+/// it takes no part in comparing or showing a peer.
+#[derive(Clone, Default)]
+pub(crate) struct RepliesOver(pub(crate) Option<Arc<dyn Carrier>>);
+
+impl PartialEq for RepliesOver {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RepliesOver {}
+
+impl fmt::Debug for RepliesOver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl Peer {
@@ -113,7 +138,16 @@ impl Peer {
             shared_secret: false,
             certificate: None,
             tls: false,
+            replies_over: RepliesOver::default(),
         }
+    }
+
+    /// This peer, calling this service (which does not listen) back over the connection
+    /// `carrier` (for a transport): references to this service's endpoints in the replies
+    /// and stream items it gets name that connection, so it can call them too.
+    pub fn with_carrier(mut self, carrier: Arc<dyn Carrier>) -> Peer {
+        self.replies_over = RepliesOver(Some(carrier));
+        self
     }
 
     /// This peer, having proved it holds the shared secret.

@@ -321,6 +321,18 @@ impl Default for CallContext {
 
 /// The trace context of the call the current task runs, if it has one: what a call made now
 /// continues.
+/// The connection the running call's replies travel over, when the call came from a server
+/// calling this (non-listening) service back: references in them must name it.
+pub(crate) fn current_replies_over() -> Option<Arc<dyn crate::transport::Carrier>> {
+    CURRENT
+        .try_with(|scope| match &scope.caller {
+            Caller::Remote(peer) => peer.replies_over.0.clone(),
+            _ => None,
+        })
+        .ok()
+        .flatten()
+}
+
 pub(crate) fn current_trace() -> Option<TraceContext> {
     CURRENT.try_with(|scope| scope.trace).ok().flatten()
 }

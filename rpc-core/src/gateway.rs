@@ -19,6 +19,7 @@ use crate::reference::Reference;
 use crate::service::ServiceInner;
 use crate::stream::{self, StreamReply, Streaming};
 use crate::trace::{self, Parent, TraceContext};
+use crate::transport::Carrier;
 use crate::wire::{Plain, WireDecode};
 
 /// A gateway: implemented by the client type `#[rpc_gateway]` generates for a trait
@@ -153,6 +154,9 @@ pub struct EndpointAddress {
     address: Option<SocketAddr>,
     /// The service whose proxy calls it: what decodes the references in its replies.
     service: Weak<ServiceInner>,
+    /// The connection its replies arrive over, when references in them may name its far end
+    /// (an endpoint of a service that does not listen, called back over its connection).
+    carrier: Option<Arc<dyn Carrier>>,
 }
 
 impl PartialEq for EndpointAddress {
@@ -186,7 +190,22 @@ impl EndpointAddress {
             name: name.into(),
             address,
             service: Weak::new(),
+            carrier: None,
         }
+    }
+
+    /// The same endpoint, reached over `carrier`'s connection (for a transport): a reference
+    /// in its replies to an endpoint at that connection's far end is called over it.
+    pub fn with_carrier(self, carrier: Arc<dyn Carrier>) -> Self {
+        EndpointAddress {
+            carrier: Some(carrier),
+            ..self
+        }
+    }
+
+    /// The connection its replies arrive over, if references in them may name its far end.
+    pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
+        self.carrier.as_ref()
     }
 
     /// The same endpoint, as the proxies of `service` call it.

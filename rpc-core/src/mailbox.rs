@@ -265,15 +265,20 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         // The trace context comes first, then (a fenced gateway's) the token.
         type Trace = Option<TraceContext>;
         // The references inside become proxies of this endpoint's service.
-        let decoded = crate::reference::decoding_from(&cell.service, charge.carrier(), || {
-            if G::FENCED {
-                payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
-            } else {
-                payload
-                    .decode::<(Trace, G::Invocation)>(depth, what)
-                    .map(|(trace, invocation)| (trace, None, invocation))
-            }
-        });
+        let decoded = crate::reference::decoding_from(
+            &cell.service,
+            charge.carrier(),
+            Some(charge.peer_address()),
+            || {
+                if G::FENCED {
+                    payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
+                } else {
+                    payload
+                        .decode::<(Trace, G::Invocation)>(depth, what)
+                        .map(|(trace, invocation)| (trace, None, invocation))
+                }
+            },
+        );
         let caller = charge.caller();
         drop(charge);
         drop(payload);

@@ -216,12 +216,20 @@ fn client_handles(method: &'static MethodInfo) -> &'static ClientHandles {
             .borrow_mut()
             .entry(key_of(method))
             .or_insert_with(|| {
-                let ask = method.kind == MethodKind::Ask;
+                // A stream is an ask until it opens: its duration is the time to open.
+                let ask = method.kind != MethodKind::Tell;
                 let labels = [("gateway", method.gateway), ("method", method.name)];
                 let kind = [
                     ("gateway", method.gateway),
                     ("method", method.name),
-                    ("kind", if ask { "ask" } else { "tell" }),
+                    (
+                        "kind",
+                        match method.kind {
+                            MethodKind::Tell => "tell",
+                            MethodKind::Stream => "stream",
+                            _ => "ask",
+                        },
+                    ),
                 ];
                 Box::leak(Box::new(ClientHandles {
                     calls: ::metrics::counter!("rpc_client_calls_total", &kind),

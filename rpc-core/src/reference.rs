@@ -68,11 +68,15 @@ struct WireReference<T> {
 
 /// Who is decoding now: the service, and the connection it arrived over (if that connection
 /// can carry calls back to the sender).
-type Decoding = (Weak<ServiceInner>, Option<Arc<dyn Carrier>>);
+type Decoding = (
+    Weak<ServiceInner>,
+    Option<Arc<dyn Carrier>>,
+    Option<SocketAddr>,
+);
 
 thread_local! {
     /// The service decoding now, for the references inside what it decodes.
-    static DECODING: RefCell<Decoding> = const { RefCell::new((Weak::new(), None)) };
+    static DECODING: RefCell<Decoding> = const { RefCell::new((Weak::new(), None, None)) };
     /// The connection what is being encoded will travel over, when it can carry calls back
     /// to this service (which does not listen).
     static SENDING: RefCell<Option<Arc<dyn Carrier>>> = const { RefCell::new(None) };
@@ -83,17 +87,20 @@ thread_local! {
 
 /// Runs `decode` with `service` as the decoding service of the references in it.
 pub(crate) fn decoding<R>(service: &Weak<ServiceInner>, decode: impl FnOnce() -> R) -> R {
-    decoding_from(service, None, decode)
+    decoding_from(service, None, None, decode)
 }
 
-/// [`decoding`] what arrived over `carrier`'s connection: a reference to an endpoint at its
-/// far end becomes a proxy over it.
+/// [`decoding`] what arrived over `carrier`'s connection from `origin`: a reference to an
+/// endpoint at the connection's far end becomes a proxy over it, and one naming an
+/// unspecified address (a service bound to `0.0.0.0`) is taken to mean `origin`'s host.
 pub(crate) fn decoding_from<R>(
     service: &Weak<ServiceInner>,
     carrier: Option<&Arc<dyn Carrier>>,
+    origin: Option<SocketAddr>,
     decode: impl FnOnce() -> R,
 ) -> R {
-    let previous = DECODING.with(|current| current.replace((service.clone(), carrier.cloned())));
+    let previous =
+        DECODING.with(|current| current.replace((service.clone(), carrier.cloned(), origin)));
     let decoded = decode();
     DECODING.with(|current| current.replace(previous));
     decoded
@@ -148,9 +155,9 @@ impl<G: Gateway> Serialize for GatewayHandle<G> {
 impl<'de, G: Gateway> Deserialize<'de> for GatewayHandle<G> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireReference::<G::Token>::deserialize(deserializer)?;
-        let (service, carrier) = DECODING.with(|current| {
+        let (service, carrier, origin) = DECODING.with(|current| {
             let current = current.borrow();
-            (current.0.upgrade(), current.1.clone())
+            (current.0.upgrade(), current.1.clone(), current.2)
         });
         let Some(service) = service else {
             return Err(serde::de::Error::custom(failed(format!(
@@ -160,10 +167,17 @@ impl<'de, G: Gateway> Deserialize<'de> for GatewayHandle<G> {
                 G::NAME
             ))));
         };
+        let location = match (wire.location, origin) {
+            // A service bound to every interface: it is where the reference came from.
+            (Location::Address(address), Some(origin)) if address.ip().is_unspecified() => {
+                Location::Address(SocketAddr::new(origin.ip(), address.port()))
+            }
+            (location, _) => location,
+        };
         let reference = Reference {
             endpoint: wire.endpoint,
             incarnation: Incarnation::from_bytes(wire.incarnation),
-            location: wire.location,
+            location,
         };
         let handle = service.resolve_reference::<G>(reference, carrier);
         Ok(match wire.token {

@@ -395,14 +395,19 @@ fn decode_item<T: 'static, F: WireDecode<T>>(
     method: &MethodInfo,
     max_depth: usize,
 ) -> Result<T, RpcError> {
-    crate::reference::decoding(endpoint.service(), || {
-        codec::decode_shared::<Owned<F, T>>(bytes, max_depth, || {
-            format!(
-                "decoding an item of the stream of `{}::{}`",
-                method.gateway, method.name
-            )
-        })
-    })
+    crate::reference::decoding_from(
+        endpoint.service(),
+        endpoint.carrier(),
+        endpoint.address(),
+        || {
+            codec::decode_shared::<Owned<F, T>>(bytes, max_depth, || {
+                format!(
+                    "decoding an item of the stream of `{}::{}`",
+                    method.gateway, method.name
+                )
+            })
+        },
+    )
     .map(|owned| owned.0)
 }
 

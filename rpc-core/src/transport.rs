@@ -276,6 +276,11 @@ impl Charge {
         Caller::Remote(Arc::clone(&self.backlog.peer))
     }
 
+    /// The address of the peer that sent it.
+    pub(crate) fn peer_address(&self) -> SocketAddr {
+        self.backlog.peer.address
+    }
+
     /// The connection it arrived over, for the references in it.
     pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
         self.backlog.carrier()

@@ -412,10 +412,10 @@ impl Carrier for Connection {
     }
 
     fn channel(self: Arc<Self>, binding: Binding) -> Result<Arc<dyn RemoteChannel>, RpcError> {
-        let endpoint = Arc::new(EndpointAddress::new(
-            binding.endpoint.as_str(),
-            Some(self.peer),
-        ));
+        let endpoint = Arc::new(
+            EndpointAddress::new(binding.endpoint.as_str(), Some(self.peer))
+                .with_carrier(Arc::clone(&self) as Arc<dyn Carrier>),
+        );
         Ok(Arc::new(Carried {
             connection: Arc::downgrade(&self),
             binding,
@@ -585,7 +585,9 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         config,
         Backlog::new(
             config.max_backlog_bytes,
-            (*outbound(peer, config).peer).clone(),
+            (*outbound(peer, config).peer)
+                .clone()
+                .with_carrier(Arc::clone(connection) as Arc<dyn Carrier>),
         ),
         closing.clone(),
         Some(Arc::clone(connection)),

@@ -24,10 +24,24 @@ pub trait Executor {
     async fn run(&mut self, task: u64) -> String;
     /// The results of `count` tasks, as they finish.
     fn results(&mut self, count: u64) -> RpcStream<String>;
+    /// Another executor of the same process, as a reference in a reply.
+    async fn sibling(&mut self) -> Option<ExecutorClient>;
+    /// The same, as stream items.
+    fn siblings(&mut self) -> RpcStream<ExecutorClient>;
 }
 
 struct ExecutorEndpoint {
     id: String,
+    sibling: Option<ExecutorClient>,
+}
+
+impl ExecutorEndpoint {
+    fn new(id: &str) -> ExecutorEndpoint {
+        ExecutorEndpoint {
+            id: id.to_owned(),
+            sibling: None,
+        }
+    }
 }
 
 impl RpcEndpoint for ExecutorEndpoint {
@@ -43,6 +57,14 @@ impl Executor for ExecutorEndpoint {
         let id = self.id.clone();
         RpcStream::iter((0..count).map(move |task| format!("{id}: result of task {task}")))
     }
+
+    async fn sibling(&mut self) -> Option<ExecutorClient> {
+        self.sibling.clone()
+    }
+
+    fn siblings(&mut self) -> RpcStream<ExecutorClient> {
+        RpcStream::iter(self.sibling.clone())
+    }
 }
 
 /// The driver: keeps the executors that register, calls them back.
@@ -51,6 +73,9 @@ pub trait Driver {
     async fn register(&mut self, executor: ExecutorClient) -> usize;
     fn run_everywhere(&mut self, task: u64) -> Deferred<Vec<Result<String, String>>>;
     fn collect(&mut self, count: u64) -> Deferred<Result<Vec<String>, String>>;
+    /// Asks the first executor for its sibling (in a reply and in a stream) and runs `task`
+    /// on it both ways.
+    fn via_sibling(&mut self, task: u64) -> Deferred<Result<Vec<String>, String>>;
 }
 
 #[derive(Default)]
@@ -91,6 +116,20 @@ impl Driver for DriverEndpoint {
             Ok(all)
         })
     }
+
+    fn via_sibling(&mut self, task: u64) -> Deferred<Result<Vec<String>, String>> {
+        let first = self.executors[0].clone();
+        Deferred::new(async move {
+            let failed = |e: RpcError| e.to_string();
+            let from_reply = first.sibling().await.map_err(failed)?.ok_or("no sibling")?;
+            let mut stream = first.siblings();
+            let from_stream = stream.next().await.ok_or("no item")?.map_err(failed)?;
+            Ok(vec![
+                from_reply.run(task).await.map_err(failed)?,
+                from_stream.run(task + 1).await.map_err(failed)?,
+            ])
+        })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +146,7 @@ async fn a_non_listening_client_is_called_back_over_its_connection() {
         let executor_service = rpc_netty::client();
         assert!(executor_service.local_address().is_err());
         executor_service
-            .start_endpoint("executor-1", ExecutorEndpoint { id: "e1".into() })
+            .start_endpoint("executor-1", ExecutorEndpoint::new("e1"))
             .await
             .unwrap();
         let driver: DriverClient = executor_service.connect(&address, "driver").await.unwrap();
@@ -133,7 +172,7 @@ async fn a_non_listening_client_is_called_back_over_its_connection() {
 
         // A new incarnation registers again; then the connection goes away with the client.
         executor_service
-            .start_endpoint("executor-1", ExecutorEndpoint { id: "e1b".into() })
+            .start_endpoint("executor-1", ExecutorEndpoint::new("e1b"))
             .await
             .unwrap();
         let again: ExecutorClient = executor_service.gateway("executor-1").unwrap();
@@ -177,7 +216,7 @@ async fn a_server_reaches_only_the_endpoints_a_client_exported() {
         let address = listener.local_addr().unwrap();
         let client = rpc_netty::client();
         client
-            .start_endpoint("private", ExecutorEndpoint { id: "p".into() })
+            .start_endpoint("private", ExecutorEndpoint::new("p"))
             .await
             .unwrap();
         // A hand-written server: hello, then a reverse bind of `private`, by name and with a
@@ -266,7 +305,7 @@ async fn exported_endpoints_keep_their_connection_open() {
 
         let executor_service = idle(rpc_netty::NettyBuilder::new()).client();
         executor_service
-            .start_endpoint("executor-1", ExecutorEndpoint { id: "e1".into() })
+            .start_endpoint("executor-1", ExecutorEndpoint::new("e1"))
             .await
             .unwrap();
         let driver: DriverClient = executor_service.connect(&address, "driver").await.unwrap();
@@ -282,15 +321,54 @@ async fn exported_endpoints_keep_their_connection_open() {
         // The first connection to close as idle is the other client's, although the
         // executor's has been idle longer.
         closes.recv().await.expect("a connection closed");
+        // (Asked in the driver's own process: the other client may not have noticed its
+        // connection closing yet.)
+        let local: DriverClient = driver_service.gateway("driver").unwrap();
         assert_eq!(
-            from_other.run_everywhere(2).await.unwrap(),
+            local.run_everywhere(2).await.unwrap(),
             [Ok("e1 ran task 2".to_owned())],
             "the executor's connection is still open"
         );
         assert!(closes.try_recv().is_err(), "only one connection closed");
+        drop(from_other);
         for service in [other, executor_service, driver_service] {
             service.shutdown().await.unwrap();
         }
+    })
+    .await
+}
+
+/// A client's endpoint answers a call from the server with references to another of the
+/// client's endpoints, in a reply and in a stream item: those are exported over the same
+/// connection, and the server calls them back there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_in_a_clients_replies_are_called_back_too() {
+    common::bounded(async {
+        let driver_service = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        driver_service
+            .start_endpoint("driver", DriverEndpoint::default())
+            .await
+            .unwrap();
+        let address = driver_service.local_address().unwrap().to_string();
+        let executor_service = rpc_netty::client();
+        executor_service
+            .start_endpoint("e-b", ExecutorEndpoint::new("b"))
+            .await
+            .unwrap();
+        let mut first = ExecutorEndpoint::new("a");
+        first.sibling = Some(executor_service.gateway("e-b").unwrap());
+        executor_service.start_endpoint("e-a", first).await.unwrap();
+        let driver: DriverClient = executor_service.connect(&address, "driver").await.unwrap();
+        driver
+            .register(executor_service.gateway("e-a").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            driver.via_sibling(5).await.unwrap(),
+            Ok(vec!["b ran task 5".to_owned(), "b ran task 6".to_owned()])
+        );
+        executor_service.shutdown().await.unwrap();
+        driver_service.shutdown().await.unwrap();
     })
     .await
 }

@@ -282,3 +282,46 @@ async fn received_by(service: &RpcService, worker: &WorkerClient) -> WorkerClien
     let held = local.workers().await.unwrap();
     held.into_iter().last().unwrap()
 }
+
+/// A service bound to every interface (`0.0.0.0`) sends references naming `0.0.0.0`; the
+/// receiver takes that to mean the host the reference came from. (The test connects over
+/// loopback only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_from_a_service_bound_to_every_interface_names_its_host() {
+    common::bounded(async {
+        let everywhere = NettyBuilder::new().bind("0.0.0.0:0").await.unwrap();
+        assert!(everywhere.local_address().unwrap().ip().is_unspecified());
+        everywhere
+            .start_endpoint("worker", WorkerEndpoint { name: "w".into() })
+            .await
+            .unwrap();
+        let registry_service = listening(NettyBuilder::new()).await;
+        registry_service
+            .start_endpoint("registry", RegistryEndpoint::default())
+            .await
+            .unwrap();
+        let registry: RegistryClient = everywhere
+            .connect(
+                &registry_service.local_address().unwrap().to_string(),
+                "registry",
+            )
+            .await
+            .unwrap();
+        registry
+            .register(everywhere.gateway("worker").unwrap())
+            .await
+            .unwrap();
+        // The registry calls back 127.0.0.1, where the registration came from.
+        assert_eq!(
+            registry.dispatch(1).await.unwrap(),
+            [Ok("w did task 1".to_owned())]
+        );
+        // Sent back home, it is recognised as the service's own endpoint: a local proxy.
+        let held = registry.workers().await.unwrap();
+        assert_eq!(held[0].endpoint().address(), None);
+        assert_eq!(held[0].work(2).await.unwrap(), "w did task 2");
+        registry_service.shutdown().await.unwrap();
+        everywhere.shutdown().await.unwrap();
+    })
+    .await
+}
