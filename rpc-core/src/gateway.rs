@@ -152,7 +152,14 @@ impl fmt::Display for Incarnation {
 pub struct EndpointAddress {
     name: Arc<str>,
     address: Option<SocketAddr>,
-    /// The service whose proxy calls it: what decodes the references in its replies.
+    /// Who decodes the references in its replies (kept apart, so that an address stays
+    /// small inside errors).
+    decoding: Option<Arc<Decoding>>,
+}
+
+/// What decodes the references in an endpoint's replies.
+struct Decoding {
+    /// The service whose proxy calls it.
     service: Weak<ServiceInner>,
     /// The connection its replies arrive over, when references in them may name its far end
     /// (an endpoint of a service that does not listen, called back over its connection).
@@ -189,36 +196,43 @@ impl EndpointAddress {
         EndpointAddress {
             name: name.into(),
             address,
-            service: Weak::new(),
-            carrier: None,
+            decoding: None,
         }
     }
 
     /// The same endpoint, reached over `carrier`'s connection (for a transport): a reference
     /// in its replies to an endpoint at that connection's far end is called over it.
     pub fn with_carrier(self, carrier: Arc<dyn Carrier>) -> Self {
+        let service = self.service().clone();
         EndpointAddress {
-            carrier: Some(carrier),
+            decoding: Some(Arc::new(Decoding {
+                service,
+                carrier: Some(carrier),
+            })),
             ..self
         }
     }
 
     /// The connection its replies arrive over, if references in them may name its far end.
     pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
-        self.carrier.as_ref()
+        self.decoding.as_ref().and_then(|d| d.carrier.as_ref())
     }
 
     /// The same endpoint, as the proxies of `service` call it.
     pub(crate) fn called_by(&self, service: Weak<ServiceInner>) -> Self {
         EndpointAddress {
-            service,
+            decoding: Some(Arc::new(Decoding {
+                service,
+                carrier: self.carrier().cloned(),
+            })),
             ..self.clone()
         }
     }
 
     /// The service whose proxies call it through this address.
     pub(crate) fn service(&self) -> &Weak<ServiceInner> {
-        &self.service
+        static NONE: Weak<ServiceInner> = Weak::new();
+        self.decoding.as_ref().map_or(&NONE, |d| &d.service)
     }
 
     /// The endpoint's name.
