@@ -409,3 +409,90 @@ async fn a_stream_called_directly_is_the_endpoints_stream() {
     let via_proxy: Vec<u64> = feed.count(3).map(Result::unwrap).collect().await;
     assert_eq!(via_proxy, [0, 1, 2]);
 }
+
+/// A server that ignores the consumer's credit and floods a stream is cut off: the client
+/// closes the connection (a protocol violation) and the stream ends with `Disconnected`,
+/// having held at most one window of items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_overruns_the_credit_is_disconnected() {
+    use bytes::BytesMut;
+    use rpc_netty::frame::{Frame, FrameCodec, FrameKind};
+    use rpc_netty::protocol;
+    use tokio_util::codec::{Decoder, Encoder};
+    common::bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (overran, overran_at) = oneshot::channel::<usize>();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&common::SERVER_HELLO).await.unwrap();
+            let mut codec = FrameCodec::new(1 << 20);
+            let mut buffer = BytesMut::new();
+            let mut out = BytesMut::new();
+            let mut sent = 0;
+            loop {
+                let frame = match codec.decode(&mut buffer).unwrap() {
+                    Some(frame) => frame,
+                    None => {
+                        if socket.read_buf(&mut buffer).await.unwrap_or(0) == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                match frame.kind {
+                    FrameKind::Bind => {
+                        let bound = protocol::bound(
+                            frame.request_id,
+                            rpc_core::Incarnation::from_bytes([1; 16]),
+                        );
+                        codec.encode(bound, &mut out).unwrap();
+                    }
+                    FrameKind::Request => {
+                        // Open the stream, then send 64 KiB items without waiting for credit.
+                        let id = frame.request_id;
+                        codec
+                            .encode(Frame::new(FrameKind::Response, id, Vec::new()), &mut out)
+                            .unwrap();
+                        // A `Vec<u8>` of 65,536 bytes: varint length 0x80 0x80 0x04, the bytes.
+                        let mut item = vec![0x80, 0x80, 0x04];
+                        item.extend_from_slice(&[7u8; 64 * 1024]);
+                        for _ in 0..64 {
+                            codec
+                                .encode(protocol::stream_item(id, item.clone().into()), &mut out)
+                                .unwrap();
+                            sent += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                if !out.is_empty() && socket.write_all(&out.split()).await.is_err() {
+                    break;
+                }
+            }
+            let _ = overran.send(sent);
+        });
+        let client = rpc_netty::client();
+        let feed: FeedClient = client.connect(&address.to_string(), "feed").await.unwrap();
+        // The stream is asked for now; it is read only once the server has seen the client
+        // close the connection, so no credit goes back meanwhile.
+        let mut stream = feed.endless(64 * 1024);
+        let sent = overran_at.await.unwrap();
+        assert!(sent > 5, "the fake server sent {sent}");
+        let mut received = 0;
+        let end = loop {
+            match stream.next().await {
+                Some(Ok(_)) => received += 1,
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(end, Some(Err(RpcError::Disconnected { .. }))),
+            "{end:?}"
+        );
+        // The window (256 KiB) in 64 KiB items, and no more.
+        assert_eq!(received, 4, "64 KiB items accepted");
+        client.shutdown().await.unwrap();
+    })
+    .await
+}

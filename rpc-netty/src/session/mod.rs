@@ -72,7 +72,7 @@ mod tests {
             body.extend_from_slice(&frame.body);
             Frame::new(frame.kind, frame.request_id, body)
         };
-        match rng.below(16) {
+        match rng.below(17) {
             0..=2 => {
                 let binding = Binding {
                     endpoint: ["e", "missing"][rng.below(2) as usize].to_owned(),
@@ -94,8 +94,14 @@ mod tests {
             10 | 11 => protocol::failure(id, &protocol::WireError::UnknownSlot { slot }),
             12 | 13 => Frame::new(FrameKind::Response, id, rng.bytes()),
             14 => Frame::new(FrameKind::Ping, id, Vec::new()),
+            15 => match rng.below(3) {
+                // Stream frames: credit from a client, items and ends from a server.
+                0 => protocol::stream_credit(id, rng.next() as u32),
+                1 => protocol::stream_item(id, Bytes::from(rng.bytes())),
+                _ => protocol::stream_end(id),
+            },
             _ => {
-                let kind = FrameKind::from_byte(rng.below(16) as u8).unwrap_or(FrameKind::Ping);
+                let kind = FrameKind::from_byte(rng.below(17) as u8).unwrap_or(FrameKind::Ping);
                 Frame::new(kind, id, rng.bytes())
             }
         }
