@@ -245,6 +245,8 @@ pub struct Gateways<E: RpcEndpoint> {
 pub(crate) struct GatewayEntry {
     pub(crate) name: &'static str,
     pub(crate) fingerprint: u64,
+    /// Whether it is served on inner listeners only.
+    pub(crate) inner: bool,
     type_id: TypeId,
     /// An `Arc<dyn CallTarget<G>>` for local proxies.
     local: Box<dyn Any + Send + Sync>,
@@ -275,6 +277,7 @@ impl<E: RpcEndpoint> Gateways<E> {
         self.entries.push(GatewayEntry {
             name: G::NAME,
             fingerprint: G::FINGERPRINT,
+            inner: G::INNER,
             type_id: TypeId::of::<G>(),
             local: Box::new(target),
             inbound: Arc::new(RemoteSink::<E, G>::new(Arc::clone(&self.cell))),

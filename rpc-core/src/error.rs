@@ -334,6 +334,20 @@ pub enum RpcError {
         message: String,
     },
 
+    /// The gateway is for the inner network (`#[rpc_gateway(inner)]`): the service does not
+    /// serve it on the outer listener the bind came over. Nothing reached the endpoint.
+    #[error(
+        "endpoint `{endpoint}` serves gateway `{gateway}` on the inner network only, and this \
+         connection came in on the outer one: connect to the service's inner listener (from a \
+         server), or call a gateway meant for the outer network"
+    )]
+    InnerGateway {
+        /// The endpoint.
+        endpoint: String,
+        /// The gateway.
+        gateway: String,
+    },
+
     /// A stream's producer ended it with an error ([`RpcStream::try_new`](crate::RpcStream::try_new)):
     /// the last item the consumer receives.
     #[error("the stream's producer failed: {message}")]
@@ -398,6 +412,7 @@ impl RpcError {
             RpcError::Overloaded { .. } => "overloaded",
             RpcError::Remote { .. } => "remote",
             RpcError::StreamFailed { .. } => "stream_failed",
+            RpcError::InnerGateway { .. } => "inner_gateway",
             RpcError::ServiceShutDown => "service_shut_down",
             RpcError::NotListening => "not_listening",
             RpcError::Io { .. } => "io",

@@ -38,6 +38,9 @@ pub trait Gateway: Clone + Send + Sync + Sized + 'static {
     type Token: FencingToken;
     /// Whether the gateway is fenced (`#[rpc_gateway(fenced)]`).
     const FENCED: bool;
+    /// Whether the gateway is for the inner network only (`#[rpc_gateway(inner)]`): served
+    /// on inner listeners, refused on outer ones (see `rpc_netty::NettyBuilder::outer`).
+    const INNER: bool = false;
 
     /// The index in [`Gateway::METHODS`] of the method an invocation calls.
     fn method_index(invocation: &Self::Invocation) -> usize;

@@ -239,6 +239,12 @@ pub use wire::{RpcArgument, RpcReply, bulk};
 /// handshake (default: the trait's identifier). `#[rpc_gateway(client = "StoreProxy")]`
 /// names the generated client (default `{Trait}Client`), for when that name is taken.
 ///
+/// `#[rpc_gateway(inner)]` marks a gateway for the *inner* network, the one servers use to
+/// reach each other: a service with an outer listener (`rpc_netty::NettyBuilder::outer`,
+/// where players connect) refuses binds to it there with [`RpcError::InnerGateway`].
+/// `#[rpc_gateway(outer)]` says a gateway is for players; it and an unmarked gateway are
+/// served on every listener.
+///
 /// `#[rpc_gateway(fenced)]` makes the gateway *fenced* with token type
 /// [`FencingId`], `#[rpc_gateway(fenced = JobMasterId)]` with a token type of your own: every
 /// call carries the proxy's token and is refused unless it is the endpoint's current one

@@ -25,7 +25,7 @@ use crate::mailbox::{self, Envelope};
 use crate::reference::{Location, Reference, Unreachable};
 use crate::retry::ConnectRetry;
 use crate::transport::{
-    Binding, Carrier, ConnectionEvent, InboundSink, RemoteTarget, ServiceHandle, Transport,
+    Binding, Carrier, ConnectionEvent, InboundSink, Network, RemoteTarget, ServiceHandle, Transport,
 };
 
 /// The ask timeout of a service unless set otherwise.
@@ -482,6 +482,16 @@ impl RpcService {
             .ok_or(RpcError::NotListening)
     }
 
+    /// The address of this service's outer listener (`rpc_netty::NettyBuilder::outer`), where
+    /// players connect and inner gateways are refused; [`RpcError::NotListening`] without one.
+    pub fn outer_address(&self) -> Result<SocketAddr, RpcError> {
+        self.inner
+            .transport
+            .get()
+            .and_then(|t| t.outer_address())
+            .ok_or(RpcError::NotListening)
+    }
+
     /// A typed proxy to the endpoint `endpoint` of the service at `address`, after checking
     /// that it exists and serves this very gateway (protocol version, gateway name,
     /// fingerprint). An address of this service itself gives a local proxy: no network.
@@ -810,7 +820,11 @@ impl ServiceInner {
 
     /// The inbound sink for a remote client's binding, or why there is none. A binding to an
     /// incarnation that is not the running one finds that its endpoint has stopped.
-    pub(crate) fn resolve(&self, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
+    pub(crate) fn resolve(
+        &self,
+        binding: &Binding,
+        network: Network,
+    ) -> Result<Arc<dyn InboundSink>, RpcError> {
         let endpoint = self.registry().endpoint(&binding.endpoint);
         let endpoint = match (endpoint, binding.incarnation) {
             (Ok(endpoint), Some(bound)) if endpoint.incarnation() != bound => {
@@ -832,6 +846,12 @@ impl ServiceInner {
             .ok_or_else(|| {
                 incompatible(&binding.endpoint, &binding.gateway, endpoint.gateways())
             })?;
+        if entry.inner && network == Network::Outer {
+            return Err(RpcError::InnerGateway {
+                endpoint: binding.endpoint.clone(),
+                gateway: binding.gateway.clone(),
+            });
+        }
         if entry.fingerprint != binding.fingerprint {
             return Err(RpcError::FingerprintMismatch {
                 gateway: binding.gateway.clone(),

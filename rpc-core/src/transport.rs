@@ -60,10 +60,26 @@ pub struct Binding {
     pub incarnation: Option<Incarnation>,
 }
 
+/// The network a listener faces (the game-server split): the *inner* one, where servers
+/// reach each other and every gateway is served, or the *outer* one, where players (any
+/// client) connect and gateways marked `#[rpc_gateway(inner)]` are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// Servers only: every gateway.
+    Inner,
+    /// Players: every gateway but the inner ones.
+    Outer,
+}
+
 /// A network transport an [`RpcService`](crate::RpcService) uses to reach other processes.
 pub trait Transport: Send + Sync + 'static {
     /// The address this service listens on, if it listens.
     fn local_address(&self) -> Option<SocketAddr>;
+
+    /// The address of this service's outer listener, if it has one.
+    fn outer_address(&self) -> Option<SocketAddr> {
+        None
+    }
 
     /// Resolves a user-given address (`"10.0.0.7:7000"`, `"host:7000"`).
     fn resolve(&self, address: &str) -> BoxFuture<'static, Result<SocketAddr, RpcError>>;
@@ -316,11 +332,16 @@ pub struct ServiceHandle {
 }
 
 impl ServiceHandle {
-    /// Finds the sink for `binding`, or the error to send back: the endpoint does not exist,
-    /// does not serve the gateway, or serves a different version of it.
-    pub fn resolve(&self, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
+    /// Finds the sink for `binding`, arriving on a listener of `network`, or the error to
+    /// send back: the endpoint does not exist, does not serve the gateway, serves a different
+    /// version of it, or serves it on the inner network only and the bind came from the outer.
+    pub fn resolve(
+        &self,
+        binding: &Binding,
+        network: Network,
+    ) -> Result<Arc<dyn InboundSink>, RpcError> {
         match self.inner.upgrade() {
-            Some(inner) => inner.resolve(binding),
+            Some(inner) => inner.resolve(binding, network),
             None => Err(RpcError::ServiceShutDown),
         }
     }

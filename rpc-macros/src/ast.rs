@@ -20,6 +20,8 @@ pub struct Gateway<'a> {
     pub fenced: Option<syn::Type>,
     /// The client's name if `client = "..."` gave one.
     pub client: Option<Ident>,
+    /// Whether the gateway is for the inner network only (`inner`).
+    pub inner: bool,
     /// The RPC methods, in declaration order (the order fixes the wire's method indices).
     pub methods: Vec<Method<'a>>,
     /// Items other than methods (associated types, consts, macros); always an error.
@@ -127,6 +129,7 @@ impl<'a> Gateway<'a> {
             name,
             fenced,
             client,
+            network,
         } = args;
         let name = name.as_ref().map(syn::LitStr::value);
         let mut methods = Vec::new();
@@ -153,6 +156,7 @@ impl<'a> Gateway<'a> {
             name: name.unwrap_or_else(|| item.ident.to_string()),
             fenced,
             client,
+            inner: matches!(network, Some((crate::attr::Network::Inner, _))),
             methods,
             other_items,
             supers,

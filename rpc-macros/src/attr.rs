@@ -18,6 +18,19 @@ pub struct Args {
     /// `client = "Name"`: the generated client's name, instead of `{Trait}Client` (for when
     /// that name is taken).
     pub client: Option<syn::Ident>,
+    /// `inner` or `outer`: the network the gateway is for. An inner gateway is served only on
+    /// inner listeners (servers talking to servers); an outer one (and one marked neither)
+    /// on every listener.
+    pub network: Option<(Network, proc_macro2::Span)>,
+}
+
+/// The network a gateway is marked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// `inner`: only other servers reach it.
+    Inner,
+    /// `outer`: players (any client) reach it.
+    Outer,
 }
 
 struct RawArgs(Punctuated<Meta, Token![,]>);
@@ -98,6 +111,24 @@ impl Args {
                         "`fenced` takes the fencing token's type, as in `#[rpc_gateway(fenced = JobMasterId)]`, or nothing: `#[rpc_gateway(fenced)]` uses `rpc_core::FencingId`",
                     ),
                 },
+                Meta::Path(path) if path.is_ident("inner") || path.is_ident("outer") => {
+                    let network = if path.is_ident("inner") {
+                        Network::Inner
+                    } else {
+                        Network::Outer
+                    };
+                    match args.network {
+                        Some((before, _)) if before == network => cx.error_spanned_by(
+                            &meta,
+                            format!("duplicate `{}` argument: give it once", path.get_ident().map(ToString::to_string).unwrap_or_default()),
+                        ),
+                        Some(_) => cx.error_spanned_by(
+                            &meta,
+                            "a gateway is for the `inner` or the `outer` network, not both: keep one (a gateway marked neither is served on every listener)",
+                        ),
+                        None => args.network = Some((network, syn::spanned::Spanned::span(path))),
+                    }
+                }
                 Meta::List(list) if list.path.is_ident("fenced") => cx.error_spanned_by(
                     &meta,
                     "write `fenced = TokenType` (or just `fenced`), not `fenced(..)`",
@@ -105,7 +136,7 @@ impl Args {
                 _ => cx.error_spanned_by(
                     meta.path(),
                     format!(
-                        "unknown #[rpc_gateway] argument `{}`; the arguments are `name = \"...\"` (the gateway's wire name), `client = \"...\"` (the generated client's name) and `fenced` or `fenced = TokenType` (a fenced gateway)",
+                        "unknown #[rpc_gateway] argument `{}`; the arguments are `name = \"...\"` (the gateway's wire name), `client = \"...\"` (the generated client's name), `fenced` or `fenced = TokenType` (a fenced gateway), and `inner` or `outer` (the network it is served on)",
                         meta.path()
                             .get_ident()
                             .map(ToString::to_string)

@@ -425,6 +425,7 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
         let index = method_index(gateway, position);
         quote!(#(#cfgs)* #invocation::#method { .. } => #index)
     });
+    let inner = gateway.inner;
     let (token, fenced, marker) = match &gateway.fenced {
         Some(token) => (quote!(#token), true, quote!(FencedGateway)),
         None => (
@@ -442,6 +443,7 @@ fn gen_gateway_impl(gateway: &Gateway) -> TokenStream {
             const NAME: &'static str = #name;
             const FINGERPRINT: u64 = #fingerprint;
             const FENCED: bool = #fenced;
+            const INNER: bool = #inner;
             const METHODS: &'static [::rpc_core::__private::MethodInfo] = &[#(#methods),*];
 
             fn method_index(invocation: &Self::Invocation) -> usize {

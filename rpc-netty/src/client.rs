@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use futures::StreamExt;
 use rpc_core::transport::{
     Binding, CallControl, CancelRoute, Carrier, ConnectionEvent, EncodeInvocation, Location,
-    Reference, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
+    Network, Reference, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, Incarnation, RpcError};
 use tokio::net::TcpStream;
@@ -591,6 +591,8 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
         ),
         closing.clone(),
         Some(Arc::clone(connection)),
+        // The server calling back what this client exported: any gateway of it.
+        Network::Inner,
     );
     let mut keepalive = config.keepalive();
     let timer = tokio::time::sleep_until(keepalive.deadline());

@@ -177,6 +177,8 @@ pub fn client() -> RpcService {
 pub struct NettyBuilder {
     service: RpcServiceBuilder,
     config: NettyConfig,
+    /// The outer listener's address, if the service faces players too.
+    outer: Option<String>,
 }
 
 impl NettyBuilder {
@@ -357,24 +359,59 @@ impl NettyBuilder {
         Ok(self)
     }
 
-    /// A service listening on `address`; [`RpcError::Io`] if it cannot listen there.
+    /// Also listens on `address` for the *outer* network (the game-server split): players
+    /// connect there, and a bind to a gateway marked `#[rpc_gateway(inner)]` is refused with
+    /// [`RpcError::InnerGateway`] before anything reaches the endpoint. The address given to
+    /// [`bind`](NettyBuilder::bind) is then the inner listener, for other servers; every
+    /// gateway is served there. [`RpcService::outer_address`] gives the outer one's address.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rpc_core::RpcError> {
+    /// let gate = rpc_netty::NettyBuilder::new()
+    ///     .outer("0.0.0.0:7000") // players
+    ///     .bind("10.0.0.5:7100") // the other servers
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn outer(mut self, address: impl ToAddress) -> Self {
+        self.outer = Some(address.to_address());
+        self
+    }
+
+    /// A service listening on `address` (and on the [`outer`](NettyBuilder::outer) address,
+    /// if one was given); [`RpcError::Io`] if it cannot listen there.
     pub async fn bind(self, address: impl ToAddress) -> Result<RpcService, RpcError> {
         let address = address.to_address();
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|error| RpcError::io(format!("cannot listen on {address}"), error))?;
-        Ok(self.serve(listener))
+        let outer = match &self.outer {
+            Some(outer) => Some(TcpListener::bind(outer).await.map_err(|error| {
+                RpcError::io(
+                    format!("cannot listen on {outer} (the outer listener)"),
+                    error,
+                )
+            })?),
+            None => None,
+        };
+        Ok(self.serve_both(listener, outer))
     }
 
-    /// A service accepting connections on an already bound `listener`.
+    /// A service accepting connections on an already bound `listener` (the inner network:
+    /// every gateway is served there).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn serve(self, listener: TcpListener) -> RpcService {
+        self.serve_both(listener, None)
+    }
+
+    fn serve_both(self, listener: TcpListener, outer: Option<TcpListener>) -> RpcService {
         let config = self.config;
-        self.service
-            .build_with_transport(|handle| NettyTransport::new(handle, config, Some(listener)))
+        self.service.build_with_transport(|handle| {
+            NettyTransport::new(handle, config, Some(listener), outer)
+        })
     }
 
     /// A service that only connects out.
@@ -385,6 +422,6 @@ impl NettyBuilder {
     pub fn client(self) -> RpcService {
         let config = self.config;
         self.service
-            .build_with_transport(|handle| NettyTransport::new(handle, config, None))
+            .build_with_transport(|handle| NettyTransport::new(handle, config, None, None))
     }
 }

@@ -408,6 +408,13 @@ pub enum WireError {
         /// The producer's error, as text.
         message: String,
     },
+    /// The gateway is served on the inner network only; the bind came in on the outer one.
+    InnerGateway {
+        /// The endpoint.
+        endpoint: String,
+        /// The gateway.
+        gateway: String,
+    },
 }
 
 impl WireError {
@@ -482,6 +489,9 @@ impl WireError {
                 method,
             },
             RpcError::StreamFailed { message } => WireError::StreamFailed { message },
+            RpcError::InnerGateway { endpoint, gateway } => {
+                WireError::InnerGateway { endpoint, gateway }
+            }
             other => WireError::Other {
                 message: other.to_string(),
             },
@@ -573,6 +583,9 @@ impl WireError {
                 method,
             },
             WireError::StreamFailed { message } => RpcError::StreamFailed { message },
+            WireError::InnerGateway { endpoint, gateway } => {
+                RpcError::InnerGateway { endpoint, gateway }
+            }
         }
     }
 

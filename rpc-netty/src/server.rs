@@ -10,8 +10,8 @@ use futures::StreamExt;
 use rpc_core::Peer;
 use rpc_core::RpcError;
 use rpc_core::transport::{
-    Backlog, CallControl, Carrier, ConnectionEvent, EncodedStream, InboundSink, ReplyResult,
-    ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
+    Backlog, CallControl, Carrier, ConnectionEvent, EncodedStream, InboundSink, Network,
+    ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -39,6 +39,7 @@ use crate::session::{Event, Requests, ServerSession};
 /// Accepts connections until `closing` fires; each is served by its own task.
 pub(crate) async fn accept(
     listener: TcpListener,
+    network: Network,
     service: ServiceHandle,
     config: Arc<NettyConfig>,
     closing: CancellationToken,
@@ -78,6 +79,7 @@ pub(crate) async fn accept(
                     serve(
                         stream,
                         peer,
+                        network,
                         ticket,
                         service.clone(),
                         Arc::clone(&config),
@@ -102,6 +104,7 @@ type CloseReason = String;
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    network: Network,
     mut ticket: Ticket,
     service: ServiceHandle,
     config: Arc<NettyConfig>,
@@ -189,6 +192,7 @@ async fn serve(
             .with_carrier(Arc::clone(&reverse) as Arc<dyn Carrier>),
         closing.clone(),
         None,
+        network,
     );
     let mut keepalive = config.keepalive();
     let timer = tokio::time::sleep_until(keepalive.deadline());
@@ -368,6 +372,8 @@ pub(crate) struct Serving {
     held: Option<(Arc<dyn InboundSink>, Bytes)>,
     /// For the reverse calls: only the endpoints exported over the connection may be bound.
     exported: Option<Arc<Connection>>,
+    /// The network the connection came in on: an outer one is refused inner gateways.
+    network: Network,
     max_in_flight: usize,
 }
 
@@ -381,6 +387,7 @@ impl Serving {
         backlog: Backlog,
         closing: CancellationToken,
         exported: Option<Arc<Connection>>,
+        network: Network,
     ) -> Serving {
         Serving {
             peer,
@@ -401,6 +408,7 @@ impl Serving {
             session: ServerSession::default(),
             held: None,
             exported,
+            network,
             max_in_flight: config.max_in_flight,
         }
     }
@@ -459,7 +467,7 @@ impl Serving {
                     .as_ref()
                     .is_none_or(|connection| connection.allows(&binding));
                 let resolved = if exported {
-                    self.service.resolve(&binding)
+                    self.service.resolve(&binding, self.network)
                 } else {
                     // Client mode: the server may reach only what was exported to it.
                     Err(RpcError::EndpointNotFound {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rpc_core::RpcError;
-use rpc_core::transport::{Binding, RemoteChannel, ServiceHandle, Transport};
+use rpc_core::transport::{Binding, Network, RemoteChannel, ServiceHandle, Transport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,6 +18,8 @@ use crate::server;
 /// The TCP transport of one service.
 pub(crate) struct NettyTransport {
     local: Option<SocketAddr>,
+    /// The outer listener's address, if there is one.
+    outer: Option<SocketAddr>,
     pool: Arc<Pool>,
     /// Cancelled on shutdown: stops the listener and closes every connection.
     closing: CancellationToken,
@@ -30,6 +32,7 @@ impl NettyTransport {
         service: ServiceHandle,
         config: NettyConfig,
         listener: Option<TcpListener>,
+        outer: Option<TcpListener>,
     ) -> NettyTransport {
         let mut config = config;
         if listener.is_some() {
@@ -65,6 +68,21 @@ impl NettyTransport {
             }
             tasks.spawn(server::accept(
                 listener,
+                Network::Inner,
+                service.clone(),
+                Arc::clone(&config),
+                closing.clone(),
+                tasks.clone(),
+            ));
+        }
+        let outer_address = outer.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(outer) = outer {
+            if let Some(address) = outer_address {
+                tracing::info!(%address, "listening (outer network)");
+            }
+            tasks.spawn(server::accept(
+                outer,
+                Network::Outer,
                 service.clone(),
                 Arc::clone(&config),
                 closing.clone(),
@@ -80,6 +98,7 @@ impl NettyTransport {
         ));
         NettyTransport {
             local,
+            outer: outer_address,
             pool,
             closing,
             tasks,
@@ -90,6 +109,10 @@ impl NettyTransport {
 impl Transport for NettyTransport {
     fn local_address(&self) -> Option<SocketAddr> {
         self.local
+    }
+
+    fn outer_address(&self) -> Option<SocketAddr> {
+        self.outer
     }
 
     fn resolve(&self, address: &str) -> BoxFuture<'static, Result<SocketAddr, RpcError>> {
