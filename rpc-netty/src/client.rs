@@ -620,7 +620,8 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             serving.hold(sink, payload);
             continue;
         }
-        let has_room = serving.has_room();
+        // The server's calls back may pause reading, never this side's own full outbox.
+        let has_room = serving.has_room_for_calls();
         if !has_room {
             keepalive.heard();
         }

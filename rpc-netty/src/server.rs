@@ -416,8 +416,14 @@ impl Serving {
     /// Whether more frames may be read: not too many requests unanswered, nor reply bytes
     /// waiting, nor invocation bytes queued in mailboxes.
     pub(crate) fn has_room(&self) -> bool {
+        self.has_room_for_calls() && self.outbox.has_room()
+    }
+
+    /// [`Serving::has_room`] but for the outbox: what the connecting side's reader minds, so
+    /// that its own calls filling the outbox never stop it reading their replies (both sides
+    /// would then wait for each other to read).
+    pub(crate) fn has_room_for_calls(&self) -> bool {
         self.replies.in_flight.load(Ordering::Acquire) < self.max_in_flight
-            && self.outbox.has_room()
             && !self.backlog.is_full()
     }
 
