@@ -233,35 +233,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<T: 'static> RpcCall<T> {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn pending<F: WireDecode<T>>(
-        span: tracing::Span,
-        meter: ClientCall,
-        receiver: oneshot::Receiver<ReplyResult>,
-        control: Arc<CallControl>,
-        method: &'static MethodInfo,
-        endpoint: Arc<EndpointAddress>,
-        started: Instant,
-        timeout: Duration,
-        source: TimeoutSource,
-        max_depth: usize,
-    ) -> Self {
-        Self::pending_with(
-            decode::<T, F>,
-            span,
-            meter,
-            receiver,
-            control,
-            method,
-            endpoint,
-            started,
-            timeout,
-            source,
-            max_depth,
-        )
-    }
-
-    /// [`RpcCall::pending`] with the decoder of the reply.
+    /// An ask on its way, whose reply `decode` turns back into a `T`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn pending_with(
         decode: fn(ReplyValue, &MethodInfo, usize) -> Result<T, RpcError>,
@@ -487,7 +459,7 @@ fn endpoint_of(endpoint: &Option<Arc<EndpointAddress>>) -> EndpointAddress {
 }
 
 /// Turns a reply back into the method's return type, read in format `F` if it is encoded.
-fn decode<T: 'static, F: WireDecode<T>>(
+pub(crate) fn decode<T: 'static, F: WireDecode<T>>(
     value: ReplyValue,
     method: &MethodInfo,
     max_depth: usize,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::call::{Handled, ReplyMode, ReplyTo, RpcCall};
+use crate::call::{self, Handled, ReplyMode, ReplyResult, ReplyTo, ReplyValue, RpcCall};
 use crate::control::{self, CallControl};
 use crate::endpoint::{Gateways, RpcEndpoint};
 use crate::error::{RpcError, TimeoutSource};
@@ -372,10 +372,62 @@ impl<G: Gateway> GatewayHandle<G> {
         method: usize,
         invocation: G::Invocation,
     ) -> RpcCall<T> {
-        let method = &G::METHODS[method];
         let (reply, receiver) = ReplyTo::channel();
+        let (started, control) = self.control();
+        self.send(
+            &G::METHODS[method],
+            invocation,
+            (reply, receiver),
+            (started, control),
+            call::decode::<T, F>,
+        )
+    }
+
+    /// Opens a stream from method number `method`, its items read in format `F`: sent at
+    /// once, like an ask; the timeout bounds its opening.
+    pub fn stream_as<T: 'static, F: WireDecode<T>>(
+        &self,
+        method: usize,
+        invocation: G::Invocation,
+    ) -> Streaming<T> {
+        let method = &G::METHODS[method];
+        let (open, receiver) = tokio::sync::oneshot::channel();
+        let (sink, items) = stream::channel();
+        let reply = ReplyTo::Stream(StreamReply { open, sink });
+        let (started, control) = self.control();
+        let opening = self.send(
+            method,
+            invocation,
+            (reply, receiver),
+            (started, Arc::clone(&control)),
+            stream::decode_opened::<T>,
+        );
+        Streaming::new::<F>(
+            opening,
+            items,
+            method,
+            Arc::clone(self.target.endpoint()),
+            Some(control),
+            self.target.max_decode_depth(),
+        )
+    }
+
+    /// When an ask is made (now), and its control: its deadline is the timeout from then.
+    fn control(&self) -> (tokio::time::Instant, Arc<CallControl>) {
         let started = tokio::time::Instant::now();
-        let control = CallControl::new(started.checked_add(self.timeout));
+        (started, CallControl::new(started.checked_add(self.timeout)))
+    }
+
+    /// Sends an ask (or a stream's opening) made at `started`, whose outcome the reply slot
+    /// carries to its receiver, and returns the call awaiting it, decoded by `decode`.
+    fn send<T: 'static>(
+        &self,
+        method: &'static MethodInfo,
+        invocation: G::Invocation,
+        (reply, receiver): (ReplyTo, tokio::sync::oneshot::Receiver<ReplyResult>),
+        (started, control): (tokio::time::Instant, Arc<CallControl>),
+        decode: fn(ReplyValue, &MethodInfo, usize) -> Result<T, RpcError>,
+    ) -> RpcCall<T> {
         let span = call_span(method, self.target.endpoint());
         let trace = trace::continue_trace(control::current_trace(), &span, Parent::Local);
         let meter = metrics::client_call(method);
@@ -395,7 +447,8 @@ impl<G: Gateway> GatewayHandle<G> {
                 if let Some(request_id) = control.request_id() {
                     span.record("request_id", request_id);
                 }
-                RpcCall::pending::<F>(
+                RpcCall::pending_with(
+                    decode,
                     span,
                     meter,
                     receiver,
@@ -413,68 +466,6 @@ impl<G: Gateway> GatewayHandle<G> {
                 RpcCall::failed(error, method)
             }
         }
-    }
-
-    /// Opens a stream from method number `method`, its items read in format `F`: sent at
-    /// once, like an ask; the timeout bounds its opening.
-    pub fn stream_as<T: 'static, F: WireDecode<T>>(
-        &self,
-        method: usize,
-        invocation: G::Invocation,
-    ) -> Streaming<T> {
-        let method = &G::METHODS[method];
-        let (open, receiver) = tokio::sync::oneshot::channel();
-        let (sink, items) = stream::channel();
-        let reply = ReplyTo::Stream(StreamReply { open, sink });
-        let started = tokio::time::Instant::now();
-        let control = CallControl::new(started.checked_add(self.timeout));
-        let span = call_span(method, self.target.endpoint());
-        let trace = trace::continue_trace(control::current_trace(), &span, Parent::Local);
-        let meter = metrics::client_call(method);
-        let sent = {
-            let _entered = span.enter();
-            self.target.ask(
-                method,
-                invocation,
-                self.token.as_ref(),
-                trace,
-                reply,
-                &control,
-            )
-        };
-        let endpoint = Arc::clone(self.target.endpoint());
-        let opening = match sent {
-            Ok(()) => {
-                if let Some(request_id) = control.request_id() {
-                    span.record("request_id", request_id);
-                }
-                RpcCall::pending_with(
-                    stream::decode_opened::<T>,
-                    span,
-                    meter,
-                    receiver,
-                    Arc::clone(&control),
-                    method,
-                    Arc::clone(&endpoint),
-                    started,
-                    self.timeout,
-                    self.source,
-                    self.target.max_decode_depth(),
-                )
-            }
-            Err(error) => {
-                meter.finish(Some(&error));
-                RpcCall::failed(error, method)
-            }
-        };
-        Streaming::new::<F>(
-            opening,
-            items,
-            method,
-            endpoint,
-            Some(control),
-            self.target.max_decode_depth(),
-        )
     }
 
     /// Sends a tell for method number `method`; returns once it is queued.

@@ -457,8 +457,9 @@ async fn run_decoded<E: RpcEndpoint, G: Dispatch<E>>(
     }
 }
 
-/// Logs a handler panic and turns it into the error its caller receives.
-fn panicked(endpoint: &str, method: &MethodInfo, panic: &(dyn Any + Send)) -> RpcError {
+/// Logs a handler panic (or its `Deferred`'s, or its stream's) and turns it into the error
+/// its caller receives.
+pub(crate) fn panicked(endpoint: &str, method: &MethodInfo, panic: &(dyn Any + Send)) -> RpcError {
     let message = panic_message(panic);
     tracing::error!(
         endpoint,

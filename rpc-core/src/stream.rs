@@ -16,7 +16,6 @@
 //! as soon as the `Cancel` arrives, so it produces at most one window beyond what was
 //! consumed.
 
-use std::any::Any;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -32,7 +31,7 @@ use crate::codec;
 use crate::control::CallControl;
 use crate::error::RpcError;
 use crate::gateway::{EndpointAddress, MethodInfo};
-use crate::mailbox::panic_message;
+use crate::mailbox::panicked;
 use crate::wire::{Owned, WireDecode};
 
 /// How many bytes of encoded items a remote producer may have sent beyond what its consumer
@@ -204,7 +203,7 @@ impl Stream for EncodedStream {
         let item = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(item)) => item,
-            Err(panic) => Some(Err(producer_panicked(
+            Err(panic) => Some(Err(panicked(
                 this.endpoint.as_deref().unwrap_or(""),
                 this.method,
                 &*panic,
@@ -223,22 +222,6 @@ impl fmt::Debug for EncodedStream {
             .field("method", &self.method.name)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
-    }
-}
-
-fn producer_panicked(endpoint: &str, method: &MethodInfo, panic: &(dyn Any + Send)) -> RpcError {
-    let message = panic_message(panic);
-    tracing::error!(
-        endpoint,
-        gateway = method.gateway,
-        method = method.name,
-        "a stream's producer panicked: {message}"
-    );
-    RpcError::HandlerPanicked {
-        endpoint: endpoint.to_owned(),
-        gateway: method.gateway.to_owned(),
-        method: method.name.to_owned(),
-        message,
     }
 }
 
@@ -438,11 +421,9 @@ impl<T: 'static> Stream for Streaming<T> {
                         std::panic::catch_unwind(AssertUnwindSafe(|| stream.poll_next_unpin(cx)));
                     match polled {
                         Ok(polled) => std::task::ready!(polled),
-                        Err(panic) => Some(Err(producer_panicked(
-                            this.endpoint.name(),
-                            this.method,
-                            &*panic,
-                        ))),
+                        Err(panic) => {
+                            Some(Err(panicked(this.endpoint.name(), this.method, &*panic)))
+                        }
                     }
                 }
                 State::Encoded(stream) => match std::task::ready!(stream.poll_next_unpin(cx)) {

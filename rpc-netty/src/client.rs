@@ -31,14 +31,14 @@ use tracing::Instrument;
 
 use crate::channel::{Sealer, WireCodec};
 use crate::config::NettyConfig;
-use crate::frame::{Frame, FrameError, FrameKind};
+use crate::frame::FrameError;
 use crate::handshake::{ClientHandshake, ClientStep, describe_foreign};
 use crate::io::{
     Lane, Outbox, Reader, Refused, Writer, keepalive_tick, plain, write_frame, write_loop,
 };
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME};
-use crate::server::Serving;
+use crate::server::{Held, Serving};
 use crate::session::{ClientSession, Received};
 use rpc_core::transport::Backlog;
 
@@ -144,10 +144,10 @@ pub(crate) struct Exports(Mutex<std::collections::HashSet<(String, Incarnation)>
 
 impl Exports {
     fn add(&self, endpoint: &str, incarnation: Incarnation) {
-        let mut exported = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if !exported.contains(&(endpoint.to_owned(), incarnation)) {
-            exported.insert((endpoint.to_owned(), incarnation));
-        }
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((endpoint.to_owned(), incarnation));
     }
 
     /// Whether anything was exported.
@@ -598,27 +598,14 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     let timer = tokio::time::sleep_until(keepalive.deadline());
     tokio::pin!(timer);
     let error = loop {
-        if let Some((sink, payload)) = serving.take_held() {
-            // A reverse tell waits for room in its endpoint's mailbox, and reading with it.
-            let room = sink.room();
-            let mut notified = std::pin::pin!(room.notified());
-            notified.as_mut().enable();
-            let payload = match sink.invoke(payload, None, serving.backlog()) {
-                Ok(()) => continue,
-                Err(busy) => busy.payload,
-            };
-            tokio::select! {
-                () = notified => {}
-                () = &mut timer => {
-                    keepalive.heard();
-                    keepalive.on_deadline(Instant::now(), true);
-                    timer.as_mut().reset(keepalive.deadline());
-                    let _ = connection.outbox.outbox().push(Frame::new(FrameKind::Ping, 0, Vec::new()));
-                }
-                () = closing.cancelled() => break disconnected("the connection is closing".to_owned()),
-            }
-            serving.hold(sink, payload);
-            continue;
+        // A reverse tell held for a full mailbox holds reading with it.
+        match serving
+            .deliver_held(&mut keepalive, timer.as_mut(), &closing)
+            .await
+        {
+            Held::Nothing => {}
+            Held::Waited => continue,
+            Held::Closing => break disconnected("the connection is closing".to_owned()),
         }
         // The server's calls back may pause reading, never this side's own full outbox.
         let has_room = serving.has_room_for_calls();

@@ -34,7 +34,7 @@ use crate::io::{
 };
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
-use crate::session::{Event, Requests, ServerSession};
+use crate::session::{Event, Keepalive, Requests, ServerSession};
 
 /// Accepts connections until `closing` fires; each is served by its own task.
 pub(crate) async fn accept(
@@ -198,29 +198,13 @@ async fn serve(
     let timer = tokio::time::sleep_until(keepalive.deadline());
     tokio::pin!(timer);
     let reason: CloseReason = loop {
-        if let Some((sink, payload)) = connection.take_held() {
-            // Wait for room in the endpoint's mailbox, registered before trying so that no
-            // wake-up is missed; keep pinging the peer so it knows this side is alive.
-            let room = sink.room();
-            let mut notified = std::pin::pin!(room.notified());
-            notified.as_mut().enable();
-            let payload = match sink.invoke(payload, None, connection.backlog()) {
-                Ok(()) => continue,
-                Err(busy) => busy.payload,
-            };
-            tokio::select! {
-                () = notified => {}
-                () = &mut timer => {
-                    // Not reading is not the peer's silence, and a held tell is a call.
-                    keepalive.heard();
-                    keepalive.on_deadline(Instant::now(), true);
-                    timer.as_mut().reset(keepalive.deadline());
-                    let _ = outbox.push(Frame::new(FrameKind::Ping, 0, Vec::new()));
-                }
-                () = closing.cancelled() => break "the connection is closing".to_owned(),
-            }
-            connection.hold(sink, payload);
-            continue;
+        match connection
+            .deliver_held(&mut keepalive, timer.as_mut(), &closing)
+            .await
+        {
+            Held::Nothing => {}
+            Held::Waited => continue,
+            Held::Closing => break "the connection is closing".to_owned(),
         }
         // Backpressure: with too many requests unanswered, too many reply bytes waiting, or
         // too many invocation bytes queued in mailboxes, stop reading until there is room;
@@ -354,6 +338,16 @@ struct Opened {
     certificate: Option<Arc<[u8]>>,
 }
 
+/// What [`Serving::deliver_held`] did.
+pub(crate) enum Held {
+    /// No tell was held.
+    Nothing,
+    /// It delivered the tell, or waited for room (and holds it again if there is none yet).
+    Waited,
+    /// The connection is closing.
+    Closing,
+}
+
 /// The serving half of a connection after its handshake: the binds and calls the other side
 /// makes to this service's endpoints, their replies and streams, and the backpressure they
 /// need. An inbound connection's, or (client mode) the reverse calls a server makes over a
@@ -437,24 +431,45 @@ impl Serving {
         self.replies.cancel_all();
     }
 
+    /// Delivers the tell held for a full mailbox, if there is one: at once if its mailbox has
+    /// room now, else after waiting for room (`Waited`, the tell held again if there still is
+    /// none), pinging the peer meanwhile so it knows this side is alive. Nothing is read from
+    /// the connection until it is delivered: backpressure instead of loss.
+    pub(crate) async fn deliver_held(
+        &mut self,
+        keepalive: &mut Keepalive,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        closing: &CancellationToken,
+    ) -> Held {
+        let Some((sink, payload)) = self.held.take() else {
+            return Held::Nothing;
+        };
+        // Registered before trying, so that no wake-up is missed.
+        let room = sink.room();
+        let mut notified = std::pin::pin!(room.notified());
+        notified.as_mut().enable();
+        let payload = match sink.invoke(payload, None, &self.backlog) {
+            Ok(()) => return Held::Waited,
+            Err(busy) => busy.payload,
+        };
+        tokio::select! {
+            () = notified => {}
+            () = &mut timer => {
+                // Not reading is not the peer's silence, and a held tell is a call.
+                keepalive.heard();
+                keepalive.on_deadline(Instant::now(), true);
+                timer.as_mut().reset(keepalive.deadline());
+                let _ = self.outbox.outbox().push(Frame::new(FrameKind::Ping, 0, Vec::new()));
+            }
+            () = closing.cancelled() => return Held::Closing,
+        }
+        self.held = Some((sink, payload));
+        Held::Waited
+    }
+
     /// Signalled when the connection's backlog stops being full.
     pub(crate) fn backlog_room(&self) -> &Notify {
         self.backlog.room()
-    }
-
-    /// A tell held for a full mailbox, to deliver before reading on.
-    pub(crate) fn take_held(&mut self) -> Option<(Arc<dyn InboundSink>, Bytes)> {
-        self.held.take()
-    }
-
-    /// Holds a tell again: its mailbox is still full.
-    pub(crate) fn hold(&mut self, sink: Arc<dyn InboundSink>, payload: Bytes) {
-        self.held = Some((sink, payload));
-    }
-
-    /// The connection's backlog.
-    pub(crate) fn backlog(&self) -> &Arc<Backlog> {
-        &self.backlog
     }
 }
 
