@@ -4,7 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::transport::Carrier;
+use crate::session::{Session, SessionCell};
+use crate::transport::{Carrier, Network};
 
 /// Who made the call a handler is running, from [`CallContext::caller`](crate::CallContext::caller).
 ///
@@ -53,14 +54,30 @@ pub enum Caller {
     Local,
     /// A proxy in another process, over a connection from this peer.
     Remote(Arc<Peer>),
+    /// A player, whose call a Gate's relay forwarded: `via` is the Gate's connection,
+    /// `session` the player's session there (see [`RpcService::start_relay`](crate::RpcService::start_relay)).
+    Relayed {
+        /// The connection from the relaying Gate.
+        via: Arc<Peer>,
+        /// The player's session on that Gate.
+        session: Arc<Session>,
+    },
 }
 
 impl Caller {
     /// The remote peer, for a call that came over a connection.
     pub fn peer(&self) -> Option<&Peer> {
         match self {
-            Caller::Remote(peer) => Some(peer),
+            Caller::Remote(peer) | Caller::Relayed { via: peer, .. } => Some(peer),
             Caller::Direct | Caller::Local => None,
+        }
+    }
+
+    /// The player's session, for a call a Gate relayed.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Caller::Relayed { session, .. } => Some(session),
+            _ => None,
         }
     }
 }
@@ -71,6 +88,7 @@ impl fmt::Display for Caller {
             Caller::Direct => f.write_str("a direct call"),
             Caller::Local => f.write_str("a proxy in this process"),
             Caller::Remote(peer) => write!(f, "{peer}"),
+            Caller::Relayed { via, session } => write!(f, "{session}, relayed by {via}"),
         }
     }
 }
@@ -109,6 +127,10 @@ pub struct Peer {
     /// it opened: that connection, so that references to this service's endpoints in the
     /// replies name it.
     pub(crate) replies_over: RepliesOver,
+    /// The player session a Gate's login opened on this connection.
+    pub(crate) session: SessionCell,
+    /// The network of the listener the connection came in on (`Inner` for outbound ones).
+    pub(crate) network: Network,
 }
 
 /// The connection a non-listening service's replies travel over (see [`Peer::with_carrier`]);
@@ -139,7 +161,51 @@ impl Peer {
             certificate: None,
             tls: false,
             replies_over: RepliesOver::default(),
+            session: SessionCell::default(),
+            network: Network::Inner,
         }
+    }
+
+    /// This peer, connected to a listener of `network` (for a transport).
+    pub fn with_network(mut self, network: Network) -> Peer {
+        self.network = network;
+        self
+    }
+
+    /// The network of the listener the connection came in on.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// Opens the player session of this connection (a Gate's login handler, once it has
+    /// checked who the player is): every call a relay forwards for this connection from now
+    /// on carries it. A connection has at most one session: opening a second one fails with
+    /// the session it has.
+    ///
+    /// ```
+    /// use rpc_core::Peer;
+    ///
+    /// let peer = Peer::new("10.0.0.9:50000".parse().unwrap());
+    /// let session = peer.open_session("player-7").unwrap();
+    /// assert_eq!(peer.session().map(|s| s.identity()), Some("player-7"));
+    /// assert_eq!(peer.session(), Some(&session));
+    /// assert!(peer.open_session("player-8").is_err());
+    /// ```
+    pub fn open_session(&self, identity: impl Into<String>) -> Result<Session, Session> {
+        let session = Arc::new(Session::new(identity));
+        match self.session.0.set(Arc::clone(&session)) {
+            Ok(()) => Ok(Session::clone(&session)),
+            Err(_) => Err(self.session().cloned().unwrap_or_else(|| Session::clone(&session))),
+        }
+    }
+
+    /// The player session opened on this connection, if one was.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.0.get().map(|session| &**session)
+    }
+
+    pub(crate) fn session_arc(&self) -> Option<Arc<Session>> {
+        self.session.0.get().cloned()
     }
 
     /// This peer, calling this service (which does not listen) back over the connection

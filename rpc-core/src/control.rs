@@ -381,6 +381,13 @@ impl CallContext {
         &self.caller
     }
 
+    /// The player session of a call a Gate's relay forwarded (see
+    /// [`RpcService::start_relay`](crate::RpcService::start_relay)): who the player is, as
+    /// the Gate vouches. `None` for any other call.
+    pub fn session(&self) -> Option<&crate::Session> {
+        self.caller.session()
+    }
+
     /// The trace this call belongs to: its trace id and the id of this call's server span
     /// (the `trace_id` and `span_id` fields of its `rpc.call` span), if the call carried a
     /// trace or tracing is on. Calls the handler makes continue it by themselves; this is

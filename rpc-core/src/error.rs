@@ -348,6 +348,18 @@ pub enum RpcError {
         gateway: String,
     },
 
+    /// A relay could not forward the call to the server hosting its target, or lost that
+    /// server while the call was there (see
+    /// [`RpcService::start_relay`](crate::RpcService::start_relay)). A call refused before it
+    /// was forwarded did not run; one lost on the way may have.
+    #[error("relay `{endpoint}` could not carry the call: {reason}")]
+    Relay {
+        /// The relay's endpoint name.
+        endpoint: String,
+        /// What went wrong, naming the hop.
+        reason: String,
+    },
+
     /// A stream's producer ended it with an error ([`RpcStream::try_new`](crate::RpcStream::try_new)):
     /// the last item the consumer receives.
     #[error("the stream's producer failed: {message}")]
@@ -413,6 +425,7 @@ impl RpcError {
             RpcError::Remote { .. } => "remote",
             RpcError::StreamFailed { .. } => "stream_failed",
             RpcError::InnerGateway { .. } => "inner_gateway",
+            RpcError::Relay { .. } => "relay",
             RpcError::ServiceShutDown => "service_shut_down",
             RpcError::NotListening => "not_listening",
             RpcError::Io { .. } => "io",

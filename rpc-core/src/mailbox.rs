@@ -27,6 +27,7 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::fencing::Stale;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
+use crate::session::Session;
 use crate::trace::{self, TraceContext};
 use crate::transport::Charge;
 
@@ -262,8 +263,10 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         // its bytes and their charge besides (a smaller allocation for every call).
         let depth = cell.shared.max_decode_depth;
         let what = || format!("decoding an invocation of gateway `{}`", G::NAME);
-        // The trace context comes first, then (a fenced gateway's) the token.
+        // The header (trace context, relayed session) comes first, then (a fenced gateway's)
+        // the token.
         type Trace = Option<TraceContext>;
+        type Relayed = Option<Session>;
         // The references inside become proxies of this endpoint's service.
         let decoded = crate::reference::decoding_from(
             &cell.service,
@@ -271,19 +274,25 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
             Some(charge.peer_address()),
             || {
                 if G::FENCED {
-                    payload.decode::<(Trace, Option<G::Token>, G::Invocation)>(depth, what)
+                    payload.decode::<(Trace, Relayed, Option<G::Token>, G::Invocation)>(depth, what)
                 } else {
                     payload
-                        .decode::<(Trace, G::Invocation)>(depth, what)
-                        .map(|(trace, invocation)| (trace, None, invocation))
+                        .decode::<(Trace, Relayed, G::Invocation)>(depth, what)
+                        .map(|(trace, session, invocation)| (trace, session, None, invocation))
                 }
             },
         );
-        let caller = charge.caller();
+        let decoded = decoded.and_then(|(trace, session, token, invocation)| {
+            let caller = match session {
+                Some(session) => charge.relayed_caller(session)?,
+                None => charge.caller(),
+            };
+            Ok((caller, trace, token, invocation))
+        });
         drop(charge);
         drop(payload);
         match decoded {
-            Ok((trace, token, invocation)) => {
+            Ok((caller, trace, token, invocation)) => {
                 let method = &G::METHODS[G::method_index(&invocation)];
                 let Some(reply) = admit::<E, G>(reply, token.as_ref(), cell, method) else {
                     return Box::pin(std::future::ready(()));

@@ -23,6 +23,7 @@ use crate::gateway::{
 };
 use crate::mailbox::{self, Envelope};
 use crate::reference::{Location, Reference, Unreachable};
+use crate::relay::{Follower, Relay, Router};
 use crate::retry::ConnectRetry;
 use crate::transport::{
     Binding, Carrier, ConnectionEvent, InboundSink, Network, RemoteTarget, ServiceHandle, Transport,
@@ -92,6 +93,7 @@ pub(crate) struct ServiceInner {
 #[derive(Default)]
 struct Registry {
     endpoints: HashMap<String, Arc<dyn AnyEndpoint>>,
+    relays: HashMap<String, Arc<Relay>>,
     shut_down: bool,
 }
 
@@ -401,7 +403,7 @@ impl RpcService {
             if registry.shut_down {
                 return Err(RpcError::ServiceShutDown);
             }
-            if registry.endpoints.contains_key(&name) {
+            if registry.endpoints.contains_key(&name) || registry.relays.contains_key(&name) {
                 return Err(RpcError::NameInUse { endpoint: name });
             }
             let registered = Registered {
@@ -437,6 +439,85 @@ impl RpcService {
                     .to_owned(),
             )),
         }
+    }
+
+    /// Starts a relay under `name`: a name a player binds like an endpoint's, serving every
+    /// gateway without this service knowing any. Each call a player makes on it is sent on,
+    /// still encoded, to the server `router` picks for the player's [`Session`](crate::Session), over one
+    /// inner connection per server, with the session written into the call's header (the
+    /// handler there reads it from [`CallContext::session`](crate::CallContext::session)); the
+    /// reply comes back the same way, undecoded. The player must have a session: a Gate's
+    /// login handler opens one with [`Peer::open_session`](crate::Peer::open_session); calls
+    /// on a connection without one fail with [`RpcError::Relay`].
+    ///
+    /// Per hop, as for any call: the player's deadline travels on (the time it has left), a
+    /// cancel is passed on, and each connection's budgets apply. A call the hop refuses
+    /// without running it ([`RpcError::EndpointNotFound`], [`RpcError::EndpointStopped`]: its
+    /// target moved) is routed again and resent until the deadline; a hop that cannot be
+    /// reached, or is lost with the call on it, fails the call at once with
+    /// [`RpcError::Relay`] (a lost call may have run). Tells are forwarded once. Methods
+    /// returning a stream cannot be relayed; the fingerprint is checked by the hop's bind.
+    ///
+    /// ```
+    /// use rpc_core::{Hop, RouteRequest, RpcService};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rpc_core::RpcError> {
+    /// let gate = RpcService::new();
+    /// // Every player's unit lives on one map server here; a game would look it up.
+    /// gate.start_relay("unit", |request: RouteRequest<'_>| {
+    ///     let unit = request.session.map(|s| s.identity().to_owned()).unwrap_or_default();
+    ///     async move {
+    ///         Ok(Hop { address: "10.0.0.21:7000".parse().unwrap(), endpoint: unit, incarnation: None })
+    ///     }
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_relay(&self, name: impl Into<String>, router: impl Router) -> Result<(), RpcError> {
+        let name = name.into();
+        let relay = Arc::new(Relay::new(
+            name.clone(),
+            Arc::new(router),
+            Arc::downgrade(&self.inner),
+        ));
+        let mut registry = self.inner.registry();
+        if registry.shut_down {
+            return Err(RpcError::ServiceShutDown);
+        }
+        if registry.endpoints.contains_key(&name) || registry.relays.contains_key(&name) {
+            return Err(RpcError::NameInUse { endpoint: name });
+        }
+        registry.relays.insert(name, relay);
+        Ok(())
+    }
+
+    /// Stops the relay `name`: binds to it fail from now on with `EndpointNotFound` (calls
+    /// already forwarded still get their answers). Whether there was one.
+    pub fn stop_relay(&self, name: &str) -> bool {
+        self.inner.registry().relays.remove(name).is_some()
+    }
+
+    /// A typed proxy to a target that moves between servers (an actor that migrates): each
+    /// call is sent to where `router` says the target is, and routed again when that place
+    /// no longer has it. Calls are encoded once and forwarded as bytes, like a relay's, so the
+    /// proxy always goes through the transport, even to a target in this process.
+    ///
+    /// A call the old place refused without running it ([`RpcError::EndpointNotFound`],
+    /// [`RpcError::EndpointStopped`]) is sent again, after the router's next answer, until the
+    /// call's deadline: a call in flight during a move is delivered once, at the new place.
+    /// Any other failure (a connection lost with the call on it, which may have run) is the
+    /// call's answer. `rpc_ha::Locations::follow` routes through a location service.
+    pub fn follow<G: UnfencedGateway>(&self, name: impl Into<String>, router: impl Router) -> G {
+        let target = Follower::new::<G>(
+            &self.inner,
+            name.into(),
+            Arc::new(router),
+            self.inner.shared.max_decode_depth,
+        );
+        G::from_handle(GatewayHandle::new(
+            Arc::new(target),
+            self.inner.shared.default_timeout,
+        ))
     }
 
     /// A typed proxy to the endpoint `name` of this service.
@@ -690,6 +771,16 @@ impl ServiceInner {
         self.transport.get().is_some()
     }
 
+    /// The network transport, if the service has one.
+    pub(crate) fn transport(&self) -> Option<&Arc<dyn Transport>> {
+        self.transport.get()
+    }
+
+    /// The runtime the service's tasks run on.
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.shared.runtime
+    }
+
     /// The address this service listens on, if it does.
     pub(crate) fn local_address(&self) -> Option<SocketAddr> {
         self.transport.get().and_then(|t| t.local_address())
@@ -825,7 +916,13 @@ impl ServiceInner {
         binding: &Binding,
         network: Network,
     ) -> Result<Arc<dyn InboundSink>, RpcError> {
-        let endpoint = self.registry().endpoint(&binding.endpoint);
+        let endpoint = {
+            let registry = self.registry();
+            if let Some(relay) = registry.relays.get(&binding.endpoint) {
+                return relay.sink(binding);
+            }
+            registry.endpoint(&binding.endpoint)
+        };
         let endpoint = match (endpoint, binding.incarnation) {
             (Ok(endpoint), Some(bound)) if endpoint.incarnation() != bound => {
                 return Err(RpcError::EndpointStopped {

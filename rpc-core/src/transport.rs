@@ -32,6 +32,7 @@ use crate::mailbox::EncodedInvocation;
 pub use crate::reference::{Location, Reference};
 use crate::retry::ConnectRetry;
 use crate::service::ServiceInner;
+use crate::session::Session;
 pub use crate::stream::{EncodedStream, StreamEvent, StreamReply, StreamSink};
 
 /// A stream's event channel: the sink a transport delivers into, the receiver a consumer
@@ -297,6 +298,26 @@ impl Charge {
         self.backlog.peer.address
     }
 
+    /// Who sent it, for an invocation whose header carries a relayed `session`: the player,
+    /// relayed by this connection's peer. A session is believed from the inner network only
+    /// (servers); from the outer one (players) it is refused.
+    pub(crate) fn relayed_caller(&self, session: Session) -> Result<Caller, RpcError> {
+        if self.backlog.peer.network == Network::Outer {
+            return Err(RpcError::Serialization {
+                context: "decoding an invocation's header".to_owned(),
+                reason: format!(
+                    "{} came in on the outer network and named a relayed session ({session}): \
+                     only a relay on the inner network may",
+                    self.backlog.peer
+                ),
+            });
+        }
+        Ok(Caller::Relayed {
+            via: Arc::clone(&self.backlog.peer),
+            session: Arc::new(session),
+        })
+    }
+
     /// The connection it arrived over, for the references in it.
     pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
         self.backlog.carrier()
@@ -378,9 +399,10 @@ impl<G> RemoteTarget<G> {
     }
 }
 
-/// Appends an invocation as the wire carries it: the trace context (`Option<TraceContext>`
-/// in postcard) first, then for a fenced gateway the fencing token (`Option<Token>`).
-fn encode<G: Gateway>(
+/// Appends an invocation as the wire carries it: the call header (the trace context,
+/// `Option<TraceContext>` in postcard, and the relayed session, `Option<Session>`, which only
+/// a relay sets) first, then for a fenced gateway the fencing token (`Option<Token>`).
+pub(crate) fn encode<G: Gateway>(
     invocation: &G::Invocation,
     token: Option<&G::Token>,
     trace: Option<TraceContext>,
@@ -393,10 +415,11 @@ fn encode<G: Gateway>(
             method.gateway, method.name
         )
     };
+    let session: Option<Session> = None;
     if G::FENCED {
-        codec::encode_into(&(trace, token, invocation), out, what)
+        codec::encode_into(&(trace, session, token, invocation), out, what)
     } else {
-        codec::encode_into(&(trace, invocation), out, what)
+        codec::encode_into(&(trace, session, invocation), out, what)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::frame::{Frame, FrameKind};
 pub const MAGIC: [u8; 4] = *b"RPCN";
 
 /// The protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Bytes of the slot number that starts a request or tell body.
 pub const SLOT_LEN: usize = 4;
@@ -415,6 +415,13 @@ pub enum WireError {
         /// The gateway.
         gateway: String,
     },
+    /// A relay could not carry the call to or from the server hosting its target.
+    Relay {
+        /// The relay's endpoint name.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl WireError {
@@ -492,6 +499,7 @@ impl WireError {
             RpcError::InnerGateway { endpoint, gateway } => {
                 WireError::InnerGateway { endpoint, gateway }
             }
+            RpcError::Relay { endpoint, reason } => WireError::Relay { endpoint, reason },
             other => WireError::Other {
                 message: other.to_string(),
             },
@@ -586,6 +594,7 @@ impl WireError {
             WireError::InnerGateway { endpoint, gateway } => {
                 RpcError::InnerGateway { endpoint, gateway }
             }
+            WireError::Relay { endpoint, reason } => RpcError::Relay { endpoint, reason },
         }
     }
 
@@ -624,7 +633,7 @@ mod tests {
         assert_eq!(
             wire(hello(AuthMode::None)),
             [
-                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 7, 0
+                0, 0, 0, 16, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, b'R', b'P', b'C', b'N', 0, 8, 0
             ]
         );
         assert_eq!(wire(hello(AuthMode::SharedSecret))[19], 1);
@@ -634,7 +643,7 @@ mod tests {
         assert_eq!(
             wire(handshake_reject(RejectCode::Unauthenticated, "no")),
             [
-                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, b'n', b'o'
+                0, 0, 0, 14, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 2, b'n', b'o'
             ]
         );
     }
@@ -767,6 +776,15 @@ mod tests {
             wire(failure(7, &failed)),
             [0, 0, 0, 12, 0x09, 0, 0, 0, 0, 0, 0, 0, 7, 13, 1, b'x']
         );
+        let relay = WireError::Relay {
+            endpoint: "u".into(),
+            reason: "r".into(),
+        };
+        // postcard: variant 15, "u", "r".
+        assert_eq!(
+            wire(failure(7, &relay)),
+            [0, 0, 0, 14, 0x09, 0, 0, 0, 0, 0, 0, 0, 7, 15, 1, b'u', 1, b'r']
+        );
         assert_eq!(
             STREAM_WINDOW, 262_144,
             "the initial credit is part of the protocol"
@@ -793,7 +811,7 @@ mod tests {
                 auth: None
             })
         );
-        assert!(parse_hello(b"RPCN\x00\x07\x07").is_err(), "an unknown mode");
+        assert!(parse_hello(b"RPCN\x00\x08\x07").is_err(), "an unknown mode");
         assert!(parse_hello(b"GET / HTTP/1.1").is_err());
         let (version, code, reason) =
             parse_reject(&handshake_reject(RejectCode::Unauthenticated, "wrong").body);

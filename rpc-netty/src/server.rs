@@ -170,7 +170,8 @@ async fn serve(
     let who = Peer::new(peer)
         .with_shared_secret(config.secret.is_some())
         .with_certificate(certificate)
-        .with_tls(config.uses_tls());
+        .with_tls(config.uses_tls())
+        .with_network(network);
     tracing::Span::current().record("authenticated", who.is_authenticated());
     let hooks_view = rpc_core::Connection::new(who.clone(), rpc_core::Direction::Inbound);
     service.connection_event(ConnectionEvent::Connected(hooks_view.clone()));

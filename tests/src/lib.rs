@@ -151,3 +151,39 @@ pub mod target {
         }
     }
 }
+
+pub mod relay_gate {
+    //! The Gate the relay tests (`tests/tests/relay.rs`) run as a separate process,
+    //! `relay-gate`. It knows its own login gateway and nothing of the servers behind it: the
+    //! gateways it relays are not in its binary at all.
+
+    use rpc_core::{CallContext, RpcEndpoint, rpc_gateway};
+
+    /// What a player calls first, on the Gate's outer listener.
+    #[rpc_gateway(outer)]
+    pub trait Login {
+        /// Opens the player's session on this connection; its id, or why not.
+        async fn login(&mut self, player: String) -> Result<u64, String>;
+    }
+
+    /// The Gate's login endpoint: believes any name (a real one would check a token the
+    /// Realm issued).
+    pub struct Logins;
+
+    impl RpcEndpoint for Logins {
+        rpc_core::serves!(Login);
+    }
+
+    impl Login for Logins {
+        async fn login(&mut self, player: String) -> Result<u64, String> {
+            let context = CallContext::current();
+            let peer = context
+                .caller()
+                .peer()
+                .ok_or("log in over the network")?;
+            peer.open_session(player)
+                .map(|session| session.id())
+                .map_err(|open| format!("this connection is already {open}"))
+        }
+    }
+}

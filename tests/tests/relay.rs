@@ -1,0 +1,261 @@
+//! The Gate's relay: a player logs in on the Gate's outer listener, then calls a gateway the
+//! Gate does not know through its relay, which forwards each call undecoded to the Map
+//! server over one inner connection, with the player's session in the call's header.
+//!
+//! The Gate runs as a separate process (`relay-gate`, in `tests/src/bin`). The gateway the
+//! player calls, and its argument type, are declared in this file only: the Gate's binary
+//! does not contain them, so it cannot decode what it relays.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rpc_core::{CallContext, Caller, RpcEndpoint, RpcError, RpcService, rpc_gateway};
+use rpc_tests::relay_gate::LoginClient;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// An argument type only this test (the player and the Map) knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub sequence: u64,
+    pub path: Vec<(i32, i32)>,
+    pub note: Option<String>,
+}
+
+/// What a player's unit does, hosted on the Map.
+#[rpc_gateway]
+pub trait Unit {
+    /// Who the Map believes is calling, and the order back.
+    async fn act(&mut self, order: Order) -> (String, u64, Order);
+    /// Never answers: the Map is dropped while this runs.
+    async fn stall(&mut self) -> u64;
+    /// One-way.
+    fn nudge(&mut self, by: u64);
+    /// The sum of the nudges so far, per player.
+    async fn nudged(&mut self) -> u64;
+}
+
+#[derive(Default)]
+struct Units {
+    nudged: std::collections::HashMap<String, u64>,
+    stalled: Option<mpsc::UnboundedSender<()>>,
+}
+
+impl RpcEndpoint for Units {
+    rpc_core::serves!(Unit);
+}
+
+fn player() -> String {
+    let context = CallContext::current();
+    match context.caller() {
+        Caller::Relayed { session, .. } => session.identity().to_owned(),
+        other => panic!("a call that was not relayed: {other}"),
+    }
+}
+
+impl Unit for Units {
+    async fn act(&mut self, order: Order) -> (String, u64, Order) {
+        let context = CallContext::current();
+        let session = context.session().expect("a relayed call has a session");
+        (session.identity().to_owned(), session.id(), order)
+    }
+
+    async fn stall(&mut self) -> u64 {
+        if let Some(stalled) = &self.stalled {
+            let _ = stalled.send(());
+        }
+        std::future::pending().await
+    }
+
+    fn nudge(&mut self, by: u64) {
+        *self.nudged.entry(player()).or_default() += by;
+    }
+
+    async fn nudged(&mut self) -> u64 {
+        self.nudged.get(&player()).copied().unwrap_or(0)
+    }
+}
+
+/// The Gate process; killed when dropped.
+struct Gate {
+    child: Child,
+    outer: SocketAddr,
+}
+
+impl Gate {
+    fn start(map: SocketAddr) -> Gate {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relay-gate"))
+            .arg(map.to_string())
+            .arg("units")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start relay-gate");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the addresses");
+        let outer = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|addresses| addresses.split(' ').nth(1))
+            .and_then(|outer| outer.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Gate { child, outer }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A player: a client service logged in at the Gate as `name`, and its unit there.
+async fn log_in(gate: &Gate, name: &str) -> (RpcService, u64, UnitClient) {
+    let player = rpc_netty::client();
+    let login: LoginClient = player.connect(gate.outer, "login").await.unwrap();
+    let session = login.login(name.to_owned()).await.unwrap().unwrap();
+    let unit: UnitClient = player.connect(gate.outer, "unit").await.unwrap();
+    (player, session, unit)
+}
+
+async fn map() -> RpcService {
+    let map = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+    map.start_endpoint("units", Units::default()).await.unwrap();
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_relayed_calls_carry_the_players_session() {
+    common::bounded(async {
+        let map = map().await;
+        let gate = Gate::start(map.local_address().unwrap());
+        let players = [log_in(&gate, "alice").await, log_in(&gate, "bob").await];
+        assert_ne!(players[0].1, players[1].1, "two sessions, two ids");
+
+        let calls = players.iter().flat_map(|(_, session, unit)| {
+            (0..500u64).map(move |sequence| {
+                let order = Order {
+                    sequence,
+                    path: vec![(sequence as i32, -1), (2, 3)],
+                    note: (sequence % 2 == 0).then(|| format!("order {sequence}")),
+                };
+                async move { (unit.act(order.clone()).await, *session, order) }
+            })
+        });
+        let answers = futures::future::join_all(calls).await;
+        assert_eq!(answers.len(), 1000);
+        for (index, (answer, session, order)) in answers.into_iter().enumerate() {
+            let (who, seen, back) = answer.unwrap();
+            assert_eq!(who, if index < 500 { "alice" } else { "bob" });
+            assert_eq!(seen, session, "the Map saw the caller's own session");
+            assert_eq!(back, order);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_are_relayed_in_order_with_asks() {
+    common::bounded(async {
+        let map = map().await;
+        let gate = Gate::start(map.local_address().unwrap());
+        let (_player, _, unit) = log_in(&gate, "carol").await;
+        for by in 1..=100 {
+            unit.nudge(by).unwrap();
+        }
+        // The ask follows the tells through the relay, in order.
+        assert_eq!(unit.nudged().await.unwrap(), 5050);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_who_has_not_logged_in_is_refused() {
+    common::bounded(async {
+        let map = map().await;
+        let gate = Gate::start(map.local_address().unwrap());
+        let stranger = rpc_netty::client();
+        let unit: UnitClient = stranger.connect(gate.outer, "unit").await.unwrap();
+        let order = Order {
+            sequence: 1,
+            path: Vec::new(),
+            note: None,
+        };
+        match unit.act(order).await {
+            Err(error @ RpcError::Relay { .. }) => {
+                let text = error.to_string();
+                assert!(text.contains("no session") && text.contains("log in"), "{text}");
+            }
+            other => panic!("expected a relay refusal, got {other:?}"),
+        }
+        // The same connection logs in and is relayed from then on.
+        let login: LoginClient = stranger.connect(gate.outer, "login").await.unwrap();
+        login.login("dave".into()).await.unwrap().unwrap();
+        assert!(login.login("eve".into()).await.unwrap().is_err(), "one session per connection");
+        let order = Order {
+            sequence: 2,
+            path: Vec::new(),
+            note: None,
+        };
+        assert_eq!(unit.act(order).await.unwrap().0, "dave");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_dropping_mid_call_fails_the_players_call_fast() {
+    common::bounded(async {
+        // The Map runs on a runtime of its own, so that dropping it ends the Map at once,
+        // sockets and all, as a crash would.
+        let (stalled, mut entered) = mpsc::unbounded_channel();
+        let (address_sender, address) = std::sync::mpsc::channel();
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let map_thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let map = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+                let units = Units {
+                    stalled: Some(stalled),
+                    ..Units::default()
+                };
+                map.start_endpoint("units", units).await.unwrap();
+                address_sender.send(map.local_address().unwrap()).unwrap();
+                let _ = killed.await;
+                std::mem::forget(map); // no shutdown: the runtime goes down under it
+            });
+            runtime.shutdown_background();
+        });
+        let map_address = address.recv().unwrap();
+        let gate = Gate::start(map_address);
+        let (_player, _, unit) = log_in(&gate, "frank").await;
+        let call = tokio::spawn(async move { unit.stall().await });
+        entered.recv().await.expect("the call reached the Map");
+        kill.send(()).unwrap();
+        // Far sooner than the call's 10 s timeout: the Gate sees the connection go.
+        let outcome = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("the call failed within 5 s")
+            .unwrap();
+        match outcome {
+            Err(error @ RpcError::Relay { .. }) => {
+                let text = error.to_string();
+                assert!(text.contains(&map_address.to_string()), "{text}");
+            }
+            other => panic!("expected a relay failure, got {other:?}"),
+        }
+        map_thread.join().unwrap();
+    })
+    .await;
+}
