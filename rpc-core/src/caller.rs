@@ -195,7 +195,10 @@ impl Peer {
         let session = Arc::new(Session::new(identity));
         match self.session.0.set(Arc::clone(&session)) {
             Ok(()) => Ok(Session::clone(&session)),
-            Err(_) => Err(self.session().cloned().unwrap_or_else(|| Session::clone(&session))),
+            Err(_) => Err(self
+                .session()
+                .cloned()
+                .unwrap_or_else(|| Session::clone(&session))),
         }
     }
 

@@ -116,9 +116,9 @@ pub use fencing::{FencedEndpoint, FencingId, FencingToken, ParseFencingIdError, 
 pub use gateway::{
     CallTarget, EndpointAddress, FencedGateway, Gateway, Incarnation, UnfencedGateway,
 };
+pub use relay::{Hop, RouteRequest, Router};
 pub use retry::ConnectRetry;
 pub use service::{DEFAULT_TIMEOUT, RpcService, RpcServiceBuilder};
-pub use relay::{Hop, RouteRequest, Router};
 pub use session::Session;
 pub use stream::{RpcStream, STREAM_WINDOW, Streaming};
 pub use trace::{ParseTraceContextError, SpanId, TraceContext, TraceId, ZeroId};

@@ -337,7 +337,10 @@ impl Route {
 }
 
 fn take(pending: &Pending) -> Option<ReplyTo> {
-    pending.lock().unwrap_or_else(PoisonError::into_inner).take()
+    pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
 }
 
 /// A relay registered on a service under `name`.
@@ -363,8 +366,14 @@ impl Relay {
 
     /// The sink of one connection's bind of `binding` to this relay. Its fingerprint is not
     /// checked here (the relay knows no gateway): the hop's bind checks it.
-    pub(crate) fn sink(self: &Arc<Self>, binding: &Binding) -> Result<Arc<dyn InboundSink>, RpcError> {
-        if binding.incarnation.is_some_and(|bound| bound != self.incarnation) {
+    pub(crate) fn sink(
+        self: &Arc<Self>,
+        binding: &Binding,
+    ) -> Result<Arc<dyn InboundSink>, RpcError> {
+        if binding
+            .incarnation
+            .is_some_and(|bound| bound != self.incarnation)
+        {
             return Err(RpcError::EndpointStopped {
                 endpoint: binding.endpoint.clone(),
             });
@@ -421,7 +430,11 @@ impl RelaySink {
         let trace = match payload.first() {
             Some(0) => 1,
             Some(1) => 1 + 24,
-            _ => return Err(malformed("the invocation does not start with a call header")),
+            _ => {
+                return Err(malformed(
+                    "the invocation does not start with a call header",
+                ));
+            }
         };
         match payload.get(trace) {
             Some(0) => {}
@@ -512,9 +525,8 @@ impl Follower {
         router: Arc<dyn Router>,
         max_decode_depth: usize,
     ) -> Self {
-        let endpoint = Arc::new(
-            EndpointAddress::new(name.as_str(), None).called_by(Arc::downgrade(service)),
-        );
+        let endpoint =
+            Arc::new(EndpointAddress::new(name.as_str(), None).called_by(Arc::downgrade(service)));
         Follower {
             route: Arc::new(Route::new(
                 Arc::downgrade(service),
@@ -583,9 +595,7 @@ mod tests {
     use super::*;
 
     fn sink() -> RelaySink {
-        let router = |_: RouteRequest<'_>| async {
-            Err::<Hop, _>(RpcError::ServiceShutDown)
-        };
+        let router = |_: RouteRequest<'_>| async { Err::<Hop, _>(RpcError::ServiceShutDown) };
         RelaySink {
             relay: Arc::new(Relay::new("unit".into(), Arc::new(router), Weak::new())),
             gateway: "G".into(),
@@ -627,7 +637,10 @@ mod tests {
         let header = [1, 1, b'p', 1];
         for body in [&[0, 1, 1, b'q', 2, 0xaa][..], &[2, 0], &[], &[0]] {
             assert!(
-                matches!(sink.rewrite(body, &header), Err(RpcError::Serialization { .. })),
+                matches!(
+                    sink.rewrite(body, &header),
+                    Err(RpcError::Serialization { .. })
+                ),
                 "{body:?}"
             );
         }

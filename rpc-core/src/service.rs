@@ -473,7 +473,11 @@ impl RpcService {
     /// })?;
     /// # Ok(()) }
     /// ```
-    pub fn start_relay(&self, name: impl Into<String>, router: impl Router) -> Result<(), RpcError> {
+    pub fn start_relay(
+        &self,
+        name: impl Into<String>,
+        router: impl Router,
+    ) -> Result<(), RpcError> {
         let name = name.into();
         let relay = Arc::new(Relay::new(
             name.clone(),

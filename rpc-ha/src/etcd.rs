@@ -17,6 +17,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::location::{ActorLocation, LocationService};
 use crate::{Coordinator, HaError, LeaderInfo, Leadership};
 
 /// Elections on an etcd cluster.
@@ -146,6 +147,102 @@ impl Coordinator for EtcdCoordinator {
             Ok(leaders)
         }
         .boxed()
+    }
+}
+
+/// Actor locations on an etcd cluster: one key per actor, `{prefix}{actor}`, whose value is
+/// the [`ActorLocation`] record. Every host, caller and Gate of a deployment uses the same
+/// cluster and prefix.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use rpc_ha::Locations;
+/// use rpc_ha::etcd::EtcdLocations;
+///
+/// # async fn demo() -> Result<(), rpc_ha::HaError> {
+/// let etcd = EtcdLocations::connect(&["10.0.0.2:2379"], "/game/units/").await?;
+/// let locations = Locations::new(Arc::new(etcd));
+/// println!("unit 7: {:?}", locations.lookup(&7).await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EtcdLocations {
+    client: Client,
+    prefix: String,
+}
+
+impl EtcdLocations {
+    /// Connects to the etcd cluster at `endpoints`, keeping locations under `prefix`.
+    pub async fn connect(endpoints: &[&str], prefix: impl Into<String>) -> Result<Self, HaError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(unavailable)?;
+        Ok(EtcdLocations {
+            client,
+            prefix: prefix.into(),
+        })
+    }
+
+    fn key(&self, actor: &str) -> String {
+        format!("{}{actor}", self.prefix)
+    }
+}
+
+impl LocationService for EtcdLocations {
+    fn put<'a>(
+        &'a self,
+        actor: &'a str,
+        location: &'a ActorLocation,
+    ) -> BoxFuture<'a, Result<(), HaError>> {
+        async move {
+            let mut client = self.client.clone();
+            client
+                .put(self.key(actor), location.to_bytes(), None)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, actor: &'a str) -> BoxFuture<'a, Result<Option<ActorLocation>, HaError>> {
+        async move {
+            let mut client = self.client.clone();
+            let response = client
+                .get(self.key(actor), None)
+                .await
+                .map_err(unavailable)?;
+            response
+                .kvs()
+                .first()
+                .map(|kv| ActorLocation::from_bytes(kv.value()))
+                .transpose()
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, actor: &'a str) -> BoxFuture<'a, Result<(), HaError>> {
+        async move {
+            let mut client = self.client.clone();
+            client
+                .delete(self.key(actor), None)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl std::fmt::Debug for EtcdLocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdLocations")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 

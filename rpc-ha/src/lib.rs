@@ -46,9 +46,11 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
 mod follow;
+mod location;
 pub mod memory;
 
 pub use follow::LeaderGateway;
+pub use location::{ActorLocation, LocationService, Locations, MemoryLocations};
 
 /// What a leadership publishes: where the leader is reached and the token its calls carry.
 ///

@@ -783,7 +783,9 @@ mod tests {
         // postcard: variant 15, "u", "r".
         assert_eq!(
             wire(failure(7, &relay)),
-            [0, 0, 0, 14, 0x09, 0, 0, 0, 0, 0, 0, 0, 7, 15, 1, b'u', 1, b'r']
+            [
+                0, 0, 0, 14, 0x09, 0, 0, 0, 0, 0, 0, 0, 7, 15, 1, b'u', 1, b'r'
+            ]
         );
         assert_eq!(
             STREAM_WINDOW, 262_144,

@@ -177,10 +177,7 @@ pub mod relay_gate {
     impl Login for Logins {
         async fn login(&mut self, player: String) -> Result<u64, String> {
             let context = CallContext::current();
-            let peer = context
-                .caller()
-                .peer()
-                .ok_or("log in over the network")?;
+            let peer = context.caller().peer().ok_or("log in over the network")?;
             peer.open_session(player)
                 .map(|session| session.id())
                 .map_err(|open| format!("this connection is already {open}"))

@@ -226,7 +226,7 @@ async fn reusing_a_request_id_in_flight_closes_the_connection_and_cancels_its_ca
     };
     // Bind, then `park` as request 5; once it has parked (in flight for good), request 5
     // again.
-    let park = wire(&protocol::request(5, 1, protocol::NO_BUDGET, &[0, 0]));
+    let park = wire(&protocol::request(5, 1, protocol::NO_BUDGET, &[0, 0, 0]));
     let mut bytes = wire(&protocol::bind(1, 1, &binding));
     bytes.extend(&park);
     raw.write_all(&bytes).await.unwrap();

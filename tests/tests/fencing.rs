@@ -335,14 +335,14 @@ async fn a_remote_call_without_a_token_is_refused_before_the_handler() {
         fingerprint: LeaderClient::FINGERPRINT,
         incarnation: None,
     };
-    // `submit(1)` with no trace context and no token: postcard `None` twice (0, 0), method 0,
-    // job 1.
+    // `submit(1)` with no trace context, no relayed session and no token: postcard `None`
+    // three times (0, 0, 0), method 0, job 1.
     let mut bytes = wire(&protocol::bind(1, 1, &binding));
     bytes.extend(wire(&protocol::request(
         2,
         1,
         protocol::NO_BUDGET,
-        &[0, 0, 0, 1],
+        &[0, 0, 0, 0, 1],
     )));
     raw.write_all(&bytes).await.unwrap();
     let mut answers = Vec::new();

@@ -140,10 +140,10 @@ fn valid_session() -> Vec<u8> {
         f
     };
     bytes.extend(frame(0x04, 1, &bind_body));
-    // echo(7) on slot 1 with a 5 s budget: no trace context (0), variant 0, u64 7;
-    // note("hi"): no trace context, variant 1, "hi".
-    bytes.extend(frame(0x06, 2, &[0, 0, 0, 1, 0, 0, 0x13, 0x88, 0, 0, 7]));
-    bytes.extend(frame(0x07, 0, &[0, 0, 0, 1, 0, 1, 2, b'h', b'i']));
+    // echo(7) on slot 1 with a 5 s budget: no trace context (0), no relayed session (0),
+    // variant 0, u64 7; note("hi"): the same header, variant 1, "hi".
+    bytes.extend(frame(0x06, 2, &[0, 0, 0, 1, 0, 0, 0x13, 0x88, 0, 0, 0, 7]));
+    bytes.extend(frame(0x07, 0, &[0, 0, 0, 1, 0, 0, 1, 2, b'h', b'i']));
     bytes
 }
 

@@ -153,9 +153,10 @@ fn request(id: u64, body: Vec<u8>) -> Vec<u8> {
     ))
 }
 
-/// `body` after the flag byte that says the call carries no trace context.
+/// `body` after the call header that says the call carries no trace context and no relayed
+/// session.
 fn untraced(mut body: Vec<u8>) -> Vec<u8> {
-    body.insert(0, 0);
+    body.splice(0..0, [0, 0]);
     body
 }
 

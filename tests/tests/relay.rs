@@ -192,14 +192,20 @@ async fn a_player_who_has_not_logged_in_is_refused() {
         match unit.act(order).await {
             Err(error @ RpcError::Relay { .. }) => {
                 let text = error.to_string();
-                assert!(text.contains("no session") && text.contains("log in"), "{text}");
+                assert!(
+                    text.contains("no session") && text.contains("log in"),
+                    "{text}"
+                );
             }
             other => panic!("expected a relay refusal, got {other:?}"),
         }
         // The same connection logs in and is relayed from then on.
         let login: LoginClient = stranger.connect(gate.outer, "login").await.unwrap();
         login.login("dave".into()).await.unwrap().unwrap();
-        assert!(login.login("eve".into()).await.unwrap().is_err(), "one session per connection");
+        assert!(
+            login.login("eve".into()).await.unwrap().is_err(),
+            "one session per connection"
+        );
         let order = Order {
             sequence: 2,
             path: Vec::new(),

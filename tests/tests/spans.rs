@@ -367,20 +367,21 @@ async fn a_trace_context_from_the_wire_is_continued_and_a_zero_one_refused() {
             fingerprint: OrdersClient::FINGERPRINT,
             incarnation: None,
         };
-        // place("tea"): trace flag 01, trace id 4b.., span id 0f.., method 0, "tea".
+        // place("tea"): trace flag 01, trace id 4b.., span id 0f.., no relayed session, method
+        // 0, "tea".
         let mut traced = vec![1];
         traced.extend([0x4b; 16]);
         traced.extend([0x0f; 8]);
-        traced.extend([0, 3, b't', b'e', b'a']);
+        traced.extend([0, 0, 3, b't', b'e', b'a']);
         let mut zero = vec![1];
         zero.extend([0; 24]);
-        zero.extend([0, 3, b't', b'e', b'a']);
+        zero.extend([0, 0, 3, b't', b'e', b'a']);
         let mut bytes = Vec::new();
         for frame in [
             protocol::bind(1, 1, &binding),
             protocol::request(2, 1, protocol::NO_BUDGET, &traced),
             protocol::request(3, 1, protocol::NO_BUDGET, &zero),
-            protocol::request(4, 1, protocol::NO_BUDGET, &[0, 0, 3, b't', b'e', b'a']),
+            protocol::request(4, 1, protocol::NO_BUDGET, &[0, 0, 0, 3, b't', b'e', b'a']),
         ] {
             let mut out = bytes::BytesMut::new();
             encode_frame(&frame, &mut out, usize::MAX).unwrap();
