@@ -27,7 +27,6 @@ use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::fencing::Stale;
 use crate::gateway::{Dispatch, Gateway, MethodInfo};
-use crate::session::Session;
 use crate::trace::{self, TraceContext};
 use crate::transport::Charge;
 
@@ -266,7 +265,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         // The header (trace context, relayed session) comes first, then (a fenced gateway's)
         // the token.
         type Trace = Option<TraceContext>;
-        type Relayed = Option<Session>;
+        type Relayed = crate::reference::RelayedHeader;
         // The references inside become proxies of this endpoint's service.
         let decoded = crate::reference::decoding_from(
             &cell.service,
@@ -283,7 +282,7 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
             },
         );
         let decoded = decoded.and_then(|(trace, session, token, invocation)| {
-            let caller = match session {
+            let caller = match session.0 {
                 Some(session) => charge.relayed_caller(session)?,
                 None => charge.caller(),
             };

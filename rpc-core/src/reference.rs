@@ -30,6 +30,7 @@ use crate::gateway::{
     CallTarget, EndpointAddress, Gateway, GatewayHandle, Incarnation, MethodInfo,
 };
 use crate::service::ServiceInner;
+use crate::session::Session;
 use crate::trace::TraceContext;
 use crate::transport::Carrier;
 
@@ -66,17 +67,19 @@ struct WireReference<T> {
     token: Option<T>,
 }
 
-/// Who is decoding now: the service, and the connection it arrived over (if that connection
-/// can carry calls back to the sender).
+/// Who is decoding now: the service, the connection it arrived over (if that connection
+/// can carry calls back to the sender), the sender's address, and the player session of a
+/// relayed invocation (its references to the player's endpoints go through the Gate).
 type Decoding = (
     Weak<ServiceInner>,
     Option<Arc<dyn Carrier>>,
     Option<SocketAddr>,
+    Option<u64>,
 );
 
 thread_local! {
     /// The service decoding now, for the references inside what it decodes.
-    static DECODING: RefCell<Decoding> = const { RefCell::new((Weak::new(), None, None)) };
+    static DECODING: RefCell<Decoding> = const { RefCell::new((Weak::new(), None, None, None)) };
     /// The connection what is being encoded will travel over, when it can carry calls back
     /// to this service (which does not listen).
     static SENDING: RefCell<Option<Arc<dyn Carrier>>> = const { RefCell::new(None) };
@@ -100,10 +103,25 @@ pub(crate) fn decoding_from<R>(
     decode: impl FnOnce() -> R,
 ) -> R {
     let previous =
-        DECODING.with(|current| current.replace((service.clone(), carrier.cloned(), origin)));
+        DECODING.with(|current| current.replace((service.clone(), carrier.cloned(), origin, None)));
     let decoded = decode();
     DECODING.with(|current| current.replace(previous));
     decoded
+}
+
+/// An invocation header's relayed session, `Option<Session>` in postcard. Decoding it makes
+/// the references that follow in the same invocation (to endpoints of the player, which
+/// does not listen) go through the Gate that relayed it, down that player's connection.
+pub(crate) struct RelayedHeader(pub(crate) Option<Session>);
+
+impl<'de> Deserialize<'de> for RelayedHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let session = Option::<Session>::deserialize(deserializer)?;
+        if let Some(session) = &session {
+            DECODING.with(|current| current.borrow_mut().3 = Some(session.id()));
+        }
+        Ok(RelayedHeader(session))
+    }
 }
 
 /// Runs `encode` with `carrier` as the connection it will travel over.
@@ -155,9 +173,9 @@ impl<G: Gateway> Serialize for GatewayHandle<G> {
 impl<'de, G: Gateway> Deserialize<'de> for GatewayHandle<G> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireReference::<G::Token>::deserialize(deserializer)?;
-        let (service, carrier, origin) = DECODING.with(|current| {
+        let (service, carrier, origin, session) = DECODING.with(|current| {
             let current = current.borrow();
-            (current.0.upgrade(), current.1.clone(), current.2)
+            (current.0.upgrade(), current.1.clone(), current.2, current.3)
         });
         let Some(service) = service else {
             return Err(serde::de::Error::custom(failed(format!(
@@ -179,7 +197,7 @@ impl<'de, G: Gateway> Deserialize<'de> for GatewayHandle<G> {
             incarnation: Incarnation::from_bytes(wire.incarnation),
             location,
         };
-        let handle = service.resolve_reference::<G>(reference, carrier);
+        let handle = service.resolve_reference::<G>(reference, carrier, session);
         Ok(match wire.token {
             Some(token) => handle.with_fencing_token(token),
             None => handle,

@@ -224,6 +224,7 @@ impl Route {
             gateway: self.gateway.clone(),
             fingerprint: self.fingerprint,
             incarnation: hop.incarnation,
+            session: None,
         };
         let channel = transport.channel(hop.address, binding)?;
         Ok((hop, channel))
@@ -397,13 +398,17 @@ struct RelaySink {
 }
 
 impl RelaySink {
-    /// The route and header of `session`'s calls.
-    fn route(&self, session: &Arc<Session>) -> (Bytes, Arc<Route>) {
+    /// The route and header of `session`'s calls, arriving on `backlog`'s connection.
+    fn route(&self, session: &Arc<Session>, backlog: &Backlog) -> (Bytes, Arc<Route>) {
         let mut known = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((current, header, route)) = &*known {
             if Arc::ptr_eq(current, session) {
                 return (header.clone(), Arc::clone(route));
             }
+        }
+        // The servers behind the relay reach the player's endpoints down its connection.
+        if let (Some(service), Some(carrier)) = (self.relay.service.upgrade(), backlog.carrier()) {
+            service.remember_session(session.id, carrier);
         }
         // `Some(session)` in postcard: strings and integers always encode.
         let header = Bytes::from(postcard::to_allocvec(&Some(&**session)).unwrap_or_default());
@@ -479,7 +484,7 @@ impl InboundSink for RelaySink {
             self.refuse(ask, error);
             return Ok(());
         };
-        let (header, route) = self.route(&session);
+        let (header, route) = self.route(&session, backlog);
         let body = match self.rewrite(&payload, &header) {
             Ok(body) => body,
             Err(error) => {
@@ -507,6 +512,82 @@ impl InboundSink for RelaySink {
 
     fn incarnation(&self) -> Incarnation {
         self.relay.incarnation
+    }
+}
+
+/// The sink of a server's bind of a player's endpoint on a Gate: forwards each call,
+/// undecoded, down the player's connection (as a call back to the player, which it allows
+/// only for what it exported), and its answer back.
+pub(crate) struct Downstream {
+    channel: Arc<dyn RemoteChannel>,
+    incarnation: Incarnation,
+    room: Arc<Notify>,
+}
+
+impl Downstream {
+    pub(crate) fn new(channel: Arc<dyn RemoteChannel>, incarnation: Incarnation) -> Self {
+        Downstream {
+            channel,
+            incarnation,
+            room: Arc::default(),
+        }
+    }
+}
+
+impl InboundSink for Downstream {
+    fn invoke(
+        &self,
+        payload: Bytes,
+        ask: Option<(ReplyTo, Arc<CallControl>)>,
+        _: &Arc<Backlog>,
+    ) -> Result<(), Busy> {
+        let mut encode = |out: &mut BytesMut| {
+            out.put_slice(&payload);
+            Ok(())
+        };
+        match ask {
+            Some((reply, control)) => {
+                let pending: Pending = Arc::new(Mutex::new(Some(reply)));
+                let answer = {
+                    let pending = Arc::clone(&pending);
+                    ReplyTo::Callback(Box::new(move |result: ReplyResult| {
+                        if let Some(reply) = take(&pending) {
+                            reply.send(result);
+                        }
+                    }))
+                };
+                if let Err(error) = self.channel.ask(&mut encode, answer, &control) {
+                    if let Some(reply) = take(&pending) {
+                        reply.send(Err(error));
+                    }
+                }
+            }
+            None => {
+                if let Err(error) = self.channel.tell(&mut encode) {
+                    tracing::warn!(
+                        endpoint = %self.channel.endpoint(),
+                        "dropped a tell to a player: {error}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn room(&self) -> Arc<Notify> {
+        Arc::clone(&self.room)
+    }
+
+    fn mailbox_full(&self) -> RpcError {
+        RpcError::Relay {
+            endpoint: self.channel.endpoint().name().to_owned(),
+            reason: "a player's endpoint is reached through its connection, without a mailbox here"
+                .to_owned(),
+        }
+    }
+
+    fn incarnation(&self) -> Incarnation {
+        self.incarnation
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -23,7 +23,7 @@ use crate::gateway::{
 };
 use crate::mailbox::{self, Envelope};
 use crate::reference::{Location, Reference, Unreachable};
-use crate::relay::{Follower, Relay, Router};
+use crate::relay::{Downstream, Follower, Relay, Router};
 use crate::retry::ConnectRetry;
 use crate::transport::{
     Binding, Carrier, ConnectionEvent, InboundSink, Network, RemoteTarget, ServiceHandle, Transport,
@@ -88,6 +88,9 @@ pub(crate) struct ServiceInner {
     next_id: AtomicU64,
     /// The network transport, for a service built by one (set once, right after creation).
     transport: OnceLock<Arc<dyn Transport>>,
+    /// The player sessions this service's relays carried calls for: each one's connection,
+    /// down which the servers behind the relay reach the player's endpoints.
+    sessions: Mutex<HashMap<u64, Weak<dyn Carrier>>>,
 }
 
 #[derive(Default)]
@@ -283,6 +286,7 @@ impl RpcServiceBuilder {
             registry: Mutex::default(),
             next_id: AtomicU64::new(1),
             transport: OnceLock::new(),
+            sessions: Mutex::default(),
         });
         runtime.spawn(anchor_timer(Arc::downgrade(&inner)));
         RpcService { inner }
@@ -678,6 +682,7 @@ impl RpcService {
             gateway: G::NAME.to_owned(),
             fingerprint: G::FINGERPRINT,
             incarnation: None,
+            session: None,
         };
         let channel = transport.connect(address, binding).await?;
         Ok(GatewayHandle::new(
@@ -753,7 +758,7 @@ const ANCHOR_PERIOD: Duration = Duration::from_millis(100);
 /// pending, that is every ask, and the unpark (a system call and a context switch) cost about
 /// three times the rest of a local ask on the machine the benchmarks run on. A timer that
 /// always expires within `ANCHOR_PERIOD` keeps asks with longer timeouts off that path.
-async fn anchor_timer(service: std::sync::Weak<ServiceInner>) {
+async fn anchor_timer(service: Weak<ServiceInner>) {
     while service.strong_count() > 0 {
         tokio::time::sleep(ANCHOR_PERIOD).await;
     }
@@ -797,6 +802,7 @@ impl ServiceInner {
         self: &Arc<Self>,
         reference: Reference,
         carrier: Option<Arc<dyn Carrier>>,
+        session: Option<u64>,
     ) -> GatewayHandle<G> {
         let timeout = self.shared.default_timeout;
         let unreachable = |address: Option<SocketAddr>, error: RpcError| {
@@ -827,6 +833,7 @@ impl ServiceInner {
                     gateway: G::NAME.to_owned(),
                     fingerprint: G::FINGERPRINT,
                     incarnation: Some(reference.incarnation),
+                    session,
                 };
                 return match carrier.map(|carrier| carrier.channel(binding)) {
                     Some(Ok(channel)) => GatewayHandle::new(
@@ -893,6 +900,7 @@ impl ServiceInner {
             gateway: G::NAME.to_owned(),
             fingerprint: G::FINGERPRINT,
             incarnation: Some(reference.incarnation),
+            session: None,
         };
         match transport.channel(address, binding) {
             Ok(channel) => GatewayHandle::new(
@@ -962,6 +970,44 @@ impl ServiceInner {
             });
         }
         Ok(Arc::clone(&entry.inbound))
+    }
+
+    /// Remembers that session `session` is the player on `carrier`'s connection.
+    pub(crate) fn remember_session(&self, session: u64, carrier: &Arc<dyn Carrier>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget closed connections' sessions now and then (whenever the table doubles).
+        if sessions.len() >= 64 && sessions.len().is_power_of_two() {
+            sessions.retain(|_, carrier| carrier.strong_count() > 0);
+        }
+        sessions.insert(session, Arc::downgrade(carrier));
+    }
+
+    /// The sink forwarding a server's bind of a player's endpoint (and the calls on it) down
+    /// the connection of the player's session.
+    pub(crate) fn resolve_session(
+        &self,
+        binding: &Binding,
+        session: u64,
+    ) -> Result<Arc<dyn InboundSink>, RpcError> {
+        let carrier = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&session)
+            .and_then(Weak::upgrade);
+        let Some(carrier) = carrier else {
+            // The player has gone (or never came through here).
+            return Err(RpcError::EndpointStopped {
+                endpoint: binding.endpoint.clone(),
+            });
+        };
+        let down = Binding {
+            session: None,
+            ..binding.clone()
+        };
+        let incarnation = binding.incarnation.unwrap_or_else(Incarnation::random);
+        let channel = carrier.channel(down)?;
+        Ok(Arc::new(Downstream::new(channel, incarnation)))
     }
 
     /// Delivers a connection event to every running endpoint.

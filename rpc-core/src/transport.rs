@@ -59,6 +59,11 @@ pub struct Binding {
     /// incarnation will do), then the one it reached, so that binding again on a new
     /// connection reaches that incarnation or fails with `EndpointStopped`.
     pub incarnation: Option<Incarnation>,
+    /// For a bind that reaches a player's endpoint through a Gate (the player sent a
+    /// reference to it in a call the Gate relayed): the player's session on that Gate, which
+    /// forwards the bind, and the calls on it, down that player's connection. `None` for
+    /// every other bind.
+    pub session: Option<u64>,
 }
 
 /// The network a listener faces (the game-server split): the *inner* one, where servers
@@ -247,7 +252,8 @@ impl Backlog {
         self
     }
 
-    /// The connection as references arriving over it see it.
+    /// The connection as references arriving over it see it (and a relay, to send a player's
+    /// messages down it).
     pub(crate) fn carrier(&self) -> Option<&Arc<dyn Carrier>> {
         self.carrier.as_ref()
     }
@@ -363,6 +369,20 @@ impl ServiceHandle {
     ) -> Result<Arc<dyn InboundSink>, RpcError> {
         match self.inner.upgrade() {
             Some(inner) => inner.resolve(binding, network),
+            None => Err(RpcError::ServiceShutDown),
+        }
+    }
+
+    /// Finds the sink for a bind that reaches a player's endpoint through this (Gate)
+    /// service: `binding` names the endpoint the player exported, `session` the player's
+    /// session here. Calls on it are forwarded, undecoded, down the player's connection.
+    pub fn resolve_session(
+        &self,
+        binding: &Binding,
+        session: u64,
+    ) -> Result<Arc<dyn InboundSink>, RpcError> {
+        match self.inner.upgrade() {
+            Some(inner) => inner.resolve_session(binding, session),
             None => Err(RpcError::ServiceShutDown),
         }
     }

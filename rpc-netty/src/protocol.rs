@@ -133,6 +133,9 @@ pub struct BindBody {
     pub fingerprint: u64,
     /// The endpoint incarnation the proxy is bound to, once it has reached one.
     pub incarnation: Option<[u8; 16]>,
+    /// The player session a reverse bind is for (a server reaching a player's endpoint
+    /// through the Gate that relayed the player's call): see [`Binding::session`].
+    pub session: Option<u64>,
 }
 
 impl BindBody {
@@ -143,6 +146,7 @@ impl BindBody {
             gateway: self.gateway.clone(),
             fingerprint: self.fingerprint,
             incarnation: self.incarnation.map(Incarnation::from_bytes),
+            session: self.session,
         }
     }
 }
@@ -155,6 +159,7 @@ pub fn bind(request_id: u64, slot: u32, binding: &Binding) -> Frame {
         gateway: binding.gateway.clone(),
         fingerprint: binding.fingerprint,
         incarnation: binding.incarnation.map(Incarnation::to_bytes),
+        session: binding.session,
     };
     // A struct of strings, integers and bytes always encodes.
     let body = postcard::to_allocvec(&body).unwrap_or_default();
@@ -655,21 +660,30 @@ mod tests {
             gateway: "G".into(),
             fingerprint: 0x0102,
             incarnation: None,
+            session: None,
         };
         // postcard: slot varint 3, "ep" (len 2), "G" (len 1), fingerprint varint 0x0102,
-        // no incarnation (0).
+        // no incarnation (0), no session (0).
         assert_eq!(
             wire(bind(5, 3, &binding)),
             [
-                0, 0, 0, 18, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02, 0
+                0, 0, 0, 19, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02,
+                0, 0
             ]
         );
         // Bound to an incarnation: 1, then its 16 bytes.
         binding.incarnation = Some(Incarnation::from_bytes([0x11; 16]));
         let mut expected = vec![
-            0, 0, 0, 34, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02, 1,
+            0, 0, 0, 35, 0x04, 0, 0, 0, 0, 0, 0, 0, 5, 3, 2, b'e', b'p', 1, b'G', 0x82, 0x02, 1,
         ];
         expected.extend_from_slice(&[0x11; 16]);
+        expected.push(0);
+        assert_eq!(wire(bind(5, 3, &binding)), expected);
+        // For a player's session through a Gate: 1, then the session id as a varint.
+        binding.session = Some(0x0102);
+        expected.pop();
+        expected[3] = 37;
+        expected.extend_from_slice(&[1, 0x82, 0x02]);
         assert_eq!(wire(bind(5, 3, &binding)), expected);
         // The answer: the incarnation reached.
         let mut expected = vec![0, 0, 0, 25, 0x05, 0, 0, 0, 0, 0, 0, 0, 5];
@@ -720,11 +734,13 @@ mod tests {
             gateway: "G".into(),
             fingerprint: 0x0102,
             incarnation: Some(Incarnation::from_bytes([0x33; 16])),
+            session: None,
         };
         let mut expected = vec![
-            0, 0, 0, 0x21, 0x84, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, b'e', 1, b'G', 0x82, 0x02, 1,
+            0, 0, 0, 0x22, 0x84, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1, b'e', 1, b'G', 0x82, 0x02, 1,
         ];
         expected.extend_from_slice(&[0x33; 16]);
+        expected.push(0);
         assert_eq!(wire(bind(2, 1, &binding).reversed(true)), expected);
         let mut answer = vec![0, 0, 0, 25, 0x85, 0, 0, 0, 0, 0, 0, 0, 2];
         answer.extend_from_slice(&[0x33; 16]);

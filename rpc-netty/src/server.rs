@@ -484,18 +484,19 @@ impl Serving {
                 slot,
                 binding,
             } => {
-                let exported = self
-                    .exported
-                    .as_ref()
-                    .is_none_or(|connection| connection.allows(&binding));
-                let resolved = if exported {
-                    self.service.resolve(&binding, self.network)
-                } else {
+                let not_found = || RpcError::EndpointNotFound {
+                    endpoint: binding.endpoint.clone(),
+                    address: None,
+                };
+                let resolved = match (&self.exported, binding.session) {
+                    // A server this (Gate) service relays players to, reaching a player's
+                    // endpoint: forwarded down that player's connection.
+                    (Some(_), Some(session)) => self.service.resolve_session(&binding, session),
+                    // Only a server called back over a connection this service opened may.
+                    (None, Some(_)) => Err(not_found()),
                     // Client mode: the server may reach only what was exported to it.
-                    Err(RpcError::EndpointNotFound {
-                        endpoint: binding.endpoint.clone(),
-                        address: None,
-                    })
+                    (Some(connection), None) if !connection.allows(&binding) => Err(not_found()),
+                    (_, None) => self.service.resolve(&binding, self.network),
                 };
                 let bound = match resolved {
                     Ok(sink) => {

@@ -223,6 +223,7 @@ async fn reusing_a_request_id_in_flight_closes_the_connection_and_cancels_its_ca
         gateway: "Parking".to_owned(),
         fingerprint: ParkingClient::FINGERPRINT,
         incarnation: None,
+        session: None,
     };
     // Bind, then `park` as request 5; once it has parked (in flight for good), request 5
     // again.

@@ -239,6 +239,7 @@ async fn a_server_reaches_only_the_endpoints_a_client_exported() {
                     gateway: ExecutorClient::NAME.into(),
                     fingerprint: ExecutorClient::FINGERPRINT,
                     incarnation,
+                    session: None,
                 };
                 socket
                     .write_all(&wire(protocol::bind(3, 1, &binding).reversed(true)))

@@ -334,6 +334,7 @@ async fn a_remote_call_without_a_token_is_refused_before_the_handler() {
         gateway: LeaderClient::NAME.to_owned(),
         fingerprint: LeaderClient::FINGERPRINT,
         incarnation: None,
+        session: None,
     };
     // `submit(1)` with no trace context, no relayed session and no token: postcard `None`
     // three times (0, 0, 0), method 0, job 1.

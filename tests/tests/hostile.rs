@@ -134,6 +134,7 @@ async fn raw_client(address: SocketAddr) -> TcpStream {
         gateway: TargetClient::NAME.into(),
         fingerprint: TargetClient::FINGERPRINT,
         incarnation: None,
+        session: None,
     };
     raw.write_all(&wire(&protocol::bind(1, 1, &binding)))
         .await
@@ -823,6 +824,7 @@ async fn three_hundred_thousand_binds_hold_at_most_the_slot_cap() {
                 gateway: TargetClient::NAME.into(),
                 fingerprint: TargetClient::FINGERPRINT,
                 incarnation: None,
+                session: None,
             };
             batch.extend(wire(&protocol::bind(100 + n, (n % 4096) as u32, &binding)));
             if batch.len() > 256 * 1024 {
@@ -836,6 +838,7 @@ async fn three_hundred_thousand_binds_hold_at_most_the_slot_cap() {
             gateway: TargetClient::NAME.into(),
             fingerprint: TargetClient::FINGERPRINT,
             incarnation: None,
+            session: None,
         };
         batch.extend(wire(&protocol::bind(1, 4096, &binding)));
         write.write_all(&batch).await.unwrap();

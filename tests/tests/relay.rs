@@ -37,12 +37,46 @@ pub trait Unit {
     fn nudge(&mut self, by: u64);
     /// The sum of the nudges so far, per player.
     async fn nudged(&mut self) -> u64;
+    /// Where the Map sends the player's messages: an endpoint of the player, which does not
+    /// listen, reached back through the Gate.
+    async fn watch(&mut self, events: EventsClient);
+    /// Makes the Map ask the player's `events`, then tell it; the player's answer.
+    async fn poke(&mut self, n: u64) -> Result<u64, String>;
+}
+
+/// What the Map sends a player: served by the player's own endpoint.
+#[rpc_gateway]
+pub trait Events {
+    /// An ask down to the player.
+    async fn notify(&mut self, n: u64) -> u64;
+    /// A tell down to the player.
+    fn told(&mut self, what: String);
+}
+
+struct Player {
+    seen: mpsc::UnboundedSender<String>,
+}
+
+impl RpcEndpoint for Player {
+    rpc_core::serves!(Events);
+}
+
+impl Events for Player {
+    async fn notify(&mut self, n: u64) -> u64 {
+        let _ = self.seen.send(format!("notify {n}"));
+        n * 2
+    }
+
+    fn told(&mut self, what: String) {
+        let _ = self.seen.send(what);
+    }
 }
 
 #[derive(Default)]
 struct Units {
     nudged: std::collections::HashMap<String, u64>,
     stalled: Option<mpsc::UnboundedSender<()>>,
+    watchers: std::collections::HashMap<String, EventsClient>,
 }
 
 impl RpcEndpoint for Units {
@@ -77,6 +111,19 @@ impl Unit for Units {
 
     async fn nudged(&mut self) -> u64 {
         self.nudged.get(&player()).copied().unwrap_or(0)
+    }
+
+    async fn watch(&mut self, events: EventsClient) {
+        self.watchers.insert(player(), events);
+    }
+
+    async fn poke(&mut self, n: u64) -> Result<u64, String> {
+        let events = self.watchers.get(&player()).ok_or("nobody watches")?;
+        let answer = events.notify(n).await.map_err(|e| e.to_string())?;
+        events
+            .told(format!("told {n}"))
+            .map_err(|e| e.to_string())?;
+        Ok(answer)
     }
 }
 
@@ -262,6 +309,34 @@ async fn a_map_dropping_mid_call_fails_the_players_call_fast() {
             other => panic!("expected a relay failure, got {other:?}"),
         }
         map_thread.join().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_reaches_the_players_endpoint_down_its_session() {
+    common::bounded(async {
+        let map = map().await;
+        let gate = Gate::start(map.local_address().unwrap());
+        let (seen, mut events) = mpsc::unbounded_channel();
+        let mut players = Vec::new();
+        for name in ["gina", "hal"] {
+            let (player, _, unit) = log_in(&gate, name).await;
+            // The player listens nowhere: its endpoint is reached over its Gate connection.
+            player
+                .start_endpoint("events", Player { seen: seen.clone() })
+                .await
+                .unwrap();
+            let me: EventsClient = player.gateway("events").unwrap();
+            unit.watch(me).await.unwrap();
+            players.push((player, unit));
+        }
+        for (index, (_, unit)) in players.iter().enumerate() {
+            let n = 10 + index as u64;
+            assert_eq!(unit.poke(n).await.unwrap(), Ok(2 * n));
+            assert_eq!(events.recv().await.unwrap(), format!("notify {n}"));
+            assert_eq!(events.recv().await.unwrap(), format!("told {n}"));
+        }
     })
     .await;
 }

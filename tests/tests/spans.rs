@@ -366,6 +366,7 @@ async fn a_trace_context_from_the_wire_is_continued_and_a_zero_one_refused() {
             gateway: OrdersClient::NAME.into(),
             fingerprint: OrdersClient::FINGERPRINT,
             incarnation: None,
+            session: None,
         };
         // place("tea"): trace flag 01, trace id 4b.., span id 0f.., no relayed session, method
         // 0, "tea".

@@ -348,6 +348,7 @@ mod tests {
             gateway: "G".to_owned(),
             fingerprint: 1,
             incarnation: None,
+            session: None,
         }
     }
 

@@ -79,6 +79,7 @@ mod tests {
                     gateway: "G".to_owned(),
                     fingerprint: 1,
                     incarnation: None,
+                    session: None,
                 };
                 protocol::bind(id, slot, &binding)
             }

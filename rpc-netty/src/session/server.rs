@@ -268,6 +268,7 @@ mod tests {
             gateway: "G".to_owned(),
             fingerprint: 1,
             incarnation: None,
+            session: None,
         };
         protocol::bind(request_id, slot, &binding)
     }
