@@ -13,6 +13,8 @@
 //! - [`supertrait`]: gateways extending a base gateway, served by one endpoint.
 //! - [`executors`]: Spark's executor registration: executors that do not listen send their
 //!   own reference, the driver calls them back and they stream results.
+//! - `game` (feature `etcd`): the game-server split: Realm, Gate, Maps; a relay that forwards
+//!   players' calls undecoded, units that migrate between Maps while played.
 
 #![warn(missing_docs)]
 
@@ -20,6 +22,8 @@
 pub mod cluster;
 pub mod deferred;
 pub mod executors;
+#[cfg(feature = "etcd")]
+pub mod game;
 pub mod heartbeat;
 pub mod hello;
 pub mod isolated;
