@@ -41,7 +41,11 @@ async fn main() -> Result<(), Error> {
         ["gate", etcd, maps @ ..] => {
             let maps = maps.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
             let gate = game::gate(maps, locations(etcd).await?).await?;
-            println!("EVENT gate {} {}", gate.local_address()?, gate.outer_address()?);
+            println!(
+                "EVENT gate {} {}",
+                gate.local_address()?,
+                gate.outer_address()?
+            );
             std::future::pending().await
         }
         ["realm", gate_inner, gate_outer] => {
@@ -58,12 +62,18 @@ async fn main() -> Result<(), Error> {
             for told in &played.told {
                 println!("EVENT told {name} {told}");
             }
-            println!("EVENT done {name} {} {}", played.steps, played.maps.join(","));
+            println!(
+                "EVENT done {name} {} {}",
+                played.steps,
+                played.maps.join(",")
+            );
             Ok(())
         }
-        _ => Err("usage: game (runs everything), or game map NAME ETCD | gate ETCD MAP.. | \
+        _ => Err(
+            "usage: game (runs everything), or game map NAME ETCD | gate ETCD MAP.. | \
                   realm GATE_INNER GATE_OUTER | player NAME REALM"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -134,7 +144,9 @@ fn address(words: &[String], index: usize) -> Result<SocketAddr, Error> {
 
 async fn drive() -> Result<(), Error> {
     if !LocalEtcd::available() {
-        return Err("this example needs the `etcd` binary (Debian: apt install etcd-server)".into());
+        return Err(
+            "this example needs the `etcd` binary (Debian: apt install etcd-server)".into(),
+        );
     }
     let etcd = LocalEtcd::start().await?;
     let at = etcd.client_address().to_owned();
@@ -170,7 +182,11 @@ async fn drive() -> Result<(), Error> {
     for player in players {
         let words = wait_for(&mut lines, &["playing", player]).await?;
         let on = words.get(2).ok_or("no map")?.as_str();
-        let (from, to) = if on == "map-1" { (maps[0], maps[1]) } else { (maps[1], maps[0]) };
+        let (from, to) = if on == "map-1" {
+            (maps[0], maps[1])
+        } else {
+            (maps[1], maps[0])
+        };
         let admin: MapAdminClient = driver.connect(from, "map").await?;
         admin.transfer(game::unit_of(player), to).await??;
         println!("moved {} from {on} to the other map", game::unit_of(player));
@@ -194,9 +210,7 @@ async fn drive() -> Result<(), Error> {
             return Err(format!("a player exited with {status}").into());
         }
     }
-    println!(
-        "both players played on, every step answered once, across the move to the other map"
-    );
+    println!("both players played on, every step answered once, across the move to the other map");
     drop(children);
     Ok(())
 }

@@ -145,7 +145,10 @@ impl Realm for RealmServer {
 
 /// Runs the Realm: serves on loopback, its gateway on an outer listener; returns once
 /// serving, with the outer address.
-pub async fn realm(gate_inner: SocketAddr, gate_outer: SocketAddr) -> Result<(RpcService, SocketAddr), Error> {
+pub async fn realm(
+    gate_inner: SocketAddr,
+    gate_outer: SocketAddr,
+) -> Result<(RpcService, SocketAddr), Error> {
     let service = rpc_netty::NettyBuilder::new()
         .outer("127.0.0.1:0")
         .bind("127.0.0.1:0")
@@ -182,7 +185,9 @@ impl GateAdmin for GateServer {
 impl GateEntry for GateServer {
     async fn enter(&mut self, player: String, key: u64) -> Result<String, String> {
         if self.keys.get(&player) != Some(&key) {
-            return Err(format!("{player} has no such key: log in at the Realm first"));
+            return Err(format!(
+                "{player} has no such key: log in at the Realm first"
+            ));
         }
         self.keys.remove(&player);
         let context = CallContext::current();
@@ -196,7 +201,10 @@ impl GateEntry for GateServer {
             .connect(map, "map")
             .await
             .map_err(|e| e.to_string())?;
-        admin.spawn(unit.clone(), player).await.map_err(|e| e.to_string())??;
+        admin
+            .spawn(unit.clone(), player)
+            .await
+            .map_err(|e| e.to_string())??;
         Ok(unit)
     }
 }
@@ -413,7 +421,10 @@ pub async fn play(
     let unit_id = entry.enter(player.to_owned(), ticket.key).await??;
     let mut played = Played::default();
     // A player is on the outer network: the Gate's inner gateway is refused to it.
-    match service.connect::<GateAdminClient>(ticket.gate, "gate").await {
+    match service
+        .connect::<GateAdminClient>(ticket.gate, "gate")
+        .await
+    {
         Err(error @ RpcError::InnerGateway { .. }) => played.refused = error.to_string(),
         Err(other) => return Err(format!("expected InnerGateway, got {other}").into()),
         Ok(_) => return Err("the Gate served an inner gateway to a player".into()),

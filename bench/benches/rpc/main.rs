@@ -117,6 +117,14 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     if wanted("ours.tell") {
         samples.push(ours::tell(&ours.remote, counts.tell).await);
     }
+    if wanted("ours.relay") {
+        let relayed = ours::relayed(&ours.server).await;
+        let (warmup, n) = counts.seq;
+        samples.push(ours::seq("ours.relay.seq", &relayed.echo, warmup, n).await);
+        let (warmup, n) = counts.pipe;
+        samples.push(ours::pipe64("ours.relay.pipe64", &relayed.echo, warmup, n).await);
+        relayed.shutdown().await.expect("shutdown");
+    }
     if wanted("ours.fanin") {
         samples.push(ours::fanin(&ours.address, counts.fanin.0, counts.fanin.1).await);
     }

@@ -120,6 +120,65 @@ pub async fn setup_with(secret: Option<&str>) -> Setup {
     }
 }
 
+/// What a player calls on the Gate first: opens its session.
+#[rpc_gateway(outer)]
+pub trait BenchLogin {
+    async fn login(&mut self) -> u64;
+}
+
+struct Logins;
+
+impl RpcEndpoint for Logins {
+    rpc_core::serves!(BenchLogin);
+}
+
+impl BenchLogin for Logins {
+    async fn login(&mut self) -> u64 {
+        let context = rpc_core::CallContext::current();
+        let peer = context.caller().peer().expect("over the network");
+        peer.open_session("bench").map_or(0, |session| session.id())
+    }
+}
+
+/// The echo behind a Gate: a player's proxy through the Gate's relay `echo`, which forwards
+/// each call undecoded to the echo endpoint of `server` (one more hop than `remote`).
+pub struct Relayed {
+    pub gate: RpcService,
+    pub player: RpcService,
+    pub echo: EchoBenchClient,
+}
+
+pub async fn relayed(server: &RpcService) -> Relayed {
+    let map = server.local_address().expect("address");
+    let gate = rpc_netty::NettyBuilder::new()
+        .outer("127.0.0.1:0")
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind the gate");
+    gate.start_endpoint("login", Logins).await.expect("start");
+    gate.start_relay("echo", move |_: rpc_core::RouteRequest<'_>| async move {
+        Ok(rpc_core::Hop {
+            address: map,
+            endpoint: "echo".to_owned(),
+            incarnation: None,
+        })
+    })
+    .expect("relay");
+    let outer = gate.outer_address().expect("outer address");
+    let player = rpc_netty::client();
+    let login: BenchLoginClient = player.connect(outer, "login").await.expect("connect");
+    login.login().await.expect("log in");
+    let echo = player.connect(outer, "echo").await.expect("connect");
+    Relayed { gate, player, echo }
+}
+
+impl Relayed {
+    pub async fn shutdown(self) -> Result<(), rpc_core::RpcError> {
+        self.player.shutdown().await?;
+        self.gate.shutdown().await
+    }
+}
+
 impl Setup {
     pub async fn shutdown(self) -> Result<(), rpc_core::RpcError> {
         self.client.shutdown().await?;

@@ -228,6 +228,22 @@ fn ratios(runs: &[Vec<Sample>]) -> Vec<Ratio> {
         ),
         ratio(
             runs,
+            "ours.relay.seq p50 / ours.seq p50 (one more hop: a Gate's relay)",
+            "ours.relay.seq",
+            "ours.seq",
+            P50,
+            None,
+        ),
+        ratio(
+            runs,
+            "ours.pipe64 / ours.relay.pipe64 calls/s (one more hop: a Gate's relay)",
+            "ours.pipe64",
+            "ours.relay.pipe64",
+            Rate,
+            None,
+        ),
+        ratio(
+            runs,
             "ours.stream64 / raw.stream64 items/s (64-byte stream items)",
             "ours.stream64",
             "raw.stream64",
