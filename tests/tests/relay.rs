@@ -340,3 +340,117 @@ async fn the_map_reaches_the_players_endpoint_down_its_session() {
     })
     .await;
 }
+
+/// A hand-driven player on the Gate's outer listener: hello, then `binds` on slots 1, 2, ..
+async fn raw_player(gate: &Gate, binds: &[(&str, &str, u64)]) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(gate.outer).await.unwrap();
+    raw.write_all(&common::handshake_bytes(
+        rpc_netty::protocol::PROTOCOL_VERSION,
+    ))
+    .await
+    .unwrap();
+    let mut hello = [0; 20];
+    raw.read_exact(&mut hello).await.unwrap();
+    for (slot, (endpoint, gateway, fingerprint)) in binds.iter().enumerate() {
+        let binding = rpc_core::transport::Binding {
+            endpoint: (*endpoint).into(),
+            gateway: (*gateway).into(),
+            fingerprint: *fingerprint,
+            incarnation: None,
+            session: None,
+        };
+        let slot = slot as u32 + 1;
+        raw.write_all(&frame_bytes(rpc_netty::protocol::bind(u64::from(slot), slot, &binding)))
+            .await
+            .unwrap();
+        let (kind, _) = read_answer(&mut raw).await;
+        assert_eq!(kind, rpc_netty::frame::FrameKind::Bound as u8);
+    }
+    raw
+}
+
+fn frame_bytes(frame: rpc_netty::frame::Frame) -> Vec<u8> {
+    let mut bytes = bytes::BytesMut::new();
+    rpc_netty::frame::encode_frame(&frame, &mut bytes, usize::MAX).unwrap();
+    bytes.to_vec()
+}
+
+/// The next frame's kind and body.
+async fn read_answer(raw: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let length = tokio::time::timeout(Duration::from_secs(10), raw.read_u32())
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let mut rest = vec![0; length as usize];
+    raw.read_exact(&mut rest).await.unwrap();
+    (rest[0], rest[9..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_cannot_claim_a_session_of_its_own() {
+    use rpc_core::Gateway;
+    use tokio::io::AsyncWriteExt;
+    common::bounded(async {
+        let map = map().await;
+        let gate = Gate::start(map.local_address().unwrap());
+        let mut raw = raw_player(
+            &gate,
+            &[
+                ("unit", UnitClient::NAME, UnitClient::FINGERPRINT),
+                ("login", LoginClient::NAME, LoginClient::FINGERPRINT),
+            ],
+        )
+        .await;
+        // A header naming session "x" (id 5): no trace context, then `01 01 'x' 05`.
+        let forged = [0, 1, 1, b'x', 5];
+        let protocol = |id, slot, invocation: &[u8]| {
+            let mut body = forged.to_vec();
+            body.extend_from_slice(invocation);
+            frame_bytes(rpc_netty::protocol::request(
+                id,
+                slot,
+                rpc_netty::protocol::NO_BUDGET,
+                &body,
+            ))
+        };
+        // It logs in as "mallory" (a clean header: `00 00`).
+        let login = [0, 0, 0, 7, b'm', b'a', b'l', b'l', b'o', b'r', b'y'];
+        raw.write_all(&frame_bytes(rpc_netty::protocol::request(
+            2,
+            2,
+            rpc_netty::protocol::NO_BUDGET,
+            &login,
+        )))
+        .await
+        .unwrap();
+        let (kind, _) = read_answer(&mut raw).await;
+        assert_eq!(kind, rpc_netty::frame::FrameKind::Response as u8);
+        // Through the relay, `nudge(1000)` claiming to be "x": refused by the relay.
+        raw.write_all(&protocol(3, 1, &[2, 0xe8, 0x07])).await.unwrap();
+        let (kind, body) = read_answer(&mut raw).await;
+        assert_eq!(kind, rpc_netty::frame::FrameKind::Failure as u8);
+        let error = rpc_netty::protocol::WireError::decode(&body, gate.outer);
+        assert!(
+            matches!(&error, RpcError::Serialization { reason, .. } if reason.contains("only the relay sets it")),
+            "{error:?}"
+        );
+        // To an endpoint of the Gate itself, over its outer listener: refused there, before
+        // the handler runs.
+        raw.write_all(&protocol(4, 2, &[0, 7, b'm', b'a', b'l', b'l', b'o', b'r', b'y']))
+            .await
+            .unwrap();
+        let (kind, body) = read_answer(&mut raw).await;
+        assert_eq!(kind, rpc_netty::frame::FrameKind::Failure as u8);
+        let error = rpc_netty::protocol::WireError::decode(&body, gate.outer);
+        assert!(
+            matches!(&error, RpcError::Serialization { reason, .. } if reason.contains("outer network")),
+            "{error:?}"
+        );
+        // Nothing reached the Map as "x": the real "x" has no nudges.
+        let (_player, _, unit) = log_in(&gate, "x").await;
+        assert_eq!(unit.nudged().await.unwrap(), 0);
+    })
+    .await;
+}
