@@ -14,6 +14,7 @@
 //! or that incarnation stopped: [`RpcError::EndpointNotFound`], [`RpcError::EndpointStopped`])
 //! and send it again, until the call's deadline; any other outcome is the call's.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -81,6 +82,37 @@ const MAX_REROUTES: u32 = 200;
 /// The longest pause between two attempts (the first is 1 ms, doubling).
 const MAX_PAUSE: Duration = Duration::from_millis(20);
 
+/// The channels of one relay (or follower), by where they lead: every player routed to the
+/// same endpoint shares one channel, so one bound slot on the connection to its server.
+#[derive(Default)]
+struct Channels(Mutex<HashMap<Binding, (SocketAddr, Arc<dyn RemoteChannel>)>>);
+
+/// Past this many, the channel table starts afresh (its channels live on in the routes
+/// that hold them).
+const MAX_CHANNELS: usize = 1024;
+
+impl Channels {
+    fn get(
+        &self,
+        transport: &Arc<dyn crate::transport::Transport>,
+        address: SocketAddr,
+        binding: Binding,
+    ) -> Result<Arc<dyn RemoteChannel>, RpcError> {
+        let mut channels = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, channel)) = channels.get(&binding) {
+            if *at == address {
+                return Ok(Arc::clone(channel));
+            }
+        }
+        if channels.len() >= MAX_CHANNELS {
+            channels.clear();
+        }
+        let channel = transport.channel(address, binding.clone())?;
+        channels.insert(binding, (address, Arc::clone(&channel)));
+        Ok(channel)
+    }
+}
+
 /// One forwarding route: its router's current answer and the channel to it.
 struct Route {
     service: Weak<ServiceInner>,
@@ -91,6 +123,7 @@ struct Route {
     session: Option<Session>,
     gateway: String,
     fingerprint: u64,
+    channels: Arc<Channels>,
     state: Mutex<State>,
 }
 
@@ -122,6 +155,7 @@ impl Route {
         session: Option<Session>,
         gateway: String,
         fingerprint: u64,
+        channels: Arc<Channels>,
     ) -> Route {
         Route {
             service,
@@ -131,6 +165,7 @@ impl Route {
             session,
             gateway,
             fingerprint,
+            channels,
             state: Mutex::new(State::Unknown),
         }
     }
@@ -226,7 +261,7 @@ impl Route {
             incarnation: hop.incarnation,
             session: None,
         };
-        let channel = transport.channel(hop.address, binding)?;
+        let channel = self.channels.get(transport, hop.address, binding)?;
         Ok((hop, channel))
     }
 
@@ -350,6 +385,7 @@ pub(crate) struct Relay {
     incarnation: Incarnation,
     router: Arc<dyn Router>,
     service: Weak<ServiceInner>,
+    channels: Arc<Channels>,
     /// Never signalled: a relay queues nothing, so it is never full.
     room: Arc<Notify>,
 }
@@ -361,6 +397,7 @@ impl Relay {
             incarnation: Incarnation::random(),
             router,
             service,
+            channels: Arc::default(),
             room: Arc::default(),
         }
     }
@@ -394,8 +431,11 @@ struct RelaySink {
     gateway: String,
     fingerprint: u64,
     /// The connection's session, its header bytes and its route, once a call carried it.
-    session: Mutex<Option<(Arc<Session>, Bytes, Arc<Route>)>>,
+    session: Mutex<Option<Routed>>,
 }
+
+/// A session, the call header that names it, and the route of its calls.
+type Routed = (Arc<Session>, Bytes, Arc<Route>);
 
 impl RelaySink {
     /// The route and header of `session`'s calls, arriving on `backlog`'s connection.
@@ -419,6 +459,7 @@ impl RelaySink {
             Some(Session::clone(session)),
             self.gateway.clone(),
             self.fingerprint,
+            Arc::clone(&self.relay.channels),
         ));
         *known = Some((Arc::clone(session), header.clone(), Arc::clone(&route)));
         (header, route)
@@ -616,6 +657,7 @@ impl Follower {
                 None,
                 G::NAME.to_owned(),
                 G::FINGERPRINT,
+                Arc::default(),
             )),
             endpoint,
             max_decode_depth,

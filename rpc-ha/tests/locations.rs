@@ -48,6 +48,69 @@ impl Unit for Counter {
 
 const ACTOR: &str = "unit-1";
 
+/// A Gate's login, for the players of the relayed run.
+#[rpc_gateway(outer)]
+pub trait Login {
+    async fn login(&mut self, player: String) -> bool;
+}
+
+struct Logins;
+
+impl RpcEndpoint for Logins {
+    rpc_core::serves!(Login);
+}
+
+impl Login for Logins {
+    async fn login(&mut self, player: String) -> bool {
+        let context = rpc_core::CallContext::current();
+        context
+            .caller()
+            .peer()
+            .is_some_and(|peer| peer.open_session(player).is_ok())
+    }
+}
+
+/// How the callers reach the actor.
+#[derive(Clone, Copy, Debug)]
+enum Through {
+    /// A proxy following it through the location service.
+    Follower,
+    /// As players through a Gate's relay, whose router looks the actor up.
+    Relay,
+}
+
+/// A Gate (in this process) whose relay `unit` routes every player to the actor.
+async fn gate(locations: &Locations) -> RpcService {
+    let gate = rpc_netty::NettyBuilder::new()
+        .outer("127.0.0.1:0")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    gate.start_endpoint("login", Logins).await.unwrap();
+    gate.start_relay("unit", locations.router(|_| ACTOR.to_owned()))
+        .unwrap();
+    gate
+}
+
+/// A caller's proxy to the actor, and the service it calls from.
+async fn caller(
+    through: Through,
+    locations: &Locations,
+    gate: Option<std::net::SocketAddr>,
+    name: String,
+) -> (RpcService, UnitClient) {
+    let service = rpc_netty::client();
+    let unit = match (through, gate) {
+        (Through::Relay, Some(gate)) => {
+            let login: LoginClient = service.connect(gate, "login").await.unwrap();
+            assert!(login.login(name).await.unwrap(), "logged in");
+            service.connect(gate, "unit").await.unwrap()
+        }
+        _ => locations.follow(&service, &ACTOR),
+    };
+    (service, unit)
+}
+
 /// Starts the actor on `host` with `applied`, and registers it there.
 async fn host(
     locations: &Locations,
@@ -72,10 +135,16 @@ async fn host(
     (context, handed)
 }
 
-/// 4 callers call the actor through following proxies while it moves between two servers
+/// 4 callers call the actor (through following proxies, or as players through a Gate's
+/// relay) while it moves between two servers
 /// 100 times; every call succeeds, and the actor's final state holds each exactly once.
-async fn migrations_under_load(store: Arc<dyn LocationService>) {
+async fn migrations_under_load(store: Arc<dyn LocationService>, through: Through) {
     let locations = Locations::new(store);
+    let gate = match through {
+        Through::Relay => Some(gate(&locations).await),
+        Through::Follower => None,
+    };
+    let gate_address = gate.as_ref().map(|gate| gate.outer_address().unwrap());
     let servers = [
         rpc_netty::bind("127.0.0.1:0").await.unwrap(),
         rpc_netty::bind("127.0.0.1:0").await.unwrap(),
@@ -88,6 +157,7 @@ async fn migrations_under_load(store: Arc<dyn LocationService>) {
     let (succeeded, progress) = tokio::sync::watch::channel(0u64);
     let succeeded = Arc::new(succeeded);
     let (done, mut finished) = mpsc::unbounded_channel();
+    let caller_of = caller;
     let callers: Vec<_> = (0..4u64)
         .map(|caller| {
             let locations = locations.clone();
@@ -95,8 +165,8 @@ async fn migrations_under_load(store: Arc<dyn LocationService>) {
             let done = done.clone();
             let succeeded = Arc::clone(&succeeded);
             tokio::spawn(async move {
-                let service = rpc_netty::client();
-                let unit: UnitClient = locations.follow(&service, &ACTOR);
+                let name = format!("player-{caller}");
+                let (_service, unit) = caller_of(through, &locations, gate_address, name).await;
                 let mut sent = Vec::new();
                 let mut sequence = caller * 1_000_000;
                 // At least 50 calls each, and on until the moves are over.
@@ -148,7 +218,7 @@ async fn migrations_under_load(store: Arc<dyn LocationService>) {
     );
     assert_eq!(applied.iter().copied().collect::<BTreeSet<_>>(), sent);
     assert!(count >= 400, "{count} calls");
-    println!("{count} calls across 100 migrations, each applied once");
+    println!("{count} calls ({through:?}) across 100 migrations, each applied once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +226,7 @@ async fn a_following_proxy_survives_a_hundred_migrations_in_memory() {
     common::init_tracing();
     tokio::time::timeout(
         Duration::from_secs(120),
-        migrations_under_load(Arc::new(MemoryLocations::default())),
+        migrations_under_load(Arc::new(MemoryLocations::default()), Through::Follower),
     )
     .await
     .expect("finished within 120 s");
@@ -175,7 +245,28 @@ async fn a_following_proxy_survives_a_hundred_migrations_on_etcd() {
         .expect("connect to etcd");
     tokio::time::timeout(
         Duration::from_secs(120),
-        migrations_under_load(Arc::new(store)),
+        migrations_under_load(Arc::new(store), Through::Follower),
+    )
+    .await
+    .expect("finished within 120 s");
+    // The same through a Gate's relay, which looks the actor up on etcd.
+    let store = rpc_ha::etcd::EtcdLocations::connect(&[etcd.client_address()], "/test/relayed/")
+        .await
+        .expect("connect to etcd");
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        migrations_under_load(Arc::new(store), Through::Relay),
+    )
+    .await
+    .expect("finished within 120 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_through_a_relay_survive_a_hundred_migrations_in_memory() {
+    common::init_tracing();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        migrations_under_load(Arc::new(MemoryLocations::default()), Through::Relay),
     )
     .await
     .expect("finished within 120 s");

@@ -132,6 +132,7 @@ fn valid_session() -> Vec<u8> {
         bind_body.push(byte | 0x80);
     }
     bind_body.push(0); // no incarnation: any running one
+    bind_body.push(0); // no session: not a reverse bind through a Gate
     let frame = |kind: u8, id: u64, body: &[u8]| {
         let mut f = ((9 + body.len()) as u32).to_be_bytes().to_vec();
         f.push(kind);

@@ -31,8 +31,10 @@ pub struct Order {
 pub trait Unit {
     /// Who the Map believes is calling, and the order back.
     async fn act(&mut self, order: Order) -> (String, u64, Order);
-    /// Never answers: the Map is dropped while this runs.
+    /// Answers only once its caller gave up (then 0, which nobody reads).
     async fn stall(&mut self) -> u64;
+    /// The time the caller still waits, as the Map sees it, in milliseconds.
+    async fn budget(&mut self) -> Option<u64>;
     /// One-way.
     fn nudge(&mut self, by: u64);
     /// The sum of the nudges so far, per player.
@@ -76,6 +78,7 @@ impl Events for Player {
 struct Units {
     nudged: std::collections::HashMap<String, u64>,
     stalled: Option<mpsc::UnboundedSender<()>>,
+    gave_up: Option<mpsc::UnboundedSender<()>>,
     watchers: std::collections::HashMap<String, EventsClient>,
 }
 
@@ -102,7 +105,16 @@ impl Unit for Units {
         if let Some(stalled) = &self.stalled {
             let _ = stalled.send(());
         }
-        std::future::pending().await
+        CallContext::current().cancelled().await;
+        if let Some(gave_up) = &self.gave_up {
+            let _ = gave_up.send(());
+        }
+        0
+    }
+
+    async fn budget(&mut self) -> Option<u64> {
+        let remaining = CallContext::current().remaining()?;
+        Some(remaining.as_millis() as u64)
     }
 
     fn nudge(&mut self, by: u64) {
@@ -361,9 +373,13 @@ async fn raw_player(gate: &Gate, binds: &[(&str, &str, u64)]) -> tokio::net::Tcp
             session: None,
         };
         let slot = slot as u32 + 1;
-        raw.write_all(&frame_bytes(rpc_netty::protocol::bind(u64::from(slot), slot, &binding)))
-            .await
-            .unwrap();
+        raw.write_all(&frame_bytes(rpc_netty::protocol::bind(
+            u64::from(slot),
+            slot,
+            &binding,
+        )))
+        .await
+        .unwrap();
         let (kind, _) = read_answer(&mut raw).await;
         assert_eq!(kind, rpc_netty::frame::FrameKind::Bound as u8);
     }
@@ -451,6 +467,52 @@ async fn a_player_cannot_claim_a_session_of_its_own() {
         // Nothing reached the Map as "x": the real "x" has no nudges.
         let (_player, _, unit) = log_in(&gate, "x").await;
         assert_eq!(unit.nudged().await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_and_a_cancel_travel_on_through_the_relay() {
+    common::bounded(async {
+        let (stalled, mut entered) = mpsc::unbounded_channel();
+        let (gave_up, mut cancelled) = mpsc::unbounded_channel();
+        let map = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        let units = Units {
+            stalled: Some(stalled),
+            gave_up: Some(gave_up),
+            ..Units::default()
+        };
+        map.start_endpoint("units", units).await.unwrap();
+        let gate = Gate::start(map.local_address().unwrap());
+        let (_player, _, unit) = log_in(&gate, "ivy").await;
+
+        // The Map sees what is left of the player's 2 s, not a fresh budget of its own.
+        let budget = unit
+            .clone()
+            .with_timeout(Duration::from_secs(2))
+            .budget()
+            .await
+            .unwrap()
+            .expect("the relayed call has a deadline");
+        assert!(budget > 0 && budget <= 2_000, "{budget} ms");
+
+        // A call the player stops waiting for is cancelled on the Map too.
+        let call = tokio::spawn(unit.stall().with_timeout(Duration::from_millis(300)));
+        entered.recv().await.expect("the call reached the Map");
+        assert!(matches!(call.await.unwrap(), Err(RpcError::Timeout { .. })));
+        cancelled
+            .recv()
+            .await
+            .expect("the Map saw the call cancelled");
+
+        // Dropped before its answer: cancelled as well.
+        let call = tokio::spawn(unit.stall());
+        entered.recv().await.expect("the call reached the Map");
+        call.abort();
+        cancelled
+            .recv()
+            .await
+            .expect("the Map saw the dropped call cancelled");
     })
     .await;
 }
