@@ -201,7 +201,12 @@ impl Connection {
     /// Carries out what a frame from the other side's serving half means; an error is a
     /// protocol violation.
     pub(crate) fn received(&self, frame: crate::frame::Frame) -> Result<(), String> {
-        let received = self.session().receive(frame);
+        let received = {
+            let mut session = self.session();
+            let received = session.receive(frame);
+            self.unbind(&mut session);
+            received
+        };
         match received? {
             Received::Reply(reply, result) => reply.send(result),
             Received::Late(request_id) => tracing::debug!(
@@ -215,6 +220,13 @@ impl Connection {
             Received::Nothing => {}
         }
         Ok(())
+    }
+
+    /// Tells the server to forget the slots the session retired.
+    fn unbind(&self, session: &mut ClientSession) {
+        for slot in session.take_unbinds() {
+            let _ = self.outbox.push(protocol::unbind(slot));
+        }
     }
 
     fn session(&self) -> MutexGuard<'_, ClientSession> {
@@ -232,6 +244,7 @@ impl Connection {
     fn send_locked(
         self: &Arc<Self>,
         session: &mut ClientSession,
+        slot: u32,
         reply: Option<ReplyTo>,
         control: Option<&Arc<CallControl>>,
         push: impl FnOnce(&Lane, u64) -> Result<(), Refused>,
@@ -253,7 +266,7 @@ impl Connection {
                 });
             }
         }
-        session.sent(request_id, reply);
+        session.sent_on(request_id, reply, slot);
         if let Some(control) = control {
             let route: Weak<dyn CancelRoute> = Arc::downgrade(self) as Weak<Connection>;
             control.set_route(route, request_id);
@@ -269,7 +282,7 @@ impl Connection {
         slot: u32,
         on_bound: ReplyTo,
     ) -> Result<(), RpcError> {
-        self.send_locked(session, Some(on_bound), None, |outbox, id| {
+        self.send_locked(session, slot, Some(on_bound), None, |outbox, id| {
             outbox
                 .push(protocol::bind(id, slot, binding))
                 .map_err(|_| Refused::Closed)
@@ -296,7 +309,9 @@ impl Connection {
                 let on_bound = ReplyTo::Callback(Box::new(move |result| {
                     if let (Err(error), Some(connection)) = (result, Weak::upgrade(&connection)) {
                         tracing::warn!(peer = %connection.peer, "bind refused: {error}");
-                        connection.session().refused(&key, slot);
+                        let mut session = connection.session();
+                        session.refused(&key, slot);
+                        connection.unbind(&mut session);
                     }
                 }));
                 self.send_bind(&mut session, binding, slot, on_bound)?;
@@ -320,11 +335,11 @@ impl Connection {
         match ask {
             Some((reply, control)) => {
                 let budget = protocol::budget(control.remaining());
-                self.send_locked(session, Some(reply), Some(control), |outbox, id| {
+                self.send_locked(session, slot, Some(reply), Some(control), |outbox, id| {
                     self.exporting(|| outbox.push_call(id, slot, Some(budget), encode))
                 })
             }
-            None => self.send_locked(session, None, None, |outbox, id| {
+            None => self.send_locked(session, slot, None, None, |outbox, id| {
                 self.exporting(|| outbox.push_call(id, slot, None, encode))
             }),
         }

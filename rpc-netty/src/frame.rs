@@ -69,6 +69,8 @@ pub enum FrameKind {
     StreamEnd = 0x0f,
     /// Client -> server: the consumer of a stream grants its producer more bytes.
     StreamCredit = 0x10,
+    /// Client -> server: forget a slot (its endpoint incarnation stopped, or its bind failed).
+    Unbind = 0x11,
 }
 
 impl FrameKind {
@@ -105,6 +107,7 @@ impl FrameKind {
             0x0e => Deadline,
             0x0f => StreamEnd,
             0x10 => StreamCredit,
+            0x11 => Unbind,
             _ => return None,
         })
     }

@@ -284,6 +284,18 @@ pub fn stream_end(request_id: u64) -> Frame {
     Frame::new(FrameKind::StreamEnd, request_id, Bytes::new())
 }
 
+/// `Unbind`: the client will not use `slot` again; the server forgets it.
+pub fn unbind(slot: u32) -> Frame {
+    Frame::new(FrameKind::Unbind, 0, slot.to_be_bytes().to_vec())
+}
+
+/// Parses an `Unbind` body.
+pub fn parse_unbind(body: &[u8]) -> Result<u32, String> {
+    <[u8; 4]>::try_from(body)
+        .map(u32::from_be_bytes)
+        .map_err(|_| format!("an unbind of {} bytes (not 4)", body.len()))
+}
+
 /// `StreamCredit`: the consumer of stream `request_id` grants `bytes` more (u32).
 pub fn stream_credit(request_id: u64, bytes: u32) -> Frame {
     Frame::new(
@@ -713,6 +725,11 @@ mod tests {
             [0, 0, 0, 13, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
         );
         assert_eq!(wire(cancel(7)), [0, 0, 0, 9, 0x0c, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(
+            wire(unbind(3)),
+            [0, 0, 0, 13, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]
+        );
+        assert_eq!(parse_unbind(&[0, 0, 0, 3]), Ok(3));
         assert_eq!(
             wire(deadline(7, 3000)),
             [0, 0, 0, 13, 0x0e, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0x0b, 0xb8]

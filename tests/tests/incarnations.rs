@@ -192,3 +192,50 @@ async fn a_proxy_bound_to_an_endpoint_that_is_gone_gets_endpoint_stopped_not_not
     client.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// A connection's slots count live bindings only: a client retires (and unbinds) a slot whose
+/// incarnation stopped, so an endpoint restarted far more often than the server's slot limit
+/// (4,096 per connection) is still reached over the one connection it started on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_restarted_past_the_slot_limit_is_reached_over_one_connection() {
+    common::bounded(async {
+        let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        let address = server.local_address().unwrap();
+        let (connected, mut connections) = mpsc::unbounded_channel();
+        server
+            .start_endpoint("watcher", Watcher(connected))
+            .await
+            .unwrap();
+        let client = rpc_netty::client();
+        // Follows the endpoint's current incarnation, as a location service would.
+        let (current, incarnation) = tokio::sync::watch::channel(None);
+        let router = move |_: rpc_core::RouteRequest<'_>| {
+            let incarnation = *incarnation.borrow();
+            async move {
+                Ok(rpc_core::Hop {
+                    address,
+                    endpoint: "counter".to_owned(),
+                    incarnation,
+                })
+            }
+        };
+        let counter: CounterClient = client.follow("counter", router);
+        for run in 0..4_200u64 {
+            let context = server
+                .start_endpoint("counter", Count(run * 10))
+                .await
+                .unwrap();
+            current.send_replace(Some(context.incarnation()));
+            assert_eq!(counter.next().await.unwrap(), run * 10 + 1, "run {run}");
+            context.stop();
+            context.terminated().await;
+        }
+        assert_eq!(connections.recv().await, Some("connected"));
+        assert!(
+            connections.try_recv().is_err(),
+            "one connection throughout: {:?}",
+            connections.try_recv()
+        );
+    })
+    .await;
+}

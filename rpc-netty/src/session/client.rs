@@ -79,14 +79,17 @@ impl Orphans {
 pub struct ClientSession {
     peer: SocketAddr,
     max_in_flight: usize,
-    /// Replies awaited, by request id.
-    pending: IdMap<u64, ReplyTo>,
+    /// Replies awaited, by request id, with the slot each call (or bind) went on (0: none).
+    pending: IdMap<u64, (ReplyTo, u32)>,
     /// Streams that have opened, by request id.
     streams: IdMap<u64, OpenStream>,
     /// The slot of each binding on this connection.
     slots: HashMap<Binding, u32>,
-    /// Slots whose bind the server refused (rare, so a list): calls must not use them.
-    refused: Vec<u32>,
+    /// Slots retired: their bind was refused, or their endpoint incarnation stopped. Calls
+    /// must not use them; the server was (or is about to be) told to forget them.
+    refused: IdMap<u32, ()>,
+    /// Retired slots the server has not been told of yet (`Unbind` frames to send).
+    unbinds: Vec<u32>,
     /// Why the connection ended, once it has: new calls fail with it at once.
     dead: Option<RpcError>,
     /// A frame was queued since [`ClientSession::take_active`] last looked.
@@ -104,7 +107,8 @@ impl ClientSession {
             pending: IdMap::default(),
             streams: IdMap::default(),
             slots: HashMap::new(),
-            refused: Vec::new(),
+            refused: IdMap::default(),
+            unbinds: Vec::new(),
             dead: None,
             used: false,
             next_request: 1,
@@ -142,8 +146,14 @@ impl ClientSession {
 
     /// The frame of `request_id` was queued; `reply` awaits its answer (`None` for a tell).
     pub fn sent(&mut self, request_id: u64, reply: Option<ReplyTo>) {
+        self.sent_on(request_id, reply, 0);
+    }
+
+    /// [`ClientSession::sent`] for a call or bind on `slot`: if the answer says the slot's
+    /// endpoint incarnation has stopped, the slot is retired.
+    pub fn sent_on(&mut self, request_id: u64, reply: Option<ReplyTo>, slot: u32) {
         if let Some(reply) = reply {
-            self.pending.insert(request_id, reply);
+            self.pending.insert(request_id, (reply, slot));
         }
         self.used = true;
     }
@@ -171,13 +181,30 @@ impl ClientSession {
         if self.slots.get(binding) == Some(&slot) {
             self.slots.remove(binding);
         }
-        self.refused.push(slot);
+        self.retire(slot);
     }
 
-    /// Whether a call may still go out on `slot`: the connection lives and its bind was not
-    /// refused.
+    /// `slot` leads nowhere any more (its bind was refused, or its endpoint incarnation
+    /// stopped, which never runs again): calls must not use it, a later call on its binding
+    /// binds again, and the server is told to forget it, so that a connection's slots count
+    /// only live bindings however often endpoints restart or move.
+    fn retire(&mut self, slot: u32) {
+        if slot == 0 || self.refused.insert(slot, ()).is_some() {
+            return;
+        }
+        self.slots.retain(|_, bound| *bound != slot);
+        self.unbinds.push(slot);
+    }
+
+    /// The retired slots the server must be told to forget (`Unbind`), once each.
+    pub fn take_unbinds(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.unbinds)
+    }
+
+    /// Whether a call may still go out on `slot`: the connection lives and the slot was not
+    /// retired.
     pub fn usable(&self, slot: u32) -> bool {
-        self.dead.is_none() && !self.refused.contains(&slot)
+        self.dead.is_none() && !self.refused.contains_key(&slot)
     }
 
     /// Whether request `request_id` still awaits its reply.
@@ -189,7 +216,7 @@ impl ClientSession {
     /// stream. `None` if it was answered (or ended) already; otherwise the driver tells the
     /// server (`Cancel`).
     pub fn cancel(&mut self, request_id: u64) -> Option<Forgotten> {
-        let reply = self.pending.remove(&request_id);
+        let reply = self.pending.remove(&request_id).map(|(reply, _)| reply);
         let stream = self.streams.remove(&request_id).map(|open| open.sink);
         (reply.is_some() || stream.is_some()).then_some(Forgotten {
             _reply: reply,
@@ -227,6 +254,12 @@ impl ClientSession {
                     open.sink.end(Err(error));
                     return Ok(Received::Nothing);
                 }
+                if let (RpcError::EndpointStopped { .. }, Some((_, slot))) =
+                    (&error, self.pending.get(&frame.request_id))
+                {
+                    let slot = *slot;
+                    self.retire(slot);
+                }
                 Err(error)
             }
             FrameKind::StreamItem => return self.item(frame),
@@ -247,21 +280,27 @@ impl ClientSession {
             FrameKind::Pong => return Ok(Received::Nothing),
             other => return Err(format!("a server may not send {other:?} frames")),
         };
-        Ok(match self.pending.remove(&frame.request_id) {
-            // A streaming call's `Response` opens its stream: the items follow.
-            Some(ReplyTo::Stream(stream)) if frame.kind == FrameKind::Response => {
-                self.streams.insert(
-                    frame.request_id,
-                    OpenStream {
-                        sink: stream.sink,
-                        credit: i64::from(STREAM_WINDOW),
-                    },
-                );
-                Received::Reply(ReplyTo::Caller(stream.open), result)
-            }
-            Some(reply) => Received::Reply(reply, result),
-            None => Received::Late(frame.request_id),
-        })
+        Ok(
+            match self
+                .pending
+                .remove(&frame.request_id)
+                .map(|(reply, _)| reply)
+            {
+                // A streaming call's `Response` opens its stream: the items follow.
+                Some(ReplyTo::Stream(stream)) if frame.kind == FrameKind::Response => {
+                    self.streams.insert(
+                        frame.request_id,
+                        OpenStream {
+                            sink: stream.sink,
+                            credit: i64::from(STREAM_WINDOW),
+                        },
+                    );
+                    Received::Reply(ReplyTo::Caller(stream.open), result)
+                }
+                Some(reply) => Received::Reply(reply, result),
+                None => Received::Late(frame.request_id),
+            },
+        )
     }
 
     /// One item of an open stream, within the credit its consumer granted.
@@ -298,7 +337,10 @@ impl ClientSession {
     pub fn fail(&mut self, error: &RpcError) -> Orphans {
         self.dead.get_or_insert_with(|| error.clone());
         Orphans {
-            replies: std::mem::take(&mut self.pending).into_values().collect(),
+            replies: std::mem::take(&mut self.pending)
+                .into_values()
+                .map(|(reply, _)| reply)
+                .collect(),
             streams: std::mem::take(&mut self.streams)
                 .into_values()
                 .map(|open| open.sink)
@@ -444,6 +486,47 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_whose_incarnation_stopped_is_retired_and_unbound_once() {
+        let mut session = session(8);
+        let binding = binding("e");
+        let slot = session.new_slot();
+        session.bound(binding.clone(), slot);
+        let id = session.request_id(true).expect("admitted");
+        let (reply, _receiver) = tokio::sync::oneshot::channel();
+        session.sent_on(id, Some(ReplyTo::Caller(reply)), slot);
+        let stopped = crate::protocol::failure(
+            id,
+            &WireError::EndpointStopped {
+                endpoint: "e".to_owned(),
+            },
+        );
+        assert!(matches!(
+            session.receive(stopped),
+            Ok(Received::Reply(_, Err(RpcError::EndpointStopped { .. })))
+        ));
+        assert!(!session.usable(slot));
+        assert_eq!(session.slot(&binding), None, "the binding binds again");
+        assert_eq!(session.take_unbinds(), [slot]);
+        // A refusal of the same slot does not unbind it twice; other failures retire nothing.
+        session.refused(&binding, slot);
+        assert!(session.take_unbinds().is_empty());
+        let other = session.new_slot();
+        session.bound(binding.clone(), other);
+        let id = session.request_id(true).expect("admitted");
+        let (reply, _receiver) = tokio::sync::oneshot::channel();
+        session.sent_on(id, Some(ReplyTo::Caller(reply)), other);
+        let panicked = crate::protocol::failure(
+            id,
+            &WireError::Other {
+                message: "no".to_owned(),
+            },
+        );
+        let _ = session.receive(panicked);
+        assert!(session.usable(other));
+        assert!(session.take_unbinds().is_empty());
+    }
+
+    #[test]
     fn the_server_may_not_send_calls_and_pings_are_answered() {
         let mut session = session(8);
         for kind in [
@@ -451,6 +534,7 @@ mod tests {
             FrameKind::Tell,
             FrameKind::Bind,
             FrameKind::Cancel,
+            FrameKind::Unbind,
         ] {
             assert!(
                 session.receive(Frame::new(kind, 1, Vec::new())).is_err(),

@@ -150,6 +150,11 @@ impl<S> ServerSession<S> {
                 request_id: frame.request_id,
                 budget: protocol::parse_deadline(&frame.body)?,
             },
+            FrameKind::Unbind => {
+                // Calls already queued on the slot hold its sink; later ones find no slot.
+                self.slots.remove(&protocol::parse_unbind(&frame.body)?);
+                Event::Nothing
+            }
             FrameKind::StreamCredit => Event::Credit {
                 request_id: frame.request_id,
                 bytes: protocol::parse_credit(&frame.body)?,
@@ -358,6 +363,31 @@ mod tests {
         assert!(
             matches!(&refused, Err(reason) if reason.contains("slots")),
             "{refused:?}"
+        );
+        // A slot the client unbinds makes room, and calls on it find no slot.
+        let mut session = ServerSession::<()>::default();
+        for slot in 0..MAX_SLOTS as u32 {
+            let _ = session.receive(bind_frame(1, slot, "e"));
+            session.bind(1, slot, Ok(((), incarnation())));
+        }
+        assert!(matches!(
+            session.receive(protocol::unbind(7)),
+            Ok(Event::Nothing)
+        ));
+        assert!(
+            session
+                .receive(bind_frame(1, MAX_SLOTS as u32, "e"))
+                .is_ok()
+        );
+        let Ok(Event::Answer(failure)) = session.receive(request(2, 7, b"")) else {
+            panic!("an answer");
+        };
+        let error: WireError = postcard::from_bytes(&failure.body).expect("a wire error");
+        assert_eq!(error, WireError::UnknownSlot { slot: 7 });
+        assert!(
+            session
+                .receive(Frame::new(FrameKind::Unbind, 0, vec![1]))
+                .is_err()
         );
     }
 
