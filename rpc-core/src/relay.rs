@@ -85,7 +85,10 @@ const MAX_PAUSE: Duration = Duration::from_millis(20);
 /// The channels of one relay (or follower), by where they lead: every player routed to the
 /// same endpoint shares one channel, so one bound slot on the connection to its server.
 #[derive(Default)]
-struct Channels(Mutex<HashMap<Binding, (SocketAddr, Arc<dyn RemoteChannel>)>>);
+struct Channels(Mutex<HashMap<Binding, Channel>>);
+
+/// A channel, and the address it leads to.
+type Channel = (SocketAddr, Arc<dyn RemoteChannel>);
 
 /// Past this many, the channel table starts afresh (its channels live on in the routes
 /// that hold them).
