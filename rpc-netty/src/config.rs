@@ -93,3 +93,29 @@ impl NettyConfig {
         )
     }
 }
+
+/// How the outer listener authenticates players, where it differs from the rest of the
+/// service (which the inner listener and outbound connections use).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OuterAuth {
+    /// `Some(None)`: no secret on the outer listener; `Some(Some(s))`: players prove `s`.
+    pub(crate) secret: Option<Option<Secret>>,
+    /// `Some(None)`: no TLS on the outer listener; `Some(Some(t))`: TLS with `t`'s identity.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Option<crate::tls::Tls>>,
+}
+
+impl OuterAuth {
+    /// The outer listener's settings: the service's, with these differences.
+    pub(crate) fn apply(&self, config: &NettyConfig) -> NettyConfig {
+        let mut outer = config.clone();
+        if let Some(secret) = &self.secret {
+            outer.secret = secret.clone();
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            outer.tls = tls.clone();
+        }
+        outer
+    }
+}

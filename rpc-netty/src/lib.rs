@@ -179,6 +179,8 @@ pub struct NettyBuilder {
     config: NettyConfig,
     /// The outer listener's address, if the service faces players too.
     outer: Option<String>,
+    /// How the outer listener authenticates, where it differs.
+    outer_auth: config::OuterAuth,
 }
 
 impl NettyBuilder {
@@ -378,6 +380,44 @@ impl NettyBuilder {
         self
     }
 
+    /// Players on the outer listener prove `secret`, not the one the rest of the service uses
+    /// ([`shared_secret`](NettyBuilder::shared_secret)): the servers' secret stays among them.
+    pub fn outer_shared_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.outer_auth.secret = Some(Some(auth::Secret::new(secret)));
+        self
+    }
+
+    /// The outer listener asks players for no shared secret, while the inner listener and the
+    /// connections this service opens keep [`shared_secret`](NettyBuilder::shared_secret):
+    /// players prove who they are by logging in (and, with [`outer_tls`](NettyBuilder::outer_tls),
+    /// talk to the service over TLS).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rpc_core::RpcError> {
+    /// let gate = rpc_netty::NettyBuilder::new()
+    ///     .shared_secret("the servers' secret") // inner network, and calls to the Maps
+    ///     .outer("0.0.0.0:7000")
+    ///     .outer_without_secret() // players
+    ///     .bind("10.0.0.5:7100")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn outer_without_secret(mut self) -> Self {
+        self.outer_auth.secret = Some(None);
+        self
+    }
+
+    /// The outer listener serves TLS with `options`' identity (cargo feature `tls`), whatever
+    /// the rest of the service uses. Fails if a certificate or key is unusable.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn outer_tls(mut self, options: tls::TlsOptions) -> Result<Self, RpcError> {
+        let tls = tls::Tls::new(options)
+            .map_err(|error| RpcError::io("invalid TLS configuration (outer)", error))?;
+        self.outer_auth.tls = Some(Some(tls));
+        Ok(self)
+    }
+
     /// A service listening on `address` (and on the [`outer`](NettyBuilder::outer) address,
     /// if one was given); [`RpcError::Io`] if it cannot listen there.
     pub async fn bind(self, address: impl ToAddress) -> Result<RpcService, RpcError> {
@@ -409,6 +449,7 @@ impl NettyBuilder {
 
     fn serve_both(self, listener: TcpListener, outer: Option<TcpListener>) -> RpcService {
         let config = self.config;
+        let outer = outer.map(|outer| (outer, self.outer_auth));
         self.service.build_with_transport(|handle| {
             NettyTransport::new(handle, config, Some(listener), outer)
         })

@@ -32,7 +32,7 @@ impl NettyTransport {
         service: ServiceHandle,
         config: NettyConfig,
         listener: Option<TcpListener>,
-        outer: Option<TcpListener>,
+        outer: Option<(TcpListener, crate::config::OuterAuth)>,
     ) -> NettyTransport {
         let mut config = config;
         if listener.is_some() {
@@ -75,8 +75,8 @@ impl NettyTransport {
                 tasks.clone(),
             ));
         }
-        let outer_address = outer.as_ref().and_then(|l| l.local_addr().ok());
-        if let Some(outer) = outer {
+        let outer_address = outer.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        if let Some((outer, auth)) = outer {
             if let Some(address) = outer_address {
                 tracing::info!(%address, "listening (outer network)");
             }
@@ -84,7 +84,7 @@ impl NettyTransport {
                 outer,
                 Network::Outer,
                 service.clone(),
-                Arc::clone(&config),
+                Arc::new(auth.apply(&config)),
                 closing.clone(),
                 tasks.clone(),
             ));

@@ -116,3 +116,58 @@ async fn a_service_without_an_outer_listener_says_so() {
     ));
     server.shutdown().await.unwrap();
 }
+
+/// Authentication per hop: the Gate's inner network (its inner listener, and its calls to the
+/// Map) runs on the servers' secret, while players on its outer listener need none; a player's
+/// call through the relay crosses both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outer_listener_asks_players_for_no_secret_while_the_servers_keep_theirs() {
+    common::bounded(async {
+        const SECRET: &str = "the servers' secret";
+        let map = NettyBuilder::new()
+            .shared_secret(SECRET)
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        map.start_endpoint("map", Map::default()).await.unwrap();
+        let map_address = map.local_address().unwrap();
+        let gate = NettyBuilder::new()
+            .shared_secret(SECRET)
+            .outer("127.0.0.1:0")
+            .outer_without_secret()
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        gate.start_endpoint("login", rpc_tests::relay_gate::Logins)
+            .await
+            .unwrap();
+        gate.start_relay("play", move |_: rpc_core::RouteRequest<'_>| async move {
+            Ok(rpc_core::Hop {
+                address: map_address,
+                endpoint: "map".to_owned(),
+                incarnation: None,
+            })
+        })
+        .unwrap();
+        let outer = gate.outer_address().unwrap();
+        let inner = gate.local_address().unwrap();
+
+        // A player without the secret: served on the outer listener, relayed with it.
+        let player = rpc_netty::client();
+        let login: rpc_tests::relay_gate::LoginClient =
+            player.connect(outer, "login").await.unwrap();
+        login.login("kim".into()).await.unwrap().unwrap();
+        let play: PlayClient = player.connect(outer, "play").await.unwrap();
+        assert_eq!(play.act("jump".into()).await.unwrap(), "did jump");
+
+        // Without the secret, the inner listener and the Map refuse it.
+        for address in [inner, map_address] {
+            let refused = player.connect::<InfoClient>(address, "map").await;
+            assert!(
+                matches!(refused, Err(RpcError::Unauthenticated { .. })),
+                "{address}: {refused:?}"
+            );
+        }
+    })
+    .await;
+}
