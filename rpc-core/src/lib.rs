@@ -96,6 +96,7 @@ mod service;
 mod session;
 mod stream;
 mod target;
+pub mod testing;
 mod trace;
 pub mod transport;
 mod wire;

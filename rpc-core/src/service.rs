@@ -329,6 +329,11 @@ impl RpcService {
         RpcServiceBuilder::default()
     }
 
+    /// The service's shared state.
+    pub(crate) fn inner(&self) -> &Arc<ServiceInner> {
+        &self.inner
+    }
+
     pub(crate) fn from_inner(inner: Arc<ServiceInner>) -> Self {
         RpcService { inner }
     }
