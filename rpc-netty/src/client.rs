@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
+use crate::net::Stream as TcpStream;
 use futures::StreamExt;
 use rpc_core::transport::{
     Binding, CallControl, CancelRoute, Carrier, ConnectionEvent, EncodeInvocation, Location,
     Network, Reference, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, Incarnation, RpcError};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -700,10 +700,10 @@ async fn open(
         address: peer.to_string(),
         reason,
     };
-    let stream = TcpStream::connect(peer)
+    let stream = crate::net::connect(peer, config.simulated)
         .await
         .map_err(|e| connect_failed(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay();
     *phase = "in the TLS handshake";
     let (read, mut write) = secure(stream, peer, config).await?;
     *phase = "waiting for the server's hello (is it an rpc service?)";

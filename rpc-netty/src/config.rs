@@ -45,6 +45,8 @@ pub(crate) struct NettyConfig {
     pub(crate) linger: Duration,
     /// The shared secret both sides must prove they know, if authentication is on.
     pub(crate) secret: Option<Secret>,
+    /// Whether the sockets are turmoil's simulated ones (feature `sim`).
+    pub(crate) simulated: bool,
     /// TLS, if configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
@@ -68,6 +70,7 @@ impl Default for NettyConfig {
             max_handshakes_per_address: 1024,
             linger: Duration::from_secs(5),
             secret: None,
+            simulated: false,
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -16,7 +16,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rpc_core::RpcError;
 use rpc_core::transport::EncodeInvocation;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -32,9 +31,8 @@ pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// The halves of a plain TCP connection (split without a lock).
-pub(crate) fn plain(stream: TcpStream) -> (Reader, Writer) {
-    let (read, write) = stream.into_split();
-    (Box::new(read), Box::new(write))
+pub(crate) fn plain(stream: crate::net::Stream) -> (Reader, Writer) {
+    stream.split()
 }
 
 /// A writer keeps at most this much buffer capacity between batches; a larger one (after a

@@ -56,6 +56,7 @@ pub mod handshake;
 mod ids;
 mod io;
 mod metrics;
+mod net;
 pub mod protocol;
 mod server;
 pub mod session;
@@ -69,7 +70,6 @@ use std::time::Duration;
 pub use auth::Secret;
 pub use rpc_core;
 use rpc_core::{RpcError, RpcService, RpcServiceBuilder, ToAddress};
-use tokio::net::TcpListener;
 
 use crate::config::NettyConfig;
 use crate::transport::NettyTransport;
@@ -418,15 +418,29 @@ impl NettyBuilder {
         Ok(self)
     }
 
+    /// Runs the transport over turmoil's simulated TCP instead of the operating system's
+    /// (cargo feature `sim`): build the service inside a turmoil host, and its listeners and
+    /// connections are the simulation's, so a test can partition, delay, hold and release
+    /// links and crash hosts, deterministically under the simulation's seed. Addresses may
+    /// name simulated hosts (`"server:7000"`). Everything else (handshake, secret, frames,
+    /// keep-alive) is the real code.
+    #[cfg(feature = "sim")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+    pub fn simulated(mut self) -> Self {
+        self.config.simulated = true;
+        self
+    }
+
     /// A service listening on `address` (and on the [`outer`](NettyBuilder::outer) address,
     /// if one was given); [`RpcError::Io`] if it cannot listen there.
     pub async fn bind(self, address: impl ToAddress) -> Result<RpcService, RpcError> {
         let address = address.to_address();
-        let listener = TcpListener::bind(&address)
+        let simulated = self.config.simulated;
+        let listener = net::bind(&address, simulated)
             .await
             .map_err(|error| RpcError::io(format!("cannot listen on {address}"), error))?;
         let outer = match &self.outer {
-            Some(outer) => Some(TcpListener::bind(outer).await.map_err(|error| {
+            Some(outer) => Some(net::bind(outer, simulated).await.map_err(|error| {
                 RpcError::io(
                     format!("cannot listen on {outer} (the outer listener)"),
                     error,
@@ -443,11 +457,11 @@ impl NettyBuilder {
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn serve(self, listener: TcpListener) -> RpcService {
-        self.serve_both(listener, None)
+    pub fn serve(self, listener: tokio::net::TcpListener) -> RpcService {
+        self.serve_both(net::Listener::Tcp(listener), None)
     }
 
-    fn serve_both(self, listener: TcpListener, outer: Option<TcpListener>) -> RpcService {
+    fn serve_both(self, listener: net::Listener, outer: Option<net::Listener>) -> RpcService {
         let config = self.config;
         let outer = outer.map(|outer| (outer, self.outer_auth));
         self.service.build_with_transport(|handle| {

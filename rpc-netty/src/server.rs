@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use crate::net::{Listener as TcpListener, Stream as TcpStream};
 use bytes::Bytes;
 use futures::StreamExt;
 use rpc_core::Peer;
@@ -14,7 +15,6 @@ use rpc_core::transport::{
     ReplyResult, ReplyRoute, ReplyTo, ReplyValue, ServiceHandle,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -110,7 +110,7 @@ async fn serve(
     config: Arc<NettyConfig>,
     closing: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay();
     // One deadline from accept to authenticated, TLS included.
     let opened = tokio::select! {
         opened = tokio::time::timeout(config.handshake_timeout, open(stream, &config)) => opened,

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::net::Listener as TcpListener;
 use futures::future::BoxFuture;
 use rpc_core::RpcError;
 use rpc_core::transport::{Binding, Network, RemoteChannel, ServiceHandle, Transport};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +25,8 @@ pub(crate) struct NettyTransport {
     closing: CancellationToken,
     /// Every connection task, so that shutdown can wait for them.
     tasks: TaskTracker,
+    /// Whether its sockets are simulated (names resolve in the simulation).
+    simulated: bool,
 }
 
 impl NettyTransport {
@@ -58,6 +60,7 @@ impl NettyTransport {
             config.max_handshakes = limits.max_handshakes;
             config.max_handshakes_per_address = limits.max_handshakes_per_address;
         }
+        let simulated = config.simulated;
         let config = Arc::new(config);
         let closing = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -102,6 +105,7 @@ impl NettyTransport {
             pool,
             closing,
             tasks,
+            simulated,
         }
     }
 }
@@ -117,6 +121,7 @@ impl Transport for NettyTransport {
 
     fn resolve(&self, address: &str) -> BoxFuture<'static, Result<SocketAddr, RpcError>> {
         let address = address.to_owned();
+        let simulated = self.simulated;
         Box::pin(async move {
             if let Ok(parsed) = address.parse() {
                 return Ok(parsed);
@@ -125,10 +130,11 @@ impl Transport for NettyTransport {
                 address: address.clone(),
                 reason,
             };
-            let mut found = tokio::net::lookup_host(address.as_str())
+            let found = crate::net::lookup(address.as_str(), simulated)
                 .await
                 .map_err(|e| failed(format!("cannot resolve the address: {e}")))?;
             found
+                .into_iter()
                 .next()
                 .ok_or_else(|| failed("the address resolves to nothing".to_owned()))
         })
