@@ -91,6 +91,8 @@ pub(crate) struct ServiceInner {
     /// The player sessions this service's relays carried calls for: each one's connection,
     /// down which the servers behind the relay reach the player's endpoints.
     sessions: Mutex<HashMap<u64, Weak<dyn Carrier>>>,
+    /// The calls received from other services, when the service records them (tests).
+    recorded: Option<Arc<crate::testing::Recorded>>,
 }
 
 #[derive(Default)]
@@ -226,6 +228,7 @@ pub struct RpcServiceBuilder {
     default_timeout: Duration,
     force_serialization: bool,
     max_decode_depth: usize,
+    record_calls: bool,
 }
 
 impl Default for RpcServiceBuilder {
@@ -234,6 +237,7 @@ impl Default for RpcServiceBuilder {
             default_timeout: DEFAULT_TIMEOUT,
             force_serialization: false,
             max_decode_depth: DEFAULT_MAX_DECODE_DEPTH,
+            record_calls: false,
         }
     }
 }
@@ -256,6 +260,14 @@ impl RpcServiceBuilder {
     /// default: local calls move their values.
     pub fn force_serialization(mut self, force: bool) -> Self {
         self.force_serialization = force;
+        self
+    }
+
+    /// Records every call that arrives from another service (over a transport, or a
+    /// [`TestNetwork`](crate::testing::TestNetwork)), for a test to read back decoded with
+    /// [`testing::calls`](crate::testing::calls). For tests: the record only grows.
+    pub fn record_calls(mut self, record: bool) -> Self {
+        self.record_calls = record;
         self
     }
 
@@ -287,6 +299,7 @@ impl RpcServiceBuilder {
             next_id: AtomicU64::new(1),
             transport: OnceLock::new(),
             sessions: Mutex::default(),
+            recorded: self.record_calls.then(Arc::default),
         });
         runtime.spawn(anchor_timer(Arc::downgrade(&inner)));
         RpcService { inner }
@@ -785,6 +798,11 @@ impl ServiceInner {
         self.transport.get().is_some()
     }
 
+    /// The record of received calls, if the service keeps one.
+    pub(crate) fn recorded(&self) -> Option<&Arc<crate::testing::Recorded>> {
+        self.recorded.as_ref()
+    }
+
     /// The network transport, if the service has one.
     pub(crate) fn transport(&self) -> Option<&Arc<dyn Transport>> {
         self.transport.get()
@@ -974,7 +992,14 @@ impl ServiceInner {
                 server: entry.fingerprint,
             });
         }
-        Ok(Arc::clone(&entry.inbound))
+        match &self.recorded {
+            Some(recorded) => Ok(crate::testing::recording(
+                Arc::clone(&entry.inbound),
+                Arc::clone(recorded),
+                binding,
+            )),
+            None => Ok(Arc::clone(&entry.inbound)),
+        }
     }
 
     /// Remembers that session `session` is the player on `carrier`'s connection.

@@ -58,14 +58,14 @@ use crate::caller::Peer;
 use crate::context::RpcContext;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
-use crate::gateway::{EndpointAddress, Gateway};
+use crate::gateway::{EndpointAddress, Gateway, Incarnation};
 use crate::reference::{Location, Reference};
 use crate::service::{RpcService, RpcServiceBuilder, ServiceInner};
 use crate::session::Session;
 use crate::trace::TraceContext;
 use crate::transport::{
-    Backlog, Binding, CallControl, EncodeInvocation, Network, RemoteChannel, ReplyTo,
-    ServiceHandle, Transport,
+    Backlog, Binding, Busy, CallControl, EncodeInvocation, InboundSink, Network, RemoteChannel,
+    ReplyTo, ServiceHandle, Transport,
 };
 
 /// Bytes of one caller's invocations that may wait in a fake's mailbox (as a connection's
@@ -87,16 +87,92 @@ struct Hosts {
     next_client: AtomicU16,
 }
 
-/// One address of the network: its service, and the calls made to it.
+/// One address of the network: its service.
 struct Host {
     service: Weak<ServiceInner>,
     handle: ServiceHandle,
-    recorded: Arc<Recorded>,
 }
 
-/// The invocations a host received, by endpoint, as they were encoded.
+/// The invocations a service received from other services (endpoint, gateway, the
+/// invocation as it was encoded), when it records them
+/// ([`RpcServiceBuilder::record_calls`]).
 #[derive(Default)]
-struct Recorded(Mutex<Vec<(String, String, Bytes)>>);
+pub(crate) struct Recorded(Mutex<Vec<(String, String, Bytes)>>);
+
+/// `inner`, recording every invocation it is handed for `binding` in `recorded` first.
+pub(crate) fn recording(
+    inner: Arc<dyn InboundSink>,
+    recorded: Arc<Recorded>,
+    binding: &Binding,
+) -> Arc<dyn InboundSink> {
+    Arc::new(RecordingSink {
+        inner,
+        recorded,
+        endpoint: binding.endpoint.clone(),
+        gateway: binding.gateway.clone(),
+    })
+}
+
+struct RecordingSink {
+    inner: Arc<dyn InboundSink>,
+    recorded: Arc<Recorded>,
+    endpoint: String,
+    gateway: String,
+}
+
+impl InboundSink for RecordingSink {
+    fn invoke(
+        &self,
+        payload: Bytes,
+        ask: Option<(ReplyTo, Arc<CallControl>)>,
+        backlog: &Arc<Backlog>,
+    ) -> Result<(), Busy> {
+        self.recorded
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((
+                self.endpoint.clone(),
+                self.gateway.clone(),
+                Bytes::copy_from_slice(&payload),
+            ));
+        self.inner.invoke(payload, ask, backlog)
+    }
+
+    fn room(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.room()
+    }
+
+    fn mailbox_full(&self) -> RpcError {
+        self.inner.mailbox_full()
+    }
+
+    fn incarnation(&self) -> Incarnation {
+        self.inner.incarnation()
+    }
+}
+
+/// The calls `service` received from other services for its endpoint `endpoint` through
+/// gateway `G`, in the order they arrived, decoded (see [`Fake::calls`]). Empty unless the
+/// service records calls: built with [`RpcServiceBuilder::record_calls`] (or
+/// `rpc_netty::NettyBuilder::record_calls`, for a service on a real or simulated network),
+/// as every service of a [`TestNetwork`] is.
+pub fn calls<G: Gateway>(service: &RpcService, endpoint: &str) -> Vec<Call<G>> {
+    let Some(recorded) = service.inner().recorded() else {
+        return Vec::new();
+    };
+    let recorded = recorded.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let decoding = Arc::downgrade(service.inner());
+    recorded
+        .iter()
+        .filter(|(name, gateway, _)| name == endpoint && gateway == G::NAME)
+        .filter_map(|(_, _, payload)| decode::<G>(&decoding, payload))
+        .map(|invocation| Call {
+            method: G::METHODS[G::method_index(&invocation)].name,
+            invocation,
+        })
+        .collect()
+}
 
 impl TestNetwork {
     /// An empty network.
@@ -119,13 +195,11 @@ impl TestNetwork {
         let address = parse(address)?;
         let service = self.service_at_addr(address);
         let context = service.start_endpoint(name, fake).await?;
-        let recorded = self.recorded(address);
         Ok(Fake {
             name: name.to_owned(),
             address,
             context,
             service,
-            recorded,
         })
     }
 
@@ -159,14 +233,16 @@ impl TestNetwork {
     fn make(&self, address: SocketAddr, listens: bool) -> RpcService {
         let network = Arc::downgrade(&self.inner);
         let mut made = None;
-        let service = RpcServiceBuilder::new().build_with_transport(|handle| {
-            made = Some(handle.clone());
-            TestTransport {
-                network,
-                address,
-                listens,
-            }
-        });
+        let service = RpcServiceBuilder::new()
+            .record_calls(true)
+            .build_with_transport(|handle| {
+                made = Some(handle.clone());
+                TestTransport {
+                    network,
+                    address,
+                    listens,
+                }
+            });
         if let (true, Some(handle)) = (listens, made) {
             let mut hosts = self
                 .inner
@@ -178,23 +254,10 @@ impl TestNetwork {
                 Host {
                     service: Arc::downgrade(service.inner()),
                     handle,
-                    recorded: Arc::default(),
                 },
             );
         }
         service
-    }
-
-    fn recorded(&self, address: SocketAddr) -> Arc<Recorded> {
-        let hosts = self
-            .inner
-            .hosts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        hosts
-            .get(&address)
-            .map(|host| Arc::clone(&host.recorded))
-            .unwrap_or_default()
     }
 }
 
@@ -211,7 +274,6 @@ pub struct Fake<E: RpcEndpoint> {
     address: SocketAddr,
     context: RpcContext<E>,
     service: RpcService,
-    recorded: Arc<Recorded>,
 }
 
 impl<E: RpcEndpoint> Fake<E> {
@@ -236,21 +298,7 @@ impl<E: RpcEndpoint> Fake<E> {
     /// method, with the arguments as fields). Calls through other gateways, and calls that
     /// did not decode, are left out.
     pub fn calls<G: Gateway>(&self) -> Vec<Call<G>> {
-        let recorded = self
-            .recorded
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let service = Arc::downgrade(self.service.inner());
-        recorded
-            .iter()
-            .filter(|(endpoint, gateway, _)| *endpoint == self.name && gateway == G::NAME)
-            .filter_map(|(_, _, payload)| decode::<G>(&service, payload))
-            .map(|invocation| Call {
-                method: G::METHODS[G::method_index(&invocation)].name,
-                invocation,
-            })
-            .collect()
+        calls::<G>(&self.service, &self.name)
     }
 }
 
@@ -334,7 +382,6 @@ impl TestTransport {
             .ok_or_else(|| unreachable("nothing is at this address on the test network"))?;
         Ok(TestChannel {
             handle: host.handle.clone(),
-            recorded: Arc::clone(&host.recorded),
             binding: binding.clone(),
             endpoint: Arc::new(EndpointAddress::new(
                 binding.endpoint.as_str(),
@@ -382,11 +429,9 @@ impl Transport for TestTransport {
     }
 }
 
-/// A route to one gateway of an endpoint on the test network: each call is encoded, recorded
-/// and handed to the endpoint's inbound sink as a transport would.
+/// A route to one gateway of an endpoint on the test network: each call is encoded and handed to the endpoint's inbound sink as a transport would.
 struct TestChannel {
     handle: ServiceHandle,
-    recorded: Arc<Recorded>,
     binding: Binding,
     endpoint: Arc<EndpointAddress>,
     /// The caller's side, as the fake's handlers see it.
@@ -405,15 +450,6 @@ impl TestChannel {
         let payload = buffer.freeze();
         // Resolved call by call: a stopped or restarted endpoint is seen at once.
         let sink = self.handle.resolve(&self.binding, Network::Inner)?;
-        self.recorded
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((
-                self.binding.endpoint.clone(),
-                self.binding.gateway.clone(),
-                payload.clone(),
-            ));
         match sink.invoke(payload, ask, &self.backlog) {
             Ok(()) => Ok(()),
             Err(busy) => {

@@ -195,6 +195,14 @@ impl NettyBuilder {
         self
     }
 
+    /// Records every call that arrives from another service, for a test to read back with
+    /// [`rpc_core::testing::calls`] (for example a fake on a simulated host). For tests: the
+    /// record only grows.
+    pub fn record_calls(mut self, record: bool) -> Self {
+        self.service = self.service.record_calls(record);
+        self
+    }
+
     /// Makes calls to endpoints in this same service encode as remote ones would.
     pub fn force_serialization(mut self, force: bool) -> Self {
         self.service = self.service.force_serialization(force);

@@ -413,3 +413,43 @@ fn a_crashed_server_fails_the_call_and_a_restarted_one_is_a_new_incarnation() {
     restarted.send_replace(true);
     sim.run().expect("ran");
 }
+
+/// A fake on a simulated host records the calls the code under test made over the
+/// simulated network, decoded.
+#[test]
+fn a_fake_on_a_simulated_host_records_what_it_was_sent() {
+    let mut sim = turmoil::Builder::new().rng_seed(9).build();
+    let host: Arc<Mutex<Option<rpc_core::RpcService>>> = Arc::default();
+    let slot = Arc::clone(&host);
+    sim.host("fake", move || {
+        let slot = Arc::clone(&slot);
+        async move {
+            let fake = NettyBuilder::new()
+                .simulated()
+                .record_calls(true)
+                .bind("0.0.0.0:7000")
+                .await?;
+            fake.start_endpoint("sleeper", Sleeper).await?;
+            *slot.lock().unwrap() = Some(fake);
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    sim.client("code-under-test", async {
+        let service = client();
+        let slow: SlowClient = service.connect("fake:7000", "sleeper").await?;
+        for millis in [3, 1, 2] {
+            slow.wait(millis).await?;
+        }
+        Ok(())
+    });
+    sim.run().expect("ran");
+    let fake = host.lock().unwrap().clone().expect("the fake started");
+    let waits: Vec<u64> = rpc_core::testing::calls::<SlowClient>(&fake, "sleeper")
+        .into_iter()
+        .map(|call| match call.invocation {
+            SlowInvocation::wait { millis } => millis,
+        })
+        .collect();
+    assert_eq!(waits, [3, 1, 2]);
+}
