@@ -453,3 +453,25 @@ fn a_fake_on_a_simulated_host_records_what_it_was_sent() {
         .collect();
     assert_eq!(waits, [3, 1, 2]);
 }
+/// A caller's timeout runs on the simulation's clock: a 1 s timeout ends a call to a handler
+/// that takes 30 s after one simulated second.
+#[test]
+fn a_timeout_counts_simulated_time() {
+    let mut sim = sleeper_sim(4);
+    sim.client("client", async {
+        let slow: SlowClient = client().connect("server:7000", "sleeper").await?;
+        let started = tokio::time::Instant::now();
+        let outcome = slow.wait(30_000).with_timeout(Duration::from_secs(1)).await;
+        assert!(
+            matches!(outcome, Err(RpcError::Timeout { .. })),
+            "{outcome:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        Ok(())
+    });
+    sim.run().expect("ran");
+}
