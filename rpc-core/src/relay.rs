@@ -315,6 +315,24 @@ impl Route {
                 return;
             }
         };
+        // The first attempt's hop became the caller's cancel route; a resent call gets a
+        // control of its own, with the caller's deadline, cancelled when the caller's is, so
+        // that a cancel reaches the hop that has the call now.
+        let (sent, done) = if attempt == 0 {
+            (Arc::clone(&control), None)
+        } else {
+            let child = CallControl::new(control.deadline());
+            let done = Arc::new(Notify::new());
+            let (parent, watched, finished) =
+                (Arc::clone(&control), Arc::clone(&child), Arc::clone(&done));
+            self.spawn(async move {
+                tokio::select! {
+                    () = parent.cancelled() => watched.cancel(),
+                    () = finished.notified() => {}
+                }
+            });
+            (child, Some(done))
+        };
         let pending: Pending = Arc::new(Mutex::new(Some(reply)));
         let answer = {
             let pending = Arc::clone(&pending);
@@ -322,7 +340,11 @@ impl Route {
             let control = Arc::clone(&control);
             let hop = hop.clone();
             let body = body.clone();
+            let done = done.clone();
             ReplyTo::Callback(Box::new(move |result: ReplyResult| {
+                if let Some(done) = &done {
+                    done.notify_one();
+                }
                 let Some(reply) = take(&pending) else { return };
                 route.answered(hop, body, reply, control, attempt, result);
             }))
@@ -331,7 +353,10 @@ impl Route {
             out.put_slice(&body);
             Ok(())
         };
-        if let Err(error) = channel.ask(&mut encode, answer, &control) {
+        if let Err(error) = channel.ask(&mut encode, answer, &sent) {
+            if let Some(done) = &done {
+                done.notify_one();
+            }
             if let Some(reply) = take(&pending) {
                 self.answered(hop, body, reply, control, attempt, Err(error));
             }

@@ -239,3 +239,92 @@ async fn an_endpoint_restarted_past_the_slot_limit_is_reached_over_one_connectio
     })
     .await;
 }
+
+#[rpc_gateway]
+pub trait Stall {
+    async fn ping(&mut self) -> u64;
+    /// Answers once its caller has given up.
+    async fn stall(&mut self) -> u64;
+}
+
+struct Staller {
+    run: u64,
+    events: mpsc::UnboundedSender<String>,
+}
+
+impl RpcEndpoint for Staller {
+    rpc_core::serves!(Stall);
+}
+
+impl Stall for Staller {
+    async fn ping(&mut self) -> u64 {
+        self.run
+    }
+
+    async fn stall(&mut self) -> u64 {
+        let _ = self.events.send(format!("run {} stalls", self.run));
+        rpc_core::CallContext::current().cancelled().await;
+        let _ = self.events.send(format!("run {} cancelled", self.run));
+        0
+    }
+}
+
+/// A call re-sent to an endpoint's new run (its first attempt met the stopped one) is
+/// cancelled there when its caller gives up: the cancel follows the call to where it went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_resent_after_a_move_is_cancelled_at_its_new_place() {
+    common::bounded(async {
+        let server = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        let address = server.local_address().unwrap();
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let first = server
+            .start_endpoint(
+                "staller",
+                Staller {
+                    run: 1,
+                    events: events.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        let (current, incarnation) = tokio::sync::watch::channel(Some(first.incarnation()));
+        let router = move |_: rpc_core::RouteRequest<'_>| {
+            let incarnation = *incarnation.borrow();
+            async move {
+                Ok(rpc_core::Hop {
+                    address,
+                    endpoint: "staller".to_owned(),
+                    incarnation,
+                })
+            }
+        };
+        let client = rpc_netty::client();
+        let staller: StallClient = client.follow("staller", router);
+        assert_eq!(staller.ping().await.unwrap(), 1);
+        first.stop();
+        first.terminated().await;
+        let second = server
+            .start_endpoint("staller", Staller { run: 2, events })
+            .await
+            .unwrap();
+        current.send_replace(Some(second.incarnation()));
+
+        // Sent to run 1 (stopped), re-sent to run 2, then dropped by its caller (well before
+        // its 10 s deadline, which would end it at run 2 anyway).
+        let call = tokio::spawn(staller.stall().into_future());
+        assert_eq!(next_event(&mut seen).await.as_deref(), Some("run 2 stalls"));
+        call.abort();
+        assert_eq!(
+            next_event(&mut seen).await.as_deref(),
+            Some("run 2 cancelled")
+        );
+    })
+    .await;
+}
+
+/// The next event, within 5 s.
+async fn next_event(seen: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("an event within 5 s")
+}
