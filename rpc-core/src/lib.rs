@@ -64,6 +64,10 @@
 //! - `stream`: [`RpcStream`] (a streamed reply) and [`Streaming`] (the caller's side), with
 //!   credit-based flow control over a transport.
 //! - `reference`: gateway references, proxies sent inside messages (see [`rpc_gateway`]).
+//! - `relay`: relays ([`RpcService::start_relay`]) and followers ([`RpcService::follow`]):
+//!   calls forwarded as the bytes they arrived in, re-routed when their target moves.
+//! - `session`: [`Session`], a player's identity on a Gate, carried by relayed calls.
+//! - [`testing`]: fakes at any address ([`testing::TestNetwork`]) and the calls they received.
 //! - [`error`](RpcError): [`RpcError`].
 //! - [`fencing`]: fenced gateways and endpoints (Flink's fencing tokens), [`FencingId`].
 //! - `trace`: [`TraceContext`], the trace a call carries from caller to callee (and, with

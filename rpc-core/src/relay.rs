@@ -77,6 +77,10 @@ where
     }
 }
 
+/// How many calls may wait for a route's router at once; more are refused (a player
+/// flooding a relay whose router is slow cannot fill the Gate's memory).
+const MAX_WAITING: usize = 1024;
+
 /// How many times one call is re-routed before its last refusal is its answer.
 const MAX_REROUTES: u32 = 200;
 /// The longest pause between two attempts (the first is 1 ms, doubling).
@@ -212,6 +216,16 @@ impl Route {
                 let (hop, channel) = (hop.clone(), Arc::clone(channel));
                 drop(state);
                 self.send_on(hop, channel, call);
+            }
+            State::Locating(waiting) if waiting.len() >= MAX_WAITING => {
+                drop(state);
+                let error = RpcError::Relay {
+                    endpoint: self.name.clone(),
+                    reason: format!(
+                        "{MAX_WAITING} calls already wait for the relay's router to place them"
+                    ),
+                };
+                self.refuse(call, error);
             }
             State::Locating(waiting) => waiting.push(call),
             State::Unknown => {
@@ -779,6 +793,41 @@ mod tests {
         expected.extend_from_slice(&header);
         expected.push(0xaa);
         assert_eq!(&sink.rewrite(&traced, &header).unwrap()[..], expected);
+    }
+
+    /// Calls wait for a route's router only up to a bound: beyond it they are refused.
+    #[test]
+    fn at_most_max_waiting_calls_wait_for_the_router() {
+        let never = |_: RouteRequest<'_>| std::future::pending::<Result<Hop, RpcError>>();
+        let route = Arc::new(Route::new(
+            Weak::new(),
+            Arc::new(never),
+            "unit".into(),
+            Some(Session::new("p")),
+            "G".into(),
+            1,
+            Arc::default(),
+        ));
+        let mut answers = Vec::new();
+        for _ in 0..=MAX_WAITING {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let control = CallControl::new(None);
+            Arc::clone(&route).send(Queued::Ask(
+                Bytes::from_static(&[0, 0]),
+                ReplyTo::Caller(reply),
+                control,
+                0,
+            ));
+            answers.push(answer);
+        }
+        let mut last = answers.pop().expect("one more than the bound");
+        assert!(matches!(
+            last.try_recv(),
+            Ok(Err(RpcError::Relay { reason, .. })) if reason.contains("wait for the relay's router")
+        ));
+        for mut waiting in answers {
+            assert!(waiting.try_recv().is_err(), "still waiting");
+        }
     }
 
     /// A player cannot name a session itself, nor send a header that is not one.

@@ -40,6 +40,8 @@
 //! - `auth`: shared-secret authentication; `config`: the settings.
 //! - `tls` (cargo feature `tls`): TLS with rustls.
 //! - `metrics` (cargo feature `metrics`): connection metrics, and rpc-core's call metrics.
+//! - `net`: the sockets, the operating system's or (cargo feature `sim`,
+//!   `NettyBuilder::simulated`) turmoil's simulated ones.
 //!
 //! `PROTOCOL.md` in this crate documents the wire format byte by byte.
 

@@ -37,6 +37,8 @@ pub trait Unit {
     async fn budget(&mut self) -> Option<u64>;
     /// One-way.
     fn nudge(&mut self, by: u64);
+    /// One-way, with a payload.
+    fn load(&mut self, cargo: bytes::Bytes);
     /// The sum of the nudges so far, per player.
     async fn nudged(&mut self) -> u64;
     /// Where the Map sends the player's messages: an endpoint of the player, which does not
@@ -120,6 +122,8 @@ impl Unit for Units {
     fn nudge(&mut self, by: u64) {
         *self.nudged.entry(player()).or_default() += by;
     }
+
+    fn load(&mut self, _cargo: bytes::Bytes) {}
 
     async fn nudged(&mut self) -> u64 {
         self.nudged.get(&player()).copied().unwrap_or(0)
@@ -513,6 +517,76 @@ async fn the_deadline_and_a_cancel_travel_on_through_the_relay() {
             .recv()
             .await
             .expect("the Map saw the dropped call cancelled");
+    })
+    .await;
+}
+
+/// The Gate process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A player floods tells through the relay to a Map that does not take them (its unit is
+/// busy): the Map's mailbox fills, then its connection from the Gate stops being read, then
+/// the Gate's outbox to the Map fills and the Gate drops what does not fit. The Gate's memory
+/// stays within its budgets, and it keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_flood_through_the_relay_stays_within_the_gates_budgets() {
+    common::bounded(async {
+        let (stalled, mut entered) = mpsc::unbounded_channel();
+        let map = rpc_netty::bind("127.0.0.1:0").await.unwrap();
+        let units = Units {
+            stalled: Some(stalled),
+            ..Units::default()
+        };
+        map.start_endpoint("units", units).await.unwrap();
+        let gate = Gate::start(map.local_address().unwrap());
+        let pid = gate.child.id();
+        let (player, _, unit) = log_in(&gate, "flood").await;
+        // The unit's main thread is taken: what arrives for it waits in its mailbox.
+        let busy = tokio::spawn(unit.stall().into_future());
+        entered.recv().await.expect("the unit is busy");
+        let before = rss_kib(pid);
+        let cargo = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+        let mut sent = 0u64;
+        let mut refused = 0u64;
+        for _ in 0..4_096 {
+            match unit.load(cargo.clone()) {
+                Ok(()) => sent += 1,
+                // The player's own outbox full: it waits for the Gate to read.
+                Err(RpcError::Overloaded { .. }) => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        // An ask on the same connection, behind the tells: once it is answered the Gate has
+        // read them all (it never stops reading a relay's tells).
+        let same: LoginClient = player.connect(gate.outer, "login").await.unwrap();
+        assert!(same.login("again".into()).await.unwrap().is_err(), "one session");
+        let grown = rss_kib(pid).saturating_sub(before);
+        // And it serves another player.
+        let other = rpc_netty::client();
+        let login: LoginClient = other.connect(gate.outer, "login").await.unwrap();
+        assert!(login.login("other".into()).await.unwrap().is_ok());
+        println!(
+            "{sent} tells of 64 KiB sent ({refused} refused at the player), the Gate grew {grown} KiB"
+        );
+        assert!(sent * 64 > 128 * 1024, "more than the Gate's budgets went out: {sent}");
+        // The outbox to the Map (max_outbox_bytes, 64 MiB), read buffers, and 48 MiB of slack
+        // for the allocator; 256 MiB went out.
+        assert!(grown < 112 * 1024, "the Gate grew {grown} KiB");
+        busy.abort();
     })
     .await;
 }
