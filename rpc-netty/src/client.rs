@@ -308,7 +308,12 @@ impl Connection {
                 let key = binding.clone();
                 let on_bound = ReplyTo::Callback(Box::new(move |result| {
                     if let (Err(error), Some(connection)) = (result, Weak::upgrade(&connection)) {
-                        tracing::warn!(peer = %connection.peer, "bind refused: {error}");
+                        if matches!(error, RpcError::EndpointStopped { .. }) {
+                            // A proxy bound to a run that ended: expected where endpoints move.
+                            tracing::debug!(peer = %connection.peer, "bind refused: {error}");
+                        } else {
+                            tracing::warn!(peer = %connection.peer, "bind refused: {error}");
+                        }
                         let mut session = connection.session();
                         session.refused(&key, slot);
                         connection.unbind(&mut session);

@@ -504,7 +504,12 @@ impl Serving {
                         Ok((sink, incarnation))
                     }
                     Err(error) => {
-                        tracing::warn!(peer = %self.peer, "bind refused: {error}");
+                        if matches!(error, RpcError::EndpointStopped { .. }) {
+                            // A proxy bound to a run that ended: expected where endpoints move.
+                            tracing::debug!(peer = %self.peer, "bind refused: {error}");
+                        } else {
+                            tracing::warn!(peer = %self.peer, "bind refused: {error}");
+                        }
                         Err(WireError::from_rpc(&error))
                     }
                 };
