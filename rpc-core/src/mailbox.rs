@@ -293,6 +293,25 @@ impl<E: RpcEndpoint, G: Dispatch<E>> Invoke<E> for EncodedInvocation<G> {
         match decoded {
             Ok((caller, trace, token, invocation)) => {
                 let method = &G::METHODS[G::method_index(&invocation)];
+                // A relay carries one answer per call, not a stream's items: refuse it at once
+                // rather than open a stream that would never deliver.
+                if method.kind == crate::gateway::MethodKind::Stream
+                    && matches!(caller, Caller::Relayed { .. })
+                {
+                    let error = RpcError::Relay {
+                        endpoint: cell.address.name().to_owned(),
+                        reason: format!(
+                            "`{}::{}` returns a stream, and streams are not relayed: call it on \
+                             a gateway the player reaches directly",
+                            method.gateway, method.name
+                        ),
+                    };
+                    cell.meters.refused(method.gateway, method.name, &error);
+                    if let Some((reply, _)) = reply {
+                        reply.send(Err(error));
+                    }
+                    return Box::pin(std::future::ready(()));
+                }
                 let Some(reply) = admit::<E, G>(reply, token.as_ref(), cell, method) else {
                     return Box::pin(std::future::ready(()));
                 };

@@ -478,7 +478,8 @@ impl RpcService {
     /// target moved) is routed again and resent until the deadline; a hop that cannot be
     /// reached, or is lost with the call on it, fails the call at once with
     /// [`RpcError::Relay`] (a lost call may have run). Tells are forwarded once. Methods
-    /// returning a stream cannot be relayed; the fingerprint is checked by the hop's bind.
+    /// returning a stream cannot be relayed (the server behind refuses them with
+    /// [`RpcError::Relay`]); the fingerprint is checked by the hop's bind.
     ///
     /// ```
     /// use rpc_core::{Hop, RouteRequest, RpcService};

@@ -39,6 +39,8 @@ pub trait Unit {
     fn nudge(&mut self, by: u64);
     /// One-way, with a payload.
     fn load(&mut self, cargo: bytes::Bytes);
+    /// A stream: not relayed.
+    fn ticks(&mut self, n: u32) -> rpc_core::RpcStream<u32>;
     /// The sum of the nudges so far, per player.
     async fn nudged(&mut self) -> u64;
     /// Where the Map sends the player's messages: an endpoint of the player, which does not
@@ -124,6 +126,10 @@ impl Unit for Units {
     }
 
     fn load(&mut self, _cargo: bytes::Bytes) {}
+
+    fn ticks(&mut self, n: u32) -> rpc_core::RpcStream<u32> {
+        rpc_core::RpcStream::iter(0..n)
+    }
 
     async fn nudged(&mut self) -> u64 {
         self.nudged.get(&player()).copied().unwrap_or(0)
@@ -587,6 +593,29 @@ async fn a_tell_flood_through_the_relay_stays_within_the_gates_budgets() {
         // for the allocator; 256 MiB went out.
         assert!(grown < 112 * 1024, "the Gate grew {grown} KiB");
         busy.abort();
+    })
+    .await;
+}
+
+/// A stream method called through the relay is refused at once with a clear error, not
+/// opened to deliver nothing; the player's other calls go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_method_through_the_relay_is_refused_clearly() {
+    use futures::StreamExt;
+    common::bounded(async {
+        let map = map().await;
+        let gate = Gate::start(map.local_address().unwrap());
+        let (_player, _, unit) = log_in(&gate, "lee").await;
+        let mut ticks = unit.ticks(3);
+        match ticks.next().await {
+            Some(Err(error @ RpcError::Relay { .. })) => {
+                let text = error.to_string();
+                assert!(text.contains("streams are not relayed"), "{text}");
+            }
+            other => panic!("expected a relay refusal, got {other:?}"),
+        }
+        assert!(ticks.next().await.is_none(), "the stream ended");
+        assert_eq!(unit.nudged().await.unwrap(), 0);
     })
     .await;
 }
