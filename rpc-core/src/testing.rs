@@ -59,7 +59,7 @@ use crate::context::RpcContext;
 use crate::endpoint::RpcEndpoint;
 use crate::error::RpcError;
 use crate::gateway::{EndpointAddress, Gateway, Incarnation};
-use crate::reference::{Location, Reference};
+use crate::reference::Reference;
 use crate::service::{RpcService, RpcServiceBuilder, ServiceInner};
 use crate::session::Session;
 use crate::trace::TraceContext;
@@ -483,17 +483,6 @@ impl RemoteChannel for TestChannel {
     }
 
     fn reference(&self) -> Result<Reference, RpcError> {
-        let incarnation = self
-            .binding
-            .incarnation
-            .ok_or_else(|| RpcError::Serialization {
-                context: format!("sending a reference to {}", self.endpoint),
-                reason: "the proxy has not reached an endpoint incarnation yet".to_owned(),
-            })?;
-        Ok(Reference {
-            endpoint: self.binding.endpoint.clone(),
-            incarnation,
-            location: Location::Address(self.address),
-        })
+        self.binding.reference_at(self.address, &self.endpoint)
     }
 }

@@ -66,6 +66,26 @@ pub struct Binding {
     pub session: Option<u64>,
 }
 
+impl Binding {
+    /// What a proxy bound by this binding to the endpoint at `address` (shown as `endpoint`)
+    /// is sent as: a reference naming the incarnation it reached, or why there is none yet.
+    pub fn reference_at(
+        &self,
+        address: SocketAddr,
+        endpoint: &EndpointAddress,
+    ) -> Result<Reference, RpcError> {
+        let incarnation = self.incarnation.ok_or_else(|| RpcError::Serialization {
+            context: format!("sending a reference to {endpoint}"),
+            reason: "the proxy has not reached an endpoint incarnation yet".to_owned(),
+        })?;
+        Ok(Reference {
+            endpoint: self.endpoint.clone(),
+            incarnation,
+            location: Location::Address(address),
+        })
+    }
+}
+
 /// The network a listener faces (the game-server split): the *inner* one, where servers
 /// reach each other and every gateway is served, or the *outer* one, where players (any
 /// client) connect and gateways marked `#[rpc_gateway(inner)]` are refused.

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use crate::net::Stream as TcpStream;
 use futures::StreamExt;
 use rpc_core::transport::{
-    Binding, CallControl, CancelRoute, Carrier, ConnectionEvent, EncodeInvocation, Location,
-    Network, Reference, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
+    Binding, CallControl, CancelRoute, Carrier, ConnectionEvent, EncodeInvocation, Network,
+    Reference, RemoteChannel, ReplyTo, ReplyValue, ServiceHandle,
 };
 use rpc_core::{EndpointAddress, Incarnation, RpcError};
 use tokio::sync::oneshot;
@@ -857,18 +857,7 @@ impl RemoteChannel for Remote {
     }
 
     fn reference(&self) -> Result<Reference, RpcError> {
-        let incarnation = self
-            .binding
-            .incarnation
-            .ok_or_else(|| RpcError::Serialization {
-                context: format!("sending a reference to {}", self.endpoint),
-                reason: "the proxy has not reached an endpoint incarnation yet".to_owned(),
-            })?;
-        Ok(Reference {
-            endpoint: self.binding.endpoint.clone(),
-            incarnation,
-            location: Location::Address(self.peer),
-        })
+        self.binding.reference_at(self.peer, &self.endpoint)
     }
 }
 
