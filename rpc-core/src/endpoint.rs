@@ -122,24 +122,27 @@ pub const DEFAULT_MAILBOX_BYTES: usize = 64 * 1024 * 1024;
 ///     fn crunch(&mut self);
 /// }
 ///
-/// struct Cruncher(mpsc::Receiver<()>);
+/// struct Cruncher { started: mpsc::Sender<()>, gate: mpsc::Receiver<()> }
 /// impl RpcEndpoint for Cruncher { rpc_core::serves!(Crunch); }
 /// impl Crunch for Cruncher {
 ///     fn crunch(&mut self) {
-///         let _ = self.0.recv(); // blocks until released: fine on a thread of its own
+///         let _ = self.started.send(());
+///         let _ = self.gate.recv(); // blocks until released: fine on a thread of its own
 ///     }
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), RpcError> {
 /// let service = RpcService::new();
 /// let (release, gate) = mpsc::channel();
+/// let (started, running) = mpsc::channel();
 /// let options = EndpointOptions::new().isolated(true).mailbox_capacity(1);
-/// service.start_endpoint_with("crunch", Cruncher(gate), options).await?;
+/// service.start_endpoint_with("crunch", Cruncher { started, gate }, options).await?;
 /// let cruncher: CrunchClient = service.gateway("crunch")?;
 /// // The first call holds the main thread, the mailbox one more at most: the third is refused.
-/// let sent: Vec<_> = (0..3).map(|_| cruncher.crunch()).collect();
-/// assert!(sent[0].is_ok());
-/// assert!(matches!(sent[2], Err(RpcError::MailboxFull { capacity: 1, .. })));
+/// cruncher.crunch()?;
+/// running.recv().unwrap();
+/// assert!(cruncher.crunch().is_ok());
+/// assert!(matches!(cruncher.crunch(), Err(RpcError::MailboxFull { capacity: 1, .. })));
 /// (0..2).for_each(|_| release.send(()).unwrap());
 /// service.shutdown().await?;
 /// # Ok(()) }
