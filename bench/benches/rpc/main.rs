@@ -15,6 +15,7 @@ mod ours;
 mod raw;
 mod report;
 mod stats;
+mod sweep;
 mod tarpc_echo;
 
 use stats::Sample;
@@ -33,6 +34,8 @@ struct Counts {
     fanin: (usize, usize),
     connections: usize,
     endpoints: usize,
+    /// Calls at each point of the concurrency sweep.
+    sweep: usize,
 }
 
 impl Counts {
@@ -48,6 +51,7 @@ impl Counts {
             fanin: (2, 50),
             connections: 1_000,
             endpoints: 10_000,
+            sweep: 40_000,
         }
     }
 
@@ -63,11 +67,18 @@ impl Counts {
             fanin: (1, 2),
             connections: 20,
             endpoints: 100,
+            sweep: 100,
         }
     }
 }
 
-async fn suite(counts: Counts) -> Vec<Sample> {
+/// What one run of the suite measured.
+pub struct Run {
+    pub samples: Vec<Sample>,
+    pub sweep: Vec<sweep::Point>,
+}
+
+async fn suite(counts: Counts) -> Run {
     let mut samples = Vec::new();
 
     if wanted("raw") {
@@ -81,6 +92,7 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     }
     if wanted("mpsc") {
         samples.push(mpsc::seq(counts.local.0, counts.local.1).await);
+        samples.push(mpsc::pipe64(counts.local.0, counts.local.1).await);
     }
     if wanted("tarpc") {
         let tarpc = tarpc_echo::client(tarpc_echo::server().await).await;
@@ -109,6 +121,16 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     if wanted("ours.local") {
         samples.push(ours::seq("ours.local", &ours.local, counts.local.0, counts.local.1).await);
     }
+    if wanted("ours.local_pipe64") {
+        let (warmup, n) = counts.local;
+        samples.push(ours::pipe64("ours.local_pipe64", &ours.local, warmup, n).await);
+    }
+    if wanted("ours.deadline") {
+        let (warmup, n) = counts.seq;
+        samples.push(ours::deadline_seq(&ours.remote, warmup, n).await);
+        let (warmup, n) = counts.pipe;
+        samples.push(ours::deadline_pipe64(&ours.remote, warmup, n).await);
+    }
     if wanted("ours.stream") {
         let (small, large) = counts.stream;
         samples.push(ours::stream(&ours.remote, "ours.stream64", small, 64).await);
@@ -130,16 +152,41 @@ async fn suite(counts: Counts) -> Vec<Sample> {
     }
     ours.shutdown().await.expect("shutdown");
 
-    // The same calls over the authenticated, encrypted channel a shared secret gives.
-    if wanted("ours.secret") {
-        let sealed = ours::setup_with(Some("benchmark secret")).await;
-        let (warmup, n) = counts.seq;
-        samples.push(ours::seq("ours.secret.seq", &sealed.remote, warmup, n).await);
-        let (warmup, n) = counts.pipe;
-        samples.push(ours::pipe64("ours.secret.pipe64", &sealed.remote, warmup, n).await);
-        sealed.shutdown().await.expect("shutdown");
+    // The same calls over the authenticated, encrypted channel a shared secret gives, and
+    // over TLS.
+    for (prefix, channel, seq_id, pipe_id) in [
+        (
+            "ours.secret",
+            ours::Channel::Secret("benchmark secret"),
+            "ours.secret.seq",
+            "ours.secret.pipe64",
+        ),
+        (
+            "ours.tls",
+            ours::Channel::Tls,
+            "ours.tls.seq",
+            "ours.tls.pipe64",
+        ),
+    ] {
+        if wanted(prefix) {
+            let sealed = ours::setup_with(channel).await;
+            let (warmup, n) = counts.seq;
+            samples.push(ours::seq(seq_id, &sealed.remote, warmup, n).await);
+            let (warmup, n) = counts.pipe;
+            samples.push(ours::pipe64(pipe_id, &sealed.remote, warmup, n).await);
+            sealed.shutdown().await.expect("shutdown");
+        }
     }
-    samples
+
+    let sweep = if wanted("sweep") {
+        sweep::run(&sweep::Budget {
+            calls: counts.sweep,
+        })
+        .await
+    } else {
+        Vec::new()
+    };
+    Run { samples, sweep }
 }
 
 /// `--only PREFIX` runs just the benchmarks whose id starts with PREFIX, or that PREFIX
@@ -247,6 +294,10 @@ fn main() -> std::io::Result<()> {
     std::fs::create_dir_all(&directory)?;
     std::fs::write(directory.join("report.md"), &markdown)?;
     std::fs::write(directory.join("chart.svg"), report::svg(&runs, &heading))?;
+    std::fs::write(
+        directory.join("sweep.svg"),
+        report::sweep_svg(&runs, &heading),
+    )?;
     eprintln!("wrote {}", directory.display());
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The same calls through a `#[rpc_gateway]` proxy.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rpc_core::{
     BoxError, FencedEndpoint, FencingId, RpcCall, RpcContext, RpcEndpoint, RpcService, RpcStream,
@@ -87,23 +87,56 @@ pub struct Setup {
 }
 
 pub async fn setup() -> Setup {
-    setup_with(None).await
+    setup_with(Channel::Plain).await
 }
 
-/// The same, with both services sharing `secret`: the authenticated, encrypted channel.
-pub async fn setup_with(secret: Option<&str>) -> Setup {
-    let builder = || match secret {
-        Some(secret) => rpc_netty::NettyBuilder::new().shared_secret(secret),
-        None => rpc_netty::NettyBuilder::new(),
+/// What the client's connection to the server runs over.
+pub enum Channel {
+    /// Plain TCP.
+    Plain,
+    /// The authenticated, encrypted channel a shared secret gives.
+    Secret(&'static str),
+    /// TLS, the server with a self-signed certificate the client trusts.
+    Tls,
+}
+
+/// The same, over `channel`.
+pub async fn setup_with(channel: Channel) -> Setup {
+    let (server, client) = match channel {
+        Channel::Plain => (
+            rpc_netty::NettyBuilder::new(),
+            rpc_netty::NettyBuilder::new(),
+        ),
+        Channel::Secret(secret) => (
+            rpc_netty::NettyBuilder::new().shared_secret(secret),
+            rpc_netty::NettyBuilder::new().shared_secret(secret),
+        ),
+        Channel::Tls => {
+            use rpc_netty::tls::TlsOptions;
+            use rpc_netty::tls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+            let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+                .expect("certificate");
+            let certificate = made.cert.der().clone();
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+            (
+                rpc_netty::NettyBuilder::new()
+                    .tls(TlsOptions::new().identity(vec![certificate.clone()], key))
+                    .expect("server TLS"),
+                rpc_netty::NettyBuilder::new()
+                    .tls(TlsOptions::new().trust_roots(vec![certificate]))
+                    .expect("client TLS"),
+            )
+        }
     };
-    let server = builder().bind("127.0.0.1:0").await.expect("bind");
+    let server = server.bind("127.0.0.1:0").await.expect("bind");
     let echo = server
         .start_endpoint("echo", Echo::default())
         .await
         .expect("start");
     let token = echo.fencing_token().expect("set in on_start");
     let address = server.local_address().expect("address").to_string();
-    let client = builder().client();
+    let client = client.client();
     let remote = client.connect(&address, "echo").await.expect("connect");
     let fenced = client
         .connect_fenced(&address, "echo", token)
@@ -224,6 +257,31 @@ pub async fn pipe64(id: &'static str, proxy: &EchoBenchClient, warmup: usize, n:
     let proxy = proxy.clone();
     concurrent(id, 64, warmup / 64, n / 64, move |_| {
         let call = proxy.echo(payload());
+        async move {
+            call.await.expect("echo");
+        }
+    })
+    .await
+}
+
+/// How long each call of the `deadline` rows may take: its own timeout instead of the
+/// proxy's default, which the server learns in the request's budget and checks before the
+/// call runs.
+const DEADLINE: Duration = Duration::from_millis(500);
+
+/// [`seq`] with a timeout of its own on every call.
+pub async fn deadline_seq(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    seq_with("ours.deadline.seq", warmup, n, |payload| {
+        proxy.echo(payload).with_timeout(DEADLINE)
+    })
+    .await
+}
+
+/// [`pipe64`] with a timeout of its own on every call.
+pub async fn deadline_pipe64(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
+    let proxy = proxy.clone();
+    concurrent("ours.deadline.pipe64", 64, warmup / 64, n / 64, move |_| {
+        let call = proxy.echo(payload()).with_timeout(DEADLINE);
         async move {
             call.await.expect("echo");
         }
