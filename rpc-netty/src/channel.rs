@@ -156,6 +156,14 @@ pub struct WireCodec {
 }
 
 impl WireCodec {
+    /// The connection has been quiet: the buffer of opened records is given back when it
+    /// holds nothing (see `io::shrink_read_buffer`).
+    pub(crate) fn shrink(&mut self) {
+        if self.plain.is_empty() && self.plain.capacity() > crate::io::READ_START {
+            self.plain = BytesMut::new();
+        }
+    }
+
     /// A decoder accepting frames of at most `max_frame` bytes, in the clear.
     pub fn new(max_frame: usize) -> WireCodec {
         WireCodec {
@@ -200,12 +208,19 @@ impl Decoder for WireCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        match &mut self.opener {
-            None => self.frames.decode(src),
+        if src.len() == src.capacity() && src.capacity() < crate::io::READ_BURST && !src.is_empty()
+        {
+            // The read filled a small buffer: more was waiting. Room for a burst now, while
+            // the buffer is still whole (no frame split off it), costs at most a small copy.
+            src.reserve(crate::io::READ_BURST);
+        }
+        let frame = match &mut self.opener {
+            None => self.frames.decode(src)?,
             Some(opener) => {
                 opener.open(src, &mut self.plain)?;
-                self.frames.decode(&mut self.plain)
+                self.frames.decode(&mut self.plain)?
             }
-        }
+        };
+        Ok(frame)
     }
 }

@@ -34,7 +34,8 @@ use crate::config::NettyConfig;
 use crate::frame::FrameError;
 use crate::handshake::{ClientHandshake, ClientStep, describe_foreign};
 use crate::io::{
-    Lane, Outbox, Reader, Refused, Writer, keepalive_tick, plain, write_frame, write_loop,
+    Lane, Outbox, Reader, Refused, Writer, keepalive_tick, plain, shrink_read_buffer, write_frame,
+    write_loop,
 };
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME};
@@ -559,7 +560,7 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
     // One deadline from the first SYN to an authenticated channel, TLS included.
     let mut phase = "connecting";
     let opened = tokio::select! {
-        opened = tokio::time::timeout(config.connect_timeout, open(peer, config, &mut phase)) => opened,
+        opened = tokio::time::timeout(config.connect_timeout, Box::pin(open(peer, config, &mut phase))) => opened,
         () = pool.closing.cancelled() => return RpcError::ServiceShutDown,
     };
     let (mut frames, write, sealer) = match opened {
@@ -638,6 +639,9 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
             () = serving.backlog_room().notified(), if !has_room => continue,
             () = &mut timer => {
                 let active = connection.take_active() | serving.take_active();
+                if !active {
+                    shrink_read_buffer(&mut frames);
+                }
                 let tick = keepalive.on_deadline(Instant::now(), active);
                 timer.as_mut().reset(keepalive.deadline());
                 match keepalive_tick(tick, connection.outbox.outbox(), peer) {
@@ -712,7 +716,11 @@ async fn open(
     *phase = "in the TLS handshake";
     let (read, mut write) = secure(stream, peer, config).await?;
     *phase = "waiting for the server's hello (is it an rpc service?)";
-    let mut frames = FramedRead::new(read, WireCodec::new(HANDSHAKE_MAX_FRAME));
+    let mut frames = FramedRead::with_capacity(
+        read,
+        WireCodec::new(HANDSHAKE_MAX_FRAME),
+        crate::io::READ_START,
+    );
     let (mut machine, hello) = ClientHandshake::new(peer, config.secret.clone());
     write_frame(&mut write, &hello)
         .await

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::Sealer;
+use crate::channel::{Sealer, WireCodec};
 use crate::frame::{
     Frame, FrameError, FrameKind, HEADER_LEN, LENGTH_LEN, encode_frame, encode_header,
 };
@@ -33,6 +33,25 @@ pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 /// The halves of a plain TCP connection (split without a lock).
 pub(crate) fn plain(stream: crate::net::Stream) -> (Reader, Writer) {
     stream.split()
+}
+
+/// A connection's read buffer starts this small (tokio-util's default is 8 KiB): most of
+/// an idle connection's memory would otherwise be its two read buffers. A read that fills it
+/// grows it by [`READ_BURST`] bytes, and a keep-alive interval without a call gives the
+/// larger buffer back ([`shrink_read_buffer`]).
+pub(crate) const READ_START: usize = 1024;
+
+/// How much room a read buffer gains when a read filled it: more was waiting.
+pub(crate) const READ_BURST: usize = 8 * 1024;
+
+/// Gives back a read buffer grown by a burst, when it holds nothing: the connection has
+/// had no call for a keep-alive interval.
+pub(crate) fn shrink_read_buffer<R>(frames: &mut tokio_util::codec::FramedRead<R, WireCodec>) {
+    let buffer = frames.read_buffer_mut();
+    if buffer.is_empty() && buffer.capacity() > READ_START {
+        *buffer = BytesMut::with_capacity(READ_START);
+    }
+    frames.decoder_mut().shrink();
 }
 
 /// A writer keeps at most this much buffer capacity between batches; a larger one (after a
@@ -463,5 +482,69 @@ pub(crate) fn keepalive_tick(tick: Tick, outbox: &Outbox, peer: SocketAddr) -> O
             tracing::info!(%peer, "closing the connection: {reason}");
             Some(reason)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::FramedRead;
+
+    use super::*;
+    use crate::frame::{DEFAULT_MAX_FRAME, FrameKind};
+
+    fn frames(count: u64) -> BytesMut {
+        let mut wire = BytesMut::new();
+        for id in 0..count {
+            let frame = Frame::new(FrameKind::Ping, id, Bytes::from(vec![7u8; 40]));
+            encode_frame(&frame, &mut wire, DEFAULT_MAX_FRAME).expect("encode");
+        }
+        wire
+    }
+
+    #[tokio::test]
+    async fn a_read_buffer_starts_small_grows_for_a_burst_and_is_given_back_when_quiet() {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        let mut read =
+            FramedRead::with_capacity(client, WireCodec::new(DEFAULT_MAX_FRAME), READ_START);
+        // One small frame: the buffer stays as it started.
+        server.write_all(&frames(1)).await.expect("write");
+        read.next().await.expect("a frame").expect("decoded");
+        assert!(read.read_buffer().capacity() <= READ_START);
+
+        // A burst of 100 frames (about 5 KiB) waiting at once fills the small buffer.
+        server.write_all(&frames(100)).await.expect("write");
+        for _ in 0..100 {
+            read.next().await.expect("a frame").expect("decoded");
+        }
+        assert!(read.read_buffer().is_empty());
+        assert!(
+            read.read_buffer().capacity() > READ_START,
+            "a read that filled the buffer grew it"
+        );
+
+        shrink_read_buffer(&mut read);
+        assert_eq!(
+            read.read_buffer().capacity(),
+            READ_START,
+            "given back when quiet"
+        );
+        server.write_all(&frames(3)).await.expect("write");
+        for _ in 0..3 {
+            read.next().await.expect("a frame").expect("decoded");
+        }
+    }
+
+    #[test]
+    fn a_buffer_holding_part_of_a_frame_is_not_shrunk() {
+        let (client, _server) = tokio::io::duplex(64);
+        let mut read = FramedRead::with_capacity(client, WireCodec::new(DEFAULT_MAX_FRAME), 64);
+        read.read_buffer_mut().reserve(READ_BURST);
+        read.read_buffer_mut().extend_from_slice(&[0, 0]);
+        let capacity = read.read_buffer().capacity();
+        shrink_read_buffer(&mut read);
+        assert_eq!(read.read_buffer().capacity(), capacity);
+        assert_eq!(&read.read_buffer()[..], &[0, 0]);
     }
 }

@@ -30,7 +30,8 @@ use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::handshake::{ServerHandshake, ServerStep};
 use crate::ids::IdMap;
 use crate::io::{
-    Lane, Outbox, Overflow, Reader, Writer, keepalive_tick, plain, write_frame, write_loop,
+    Lane, Outbox, Overflow, Reader, Writer, keepalive_tick, plain, shrink_read_buffer, write_frame,
+    write_loop,
 };
 use crate::metrics;
 use crate::protocol::{self, HANDSHAKE_MAX_FRAME, WireError};
@@ -113,7 +114,7 @@ async fn serve(
     stream.set_nodelay();
     // One deadline from accept to authenticated, TLS included.
     let opened = tokio::select! {
-        opened = tokio::time::timeout(config.handshake_timeout, open(stream, &config)) => opened,
+        opened = tokio::time::timeout(config.handshake_timeout, Box::pin(open(stream, &config))) => opened,
         () = ticket.evicted().cancelled() => {
             tracing::debug!(%peer, "closing the connection: evicted from the handshake by newer ones (max_handshakes)");
             metrics::refused("evicted");
@@ -225,6 +226,9 @@ async fn serve(
                 let active = connection.take_active()
                     | reverse.take_active()
                     | (Arc::weak_count(&reverse) > 0);
+                if !active {
+                    shrink_read_buffer(&mut frames);
+                }
                 let tick = keepalive.on_deadline(Instant::now(), active);
                 timer.as_mut().reset(keepalive.deadline());
                 match keepalive_tick(tick, &outbox, peer) {
@@ -290,7 +294,11 @@ async fn secure(
 /// returned for the log.
 async fn open(stream: TcpStream, config: &NettyConfig) -> Result<Opened, String> {
     let (read, mut write, certificate) = secure(stream, config).await?;
-    let mut frames = FramedRead::new(read, WireCodec::new(HANDSHAKE_MAX_FRAME));
+    let mut frames = FramedRead::with_capacity(
+        read,
+        WireCodec::new(HANDSHAKE_MAX_FRAME),
+        crate::io::READ_START,
+    );
     let (mut machine, hello) = ServerHandshake::new(config.secret.clone());
     write_frame(&mut write, &hello)
         .await
