@@ -226,6 +226,9 @@ fn today() -> String {
 }
 
 fn main() -> std::io::Result<()> {
+    if let Some(probe) = memory::Probe::from_args() {
+        return probe.run();
+    }
     let smoke = std::env::args().any(|a| a == "--smoke");
     // With the feature, every call below is counted and timed by a real recorder.
     #[cfg(feature = "metrics")]
@@ -245,26 +248,21 @@ fn main() -> std::io::Result<()> {
     // passed to `block_on` itself runs on this thread, outside the worker pool, and every
     // wake-up between it and a worker would cross threads.
     //
-    // Memory is measured first, before any benchmark has left freed memory for the
-    // allocator to reuse, which would hide what connections and endpoints cost.
+    // Memory is measured in fresh processes (this binary again, `--memory-probe`), one per
+    // measurement: in this one, what a benchmark (or the other measurement) freed would be
+    // reused by the allocator and hide what connections and endpoints cost.
     let skip_memory = std::env::args().any(|a| a == "--no-memory");
-    let memory = runtime
-        .block_on(async move {
-            if skip_memory {
-                return Ok(report::Memory {
-                    per_connection: None,
-                    per_endpoint: None,
-                });
-            }
-            tokio::spawn(async move {
-                report::Memory {
-                    per_connection: memory::per_connection(counts.connections).await,
-                    per_endpoint: memory::per_endpoint(counts.endpoints).await,
-                }
-            })
-            .await
-        })
-        .expect("memory measurement");
+    let memory = if skip_memory {
+        report::Memory {
+            per_connection: None,
+            per_endpoint: None,
+        }
+    } else {
+        report::Memory {
+            per_connection: memory::in_fresh_process("connections", counts.connections),
+            per_endpoint: memory::in_fresh_process("endpoints", counts.endpoints),
+        }
+    };
     let on_workers = |future| runtime.block_on(async { tokio::spawn(future).await });
     let mut runs = Vec::new();
     for run in 1..=counts.runs {

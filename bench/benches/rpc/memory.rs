@@ -1,4 +1,5 @@
-//! Resident memory per idle connection and per idle endpoint.
+//! Resident memory per idle connection and per idle endpoint, each measured in a process of
+//! its own.
 
 use rpc_core::{RpcEndpoint, RpcService};
 
@@ -50,4 +51,56 @@ pub async fn per_endpoint(n: usize) -> Option<f64> {
     let after = resident()?;
     service.shutdown().await.ok()?;
     Some(after.saturating_sub(before) as f64 / n as f64)
+}
+
+/// A measurement this binary makes when run as `--memory-probe KIND N`: it prints the bytes
+/// per item and exits.
+pub struct Probe {
+    kind: String,
+    n: usize,
+}
+
+impl Probe {
+    pub fn from_args() -> Option<Probe> {
+        let args: Vec<String> = std::env::args().collect();
+        let at = args.iter().position(|a| a == "--memory-probe")?;
+        Some(Probe {
+            kind: args.get(at + 1)?.clone(),
+            n: args.get(at + 2)?.parse().ok()?,
+        })
+    }
+
+    pub fn run(self) -> std::io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let Probe { kind, n } = self;
+        let bytes = runtime
+            .block_on(async move {
+                tokio::spawn(async move {
+                    match kind.as_str() {
+                        "connections" => per_connection(n).await,
+                        "endpoints" => per_endpoint(n).await,
+                        _ => None,
+                    }
+                })
+                .await
+            })
+            .ok()
+            .flatten();
+        if let Some(bytes) = bytes {
+            println!("{bytes}");
+        }
+        Ok(())
+    }
+}
+
+/// Runs `--memory-probe kind n` in a fresh process of this binary: bytes per item.
+pub fn in_fresh_process(kind: &str, n: usize) -> Option<f64> {
+    let output = std::process::Command::new(std::env::current_exe().ok()?)
+        .args(["--memory-probe", kind, &n.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()?;
+    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
 }
