@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,7 @@ pub(crate) struct EndpointCell<E> {
     /// This run of the endpoint, as proxies are bound to it.
     pub(crate) incarnation: Incarnation,
     pub(crate) address: Arc<EndpointAddress>,
-    pub(crate) mailbox: mpsc::UnboundedSender<Envelope<E>>,
+    pub(crate) mailbox: crate::inbox::Sender<Envelope<E>>,
     /// Cancelled when the stop is processed: ends pending `schedule_run_async` timers.
     pub(crate) stopping: CancellationToken,
     /// Cancelled once `on_stop` has finished and the endpoint's state is dropped.
@@ -179,7 +179,7 @@ impl<E> EndpointCell<E> {
         if self.stop_requested.load(Ordering::Acquire) && !matches!(envelope, Envelope::Stop) {
             return Err(envelope);
         }
-        self.mailbox.send(envelope).map_err(|rejected| rejected.0)
+        self.mailbox.send(envelope)
     }
 
     /// Stops accepting invocations and queues the stop behind those already queued. Once

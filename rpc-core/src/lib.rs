@@ -91,6 +91,7 @@ mod endpoint;
 mod error;
 pub mod fencing;
 mod gateway;
+mod inbox;
 mod mailbox;
 mod metrics;
 mod reference;

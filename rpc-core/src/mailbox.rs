@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::call::{Handled, ReplyMode, ReplyTo, ReplyValue};
@@ -526,7 +526,7 @@ struct StopPanicked(String);
 pub(crate) async fn run<E: RpcEndpoint>(
     endpoint: E,
     cell: Arc<EndpointCell<E>>,
-    mailbox: mpsc::UnboundedReceiver<Envelope<E>>,
+    mailbox: crate::inbox::Receiver<Envelope<E>>,
     started: oneshot::Sender<Result<(), RpcError>>,
 ) {
     let main_thread = MainThread {
@@ -541,7 +541,7 @@ pub(crate) async fn run<E: RpcEndpoint>(
 async fn main_loop<E: RpcEndpoint>(
     mut endpoint: E,
     cell: Arc<EndpointCell<E>>,
-    mut mailbox: mpsc::UnboundedReceiver<Envelope<E>>,
+    mut mailbox: crate::inbox::Receiver<Envelope<E>>,
     started: oneshot::Sender<Result<(), RpcError>>,
 ) {
     let name = cell.address.name().to_owned();
@@ -624,8 +624,8 @@ async fn main_loop<E: RpcEndpoint>(
 }
 
 /// Answers every envelope left in a closed mailbox with `EndpointStopped`.
-fn reject_all<E>(mailbox: &mut mpsc::UnboundedReceiver<Envelope<E>>, name: &str) {
-    while let Ok(envelope) = mailbox.try_recv() {
+fn reject_all<E>(mailbox: &mut crate::inbox::Receiver<Envelope<E>>, name: &str) {
+    while let Some(envelope) = mailbox.try_recv() {
         if let Envelope::Invoke(invocation) = envelope {
             invocation.reject(RpcError::EndpointStopped {
                 endpoint: name.to_owned(),

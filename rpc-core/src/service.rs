@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::address::ToAddress;
@@ -382,7 +382,7 @@ impl RpcService {
             endpoint: name.clone(),
             source: Arc::from(BoxedReason(reason)),
         };
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = crate::inbox::inbox();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let address = Arc::new(
             EndpointAddress::new(name.as_str(), None).called_by(Arc::downgrade(&self.inner)),
