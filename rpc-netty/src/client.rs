@@ -341,12 +341,13 @@ impl Connection {
         match ask {
             Some((reply, control)) => {
                 let budget = protocol::budget(control.remaining());
+                let alone = session.in_flight() == 0;
                 self.send_locked(session, slot, Some(reply), Some(control), |outbox, id| {
-                    self.exporting(|| outbox.push_call(id, slot, Some(budget), encode))
+                    self.exporting(|| outbox.push_call(id, slot, Some(budget), encode, alone))
                 })
             }
             None => self.send_locked(session, slot, None, None, |outbox, id| {
-                self.exporting(|| outbox.push_call(id, slot, None, encode))
+                self.exporting(|| outbox.push_call(id, slot, None, encode, false))
             }),
         }
     }
@@ -587,6 +588,10 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
 
     let closing = pool.closing.child_token();
     let linger = config.linger;
+    // Plain TCP: an ask alone on the connection is written by its caller (see `Outbox`).
+    if sealer.is_none() {
+        connection.outbox.outbox().set_direct(write.direct());
+    }
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(connection.outbox.outbox()), closing.clone());
         async move {

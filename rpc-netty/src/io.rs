@@ -8,8 +8,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -28,7 +30,86 @@ use crate::session::Tick;
 /// The reading half of a connection, plain TCP or TLS.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a connection, plain TCP or TLS.
-pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub(crate) type Writer = Box<dyn SocketWrite>;
+
+/// A connection's writing half. Plain TCP also lends its socket to the outbox for writes a
+/// frame's producer makes itself ([`Outbox`], "direct writes").
+pub(crate) trait SocketWrite: AsyncWrite + Send + Unpin {
+    /// The socket, for a producer's own non-blocking write: `None` for TLS and simulated
+    /// streams.
+    fn direct(&self) -> Option<Direct> {
+        None
+    }
+}
+
+/// The socket of a plain TCP connection, shared by its writer task and its outbox.
+pub(crate) type Direct = std::sync::Arc<tokio::net::tcp::OwnedWriteHalf>;
+
+/// Any writing half, without direct writes.
+pub(crate) struct Wrapped<W>(pub(crate) W);
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Wrapped<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncWrite + Send + Unpin> SocketWrite for Wrapped<W> {}
+
+/// Plain TCP's writing half, shared with the outbox. Its writing side is shut when the last
+/// handle goes (tokio's `OwnedWriteHalf` does it on drop): the writer task's, once the outbox
+/// has given its own up on closing.
+pub(crate) struct TcpWrite(pub(crate) Direct);
+
+impl AsyncWrite for TcpWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let stream: &tokio::net::TcpStream = (*self.0).as_ref();
+        loop {
+            std::task::ready!(stream.poll_write_ready(cx))?;
+            match stream.try_write(buf) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl SocketWrite for TcpWrite {
+    fn direct(&self) -> Option<Direct> {
+        Some(std::sync::Arc::clone(&self.0))
+    }
+}
+
+/// A frame written by its producer goes out whole only up to this size; larger ones wait for
+/// the writer task.
+const DIRECT_MAX: usize = 32 * 1024;
 
 /// The halves of a plain TCP connection (split without a lock).
 pub(crate) fn plain(stream: crate::net::Stream) -> (Reader, Writer) {
@@ -92,6 +173,12 @@ struct Pending {
     buffer: BytesMut,
     /// No frame is accepted any more; the writer writes what is left and stops.
     closed: bool,
+    /// The socket, for direct writes (plain TCP without a secret); given up on closing.
+    direct: Option<Direct>,
+    /// The socket is being written: by the writer task, or by a producer writing its frame
+    /// itself. Whoever holds it writes alone; a producer that finishes wakes the writer if
+    /// more was queued meanwhile.
+    busy: bool,
 }
 
 impl Pending {
@@ -131,6 +218,8 @@ impl Outbox {
                 chunked: 0,
                 buffer: BytesMut::new(),
                 closed: false,
+                direct: None,
+                busy: false,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -163,6 +252,15 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Lets producers write their frames to `socket` themselves when it is idle and their
+    /// frame is alone (see `push_call` and `push_reply`): no hop through the writer task.
+    pub(crate) fn set_direct(&self, socket: Option<Direct>) {
+        let mut pending = self.state();
+        if !pending.closed {
+            pending.direct = socket;
+        }
+    }
+
     /// Queues `frame`. Fails if the outbox is closed; a frame over the maximum size (which
     /// callers check first) is dropped with a log.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Closed> {
@@ -170,14 +268,16 @@ impl Outbox {
         if pending.closed {
             return Err(Closed);
         }
-        self.queue(pending, frame);
+        self.queue(pending, frame, false);
         Ok(())
     }
 
     /// Queues a reply frame unless it would take the bytes waiting past the limit (a frame
     /// alone is let in when nothing waits): then nothing is queued, and the caller closes the
     /// connection. A closed outbox drops the frame silently: its connection is ending.
-    pub(crate) fn push_reply(&self, frame: Frame) -> Result<(), Overflow> {
+    /// `alone`: no other request awaits a reply on the connection, so the reply may be
+    /// written at once by the caller (see [`Outbox::write_now`]).
+    pub(crate) fn push_reply(&self, frame: Frame, alone: bool) -> Result<(), Overflow> {
         let pending = self.state();
         if pending.closed {
             return Ok(());
@@ -187,11 +287,11 @@ impl Outbox {
         if held > 0 && held + LENGTH_LEN + HEADER_LEN + frame.body.len() > self.max_bytes {
             return Err(Overflow(held));
         }
-        self.queue(pending, frame);
+        self.queue(pending, frame, alone);
         Ok(())
     }
 
-    fn queue(&self, mut pending: MutexGuard<'_, Pending>, frame: Frame) {
+    fn queue(&self, mut pending: MutexGuard<'_, Pending>, frame: Frame, alone: bool) {
         let was_empty = pending.is_empty();
         let queued = if frame.body.len() >= LARGE_BODY {
             encode_header(&frame, &mut pending.buffer, self.max_frame).map(|()| {
@@ -208,9 +308,61 @@ impl Outbox {
             return;
         }
         self.count(&pending);
+        self.wake_or_write(pending, was_empty && alone, was_empty);
+    }
+
+    /// After a frame was queued: writes it now if `direct` is allowed and the socket is free
+    /// with nothing else waiting, or else wakes the writer if the outbox was empty.
+    fn wake_or_write(&self, pending: MutexGuard<'_, Pending>, direct: bool, was_empty: bool) {
+        if direct && !pending.busy && pending.chunks.is_empty() && pending.buffer.len() <= DIRECT_MAX
+        {
+            if let Some(socket) = pending.direct.clone() {
+                self.write_now(pending, socket);
+                return;
+            }
+        }
         drop(pending);
         if was_empty {
             self.wake.notify_one();
+        }
+    }
+
+    /// Writes what is queued (one frame, just queued in an idle outbox) on the caller's
+    /// thread, without blocking: a call alone on its connection skips the hop to the writer
+    /// task and back. What the socket does not take at once is put back first in line, and
+    /// the writer takes it from there; so is anything queued meanwhile.
+    fn write_now(&self, mut pending: MutexGuard<'_, Pending>, socket: Direct) {
+        let mut bytes = std::mem::take(&mut pending.buffer);
+        pending.busy = true;
+        self.writing.store(bytes.len(), Ordering::Release);
+        self.count(&pending);
+        drop(pending);
+        // An error other than a full socket is left to the writer, which meets it too.
+        let written = socket.try_write(&bytes).unwrap_or(0);
+        drop(socket);
+        let mut pending = self.state();
+        pending.busy = false;
+        self.writing.store(0, Ordering::Release);
+        if self.aborted.is_cancelled() {
+            // Aborted meanwhile: what is left is dropped with the rest.
+        } else if written < bytes.len() {
+            let rest = bytes.split_off(written).freeze();
+            pending.chunked += rest.len();
+            pending.chunks.push_front(rest);
+        } else if pending.buffer.capacity() == 0 {
+            // Nothing was queued meanwhile: the buffer serves the next frame.
+            bytes.clear();
+            pending.buffer = bytes;
+        }
+        self.count(&pending);
+        let wake = !pending.is_empty() || pending.closed;
+        drop(pending);
+        if wake {
+            self.wake.notify_one();
+        }
+        if written > 0 {
+            self.room.notify_one();
+            self.drained.notify_waiters();
         }
     }
 
@@ -218,6 +370,9 @@ impl Outbox {
     /// invocation `encode` writes in place, after the header, slot and budget. On failure, or
     /// if the frame would exceed the maximum, the buffer is left as it was: nothing of the
     /// call is sent.
+    ///
+    /// `alone`: the call is an ask and no other awaits a reply on the connection, so it may
+    /// be written at once by the caller (see [`Outbox::write_now`]).
     pub(crate) fn push_call(
         &self,
         request_id: u64,
@@ -225,6 +380,7 @@ impl Outbox {
         budget: Option<u32>,
         encode: EncodeInvocation<'_>,
         reverse: bool,
+        alone: bool,
     ) -> Result<(), Refused> {
         let mut pending = self.state();
         if pending.closed {
@@ -262,16 +418,20 @@ impl Outbox {
         // Fits: checked against u32::MAX above.
         buffer[start..start + LENGTH_LEN].copy_from_slice(&(length as u32).to_be_bytes());
         self.count(&pending);
-        drop(pending);
-        if was_empty {
-            self.wake.notify_one();
-        }
+        self.wake_or_write(pending, was_empty && alone, was_empty);
         Ok(())
     }
 
     /// Accepts no more frames; the writer writes what is queued, then stops.
     pub(crate) fn close(&self) {
-        self.state().closed = true;
+        let socket = {
+            let mut pending = self.state();
+            pending.closed = true;
+            pending.direct.take()
+        };
+        // Only the writer task's handle is left, so the socket's writing side is shut
+        // once the writer has written what remains and ends.
+        drop(socket);
         self.wake.notify_one();
         self.drained.notify_waiters();
     }
@@ -303,8 +463,10 @@ impl Outbox {
         pending.chunks = VecDeque::new();
         pending.chunked = 0;
         pending.buffer = BytesMut::new();
+        let socket = pending.direct.take();
         self.count(&pending);
         drop(pending);
+        drop(socket);
         self.aborted.cancel();
         self.wake.notify_one();
         self.drained.notify_waiters();
@@ -337,8 +499,8 @@ impl Lane {
     }
 
     /// [`Outbox::push_reply`], marked.
-    pub(crate) fn push_reply(&self, frame: Frame) -> Result<(), Overflow> {
-        self.outbox.push_reply(frame.reversed(self.reverse))
+    pub(crate) fn push_reply(&self, frame: Frame, alone: bool) -> Result<(), Overflow> {
+        self.outbox.push_reply(frame.reversed(self.reverse), alone)
     }
 
     /// [`Outbox::push_call`], marked.
@@ -348,9 +510,10 @@ impl Lane {
         slot: u32,
         budget: Option<u32>,
         encode: EncodeInvocation<'_>,
+        alone: bool,
     ) -> Result<(), Refused> {
         self.outbox
-            .push_call(request_id, slot, budget, encode, self.reverse)
+            .push_call(request_id, slot, budget, encode, self.reverse, alone)
     }
 }
 
@@ -392,23 +555,28 @@ pub(crate) async fn write_loop(
     loop {
         let batch = {
             let mut pending = outbox.state();
-            if pending.is_empty() {
+            if pending.busy {
+                // A producer is writing its frame itself; it wakes this task when done.
+                Some(None)
+            } else if pending.is_empty() {
                 if pending.closed {
                     break;
                 }
                 None
             } else {
+                pending.busy = true;
                 pending.chunked = 0;
                 let chunks = std::mem::take(&mut pending.chunks);
                 let tail = std::mem::replace(&mut pending.buffer, std::mem::take(&mut spare));
                 let taken = chunks.iter().map(Bytes::len).sum::<usize>() + tail.len();
                 outbox.writing.store(taken, Ordering::Release);
                 outbox.count(&pending);
-                Some((chunks, tail))
+                Some(Some((chunks, tail)))
             }
         };
         match batch {
-            Some((chunks, tail)) => {
+            Some(None) => outbox.wake.notified().await,
+            Some(Some((chunks, tail))) => {
                 if let Some(sealer) = &mut sealer {
                     sealed.clear();
                     for chunk in &chunks {
@@ -441,6 +609,7 @@ pub(crate) async fn write_loop(
                     }
                 }
                 // Written: room for more.
+                outbox.state().busy = false;
                 outbox.writing.store(0, Ordering::Release);
                 outbox.room.notify_one();
                 outbox.drained.notify_waiters();
@@ -534,6 +703,129 @@ mod tests {
         for _ in 0..3 {
             read.next().await.expect("a frame").expect("decoded");
         }
+    }
+
+    /// A connected pair over loopback: the outbox's side, split, and the peer's.
+    async fn tcp_pair() -> (Writer, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (ours, theirs) = tokio::join!(tokio::net::TcpStream::connect(address), async {
+            listener.accept().await.expect("accept").0
+        });
+        let (_read, write) = crate::net::Stream::Tcp(ours.expect("connect")).split();
+        (write, theirs)
+    }
+
+    fn call(outbox: &Outbox, id: u64, size: usize, alone: bool) {
+        let mut encode = |buffer: &mut BytesMut| {
+            buffer.extend_from_slice(&id.to_be_bytes());
+            buffer.resize(buffer.len() + size, 7);
+            Ok(())
+        };
+        outbox
+            .push_call(id, 0, Some(1_000), &mut encode, false, alone)
+            .expect("queued");
+    }
+
+    async fn read_ids(peer: tokio::net::TcpStream, count: usize) -> Vec<u64> {
+        let mut frames = FramedRead::new(peer, WireCodec::new(DEFAULT_MAX_FRAME));
+        let mut ids = Vec::new();
+        while ids.len() < count {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), frames.next());
+            let frame = next.await.expect("in time").expect("a frame").expect("decoded");
+            assert_eq!(frame.kind, FrameKind::Request);
+            ids.push(frame.request_id);
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn an_ask_alone_on_an_idle_connection_is_written_by_its_caller() {
+        let (write, peer) = tcp_pair().await;
+        let outbox = Outbox::new(DEFAULT_MAX_FRAME, 1 << 20);
+        outbox.set_direct(write.direct());
+        // No writer task runs: only the caller's own write can deliver it.
+        call(&outbox, 1, 32, true);
+        assert_eq!(read_ids(peer, 1).await, vec![1]);
+        assert_eq!(outbox.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_cannot_take_at_once_the_writer_sends_after_it_in_order() {
+        let (write, peer) = tcp_pair().await;
+        let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 64 << 20));
+        outbox.set_direct(write.direct());
+        // The peer reads nothing yet: 400 frames of 16 KiB fill the socket's buffers, so a
+        // direct write is cut short and everything after it queues.
+        let count = 400;
+        for id in 1..=count {
+            call(&outbox, id, 16 * 1024, true);
+        }
+        assert!(outbox.held() > 0, "the socket could not take it all");
+        let closing = CancellationToken::new();
+        let writer = {
+            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
+            tokio::spawn(async move {
+                write_loop(&outbox, write, &closing, Duration::from_secs(5), None).await
+            })
+        };
+        let ids = read_ids(peer, count as usize).await;
+        assert_eq!(ids, (1..=count).collect::<Vec<_>>());
+        outbox.close();
+        writer.await.expect("writer").expect("wrote all");
+    }
+
+    #[tokio::test]
+    async fn frames_written_by_callers_and_by_the_writer_keep_their_order() {
+        let (write, peer) = tcp_pair().await;
+        let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 64 << 20));
+        outbox.set_direct(write.direct());
+        let closing = CancellationToken::new();
+        let writer = {
+            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
+            tokio::spawn(async move {
+                write_loop(&outbox, write, &closing, Duration::from_secs(5), None).await
+            })
+        };
+        let count = 2_000;
+        let reading = tokio::spawn(read_ids(peer, count as usize));
+        for id in 1..=count {
+            // Alone or not, small or large: some go out directly, some through the writer.
+            call(&outbox, id, if id % 7 == 0 { 40_000 } else { 64 }, id % 3 != 0);
+            if id % 5 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let ids = reading.await.expect("reader");
+        assert_eq!(ids, (1..=count).collect::<Vec<_>>());
+        outbox.close();
+        writer.await.expect("writer").expect("wrote all");
+    }
+
+    #[tokio::test]
+    async fn closing_gives_the_socket_up_so_the_peer_sees_the_end() {
+        let (write, mut peer) = tcp_pair().await;
+        let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 1 << 20));
+        outbox.set_direct(write.direct());
+        let closing = CancellationToken::new();
+        let writer = {
+            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
+            tokio::spawn(async move {
+                write_loop(&outbox, write, &closing, Duration::from_secs(5), None).await
+            })
+        };
+        call(&outbox, 1, 32, true);
+        outbox.close();
+        writer.await.expect("writer").expect("wrote all");
+        let mut all = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut all);
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("the end of the stream, in time")
+            .expect("read");
+        assert!(!all.is_empty());
     }
 
     #[test]

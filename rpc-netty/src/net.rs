@@ -115,12 +115,15 @@ impl Stream {
         match self {
             Stream::Tcp(stream) => {
                 let (read, write) = stream.into_split();
-                (Box::new(read), Box::new(write))
+                (
+                    Box::new(read),
+                    Box::new(crate::io::TcpWrite(std::sync::Arc::new(write))),
+                )
             }
             #[cfg(feature = "sim")]
             Stream::Sim(stream) => {
                 let (read, write) = stream.into_split();
-                (Box::new(read), Box::new(write))
+                (Box::new(read), Box::new(crate::io::Wrapped(write)))
             }
         }
     }

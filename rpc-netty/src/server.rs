@@ -155,6 +155,11 @@ async fn serve(
     }
     let _open = metrics::established("inbound");
     let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
+    // Plain TCP: the reply to a request alone on the connection is written by the endpoint's
+    // main thread itself (see `Outbox`).
+    if sealer.is_none() {
+        outbox.set_direct(write.direct());
+    }
     let linger = config.linger;
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(&outbox), closing.clone());
@@ -690,7 +695,7 @@ impl Replies {
             .insert(request_id, Arc::clone(&credit));
         if let Err(Overflow(held)) =
             self.outbox
-                .push_reply(Frame::new(FrameKind::Response, request_id, Bytes::new()))
+                .push_reply(Frame::new(FrameKind::Response, request_id, Bytes::new()), false)
         {
             self.overflow(held);
         }
@@ -806,7 +811,8 @@ impl ReplyRoute for Replies {
             Ok(ReplyValue::Stream(_)) => unreachable!("streams are opened above"),
             Err(error) => protocol::failure(request_id, &WireError::from_rpc(&error)),
         };
-        if let Err(Overflow(held)) = self.outbox.push_reply(frame) {
+        let alone = self.in_flight.load(Ordering::Acquire) == 0;
+        if let Err(Overflow(held)) = self.outbox.push_reply(frame, alone) {
             self.overflow(held);
         }
     }

@@ -19,7 +19,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig, crypto};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::io::{Reader, Writer};
+use crate::io::{Reader, Wrapped, Writer};
 
 pub use tokio_rustls::rustls;
 
@@ -228,7 +228,7 @@ impl Tls {
                     .and_then(|chain| chain.first())
                     .map(|certificate| Arc::from(certificate.as_ref()));
                 let (read, write) = tokio::io::split(stream);
-                Ok((Box::new(read), Box::new(write), certificate))
+                Ok((Box::new(read), Box::new(Wrapped(write)), certificate))
             }
         }
     }
@@ -271,7 +271,7 @@ impl Tls {
                     }
                 })?;
                 let (read, write) = tokio::io::split(stream);
-                Ok((Box::new(read), Box::new(write)))
+                Ok((Box::new(read), Box::new(Wrapped(write))))
             }
         }
     }

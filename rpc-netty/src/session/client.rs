@@ -121,6 +121,11 @@ impl ClientSession {
         self.dead.is_some()
     }
 
+    /// Calls and streams awaiting replies.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len() + self.streams.len()
+    }
+
     /// The request id for a new frame: a fresh one for an ask, 0 for a tell. Fails if the
     /// connection has ended, or if an ask would exceed `max_in_flight`.
     pub fn request_id(&mut self, ask: bool) -> Result<u64, RpcError> {
