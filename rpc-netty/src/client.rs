@@ -588,14 +588,13 @@ async fn run(pool: &Pool, connection: &Arc<Connection>, connected: &mut bool) ->
 
     let closing = pool.closing.child_token();
     let linger = config.linger;
-    // Plain TCP: an ask alone on the connection is written by its caller (see `Outbox`).
-    if sealer.is_none() {
-        connection.outbox.outbox().set_direct(write.direct());
-    }
+    // Plain TCP (sealed or not): an ask alone on the connection is written by its caller
+    // (see `Outbox`).
+    connection.outbox.outbox().establish(write.direct(), sealer);
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(connection.outbox.outbox()), closing.clone());
         async move {
-            if let Err(error) = write_loop(&outbox, write, &closing, linger, sealer).await {
+            if let Err(error) = write_loop(&outbox, write, &closing, linger).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
                 outbox.close();
                 closing.cancel();

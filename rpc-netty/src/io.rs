@@ -61,10 +61,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Wrapped<W> {
         Pin::new(&mut self.0).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
@@ -176,14 +173,23 @@ struct Pending {
     /// The socket, for direct writes (plain TCP without a secret); given up on closing.
     direct: Option<Direct>,
     /// The socket is being written: by the writer task, or by a producer writing its frame
-    /// itself. Whoever holds it writes alone; a producer that finishes wakes the writer if
-    /// more was queued meanwhile.
+    /// itself. Whoever holds it writes alone (and holds the sealer); a producer that
+    /// finishes wakes the writer if more was queued meanwhile.
     busy: bool,
+    /// With a shared secret, the sealer, here while nobody writes.
+    sealer: Option<Sealer>,
+    /// The channel is sealed: nothing may go out without the sealer.
+    sealed: bool,
+    /// A producer's buffer for its sealed record, kept between direct writes.
+    seal_buffer: BytesMut,
+    /// What a direct write on a sealed channel could not write: sealed already, it goes
+    /// out first and as it is.
+    presealed: Option<Bytes>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.buffer.is_empty() && self.chunks.is_empty()
+        self.buffer.is_empty() && self.chunks.is_empty() && self.presealed.is_none()
     }
 }
 
@@ -220,6 +226,10 @@ impl Outbox {
                 closed: false,
                 direct: None,
                 busy: false,
+                sealer: None,
+                sealed: false,
+                seal_buffer: BytesMut::new(),
+                presealed: None,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -244,18 +254,25 @@ impl Outbox {
 
     /// Records how many bytes `pending` holds; called under its lock after each change.
     fn count(&self, pending: &Pending) {
-        self.queued
-            .store(pending.chunked + pending.buffer.len(), Ordering::Release);
+        let presealed = pending.presealed.as_ref().map_or(0, Bytes::len);
+        self.queued.store(
+            pending.chunked + pending.buffer.len() + presealed,
+            Ordering::Release,
+        );
     }
 
     fn state(&self) -> MutexGuard<'_, Pending> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Lets producers write their frames to `socket` themselves when it is idle and their
+    /// The connection is established: frames go out sealed by `sealer` (a shared secret),
+    /// and producers may write their frames to `socket` themselves when it is idle and their
     /// frame is alone (see `push_call` and `push_reply`): no hop through the writer task.
-    pub(crate) fn set_direct(&self, socket: Option<Direct>) {
+    /// Both are set under one lock, so no direct write can go out unsealed.
+    pub(crate) fn establish(&self, socket: Option<Direct>, sealer: Option<Sealer>) {
         let mut pending = self.state();
+        pending.sealed = sealer.is_some();
+        pending.sealer = sealer;
         if !pending.closed {
             pending.direct = socket;
         }
@@ -314,7 +331,11 @@ impl Outbox {
     /// After a frame was queued: writes it now if `direct` is allowed and the socket is free
     /// with nothing else waiting, or else wakes the writer if the outbox was empty.
     fn wake_or_write(&self, pending: MutexGuard<'_, Pending>, direct: bool, was_empty: bool) {
-        if direct && !pending.busy && pending.chunks.is_empty() && pending.buffer.len() <= DIRECT_MAX
+        if direct
+            && !pending.busy
+            && pending.sealed == pending.sealer.is_some()
+            && pending.chunks.is_empty()
+            && pending.buffer.len() <= DIRECT_MAX
         {
             if let Some(socket) = pending.direct.clone() {
                 self.write_now(pending, socket);
@@ -333,26 +354,56 @@ impl Outbox {
     /// the writer takes it from there; so is anything queued meanwhile.
     fn write_now(&self, mut pending: MutexGuard<'_, Pending>, socket: Direct) {
         let mut bytes = std::mem::take(&mut pending.buffer);
+        let mut sealer = pending.sealer.take();
+        let mut sealed = std::mem::take(&mut pending.seal_buffer);
         pending.busy = true;
         self.writing.store(bytes.len(), Ordering::Release);
         self.count(&pending);
         drop(pending);
+        // On a sealed channel the frame goes out as one record; if it cannot be sealed, it is
+        // left to the writer, which meets the same error and closes the connection.
+        let sealing = match &mut sealer {
+            None => Some(false),
+            Some(sealer) => {
+                sealed.clear();
+                sealer.seal(&bytes, &mut sealed).ok().map(|()| true)
+            }
+        };
         // An error other than a full socket is left to the writer, which meets it too.
-        let written = socket.try_write(&bytes).unwrap_or(0);
+        let written = match sealing {
+            Some(false) => socket.try_write(&bytes).unwrap_or(0),
+            Some(true) => socket.try_write(&sealed).unwrap_or(0),
+            None => 0,
+        };
         drop(socket);
         let mut pending = self.state();
         pending.busy = false;
+        pending.sealer = sealer;
         self.writing.store(0, Ordering::Release);
         if self.aborted.is_cancelled() {
             // Aborted meanwhile: what is left is dropped with the rest.
-        } else if written < bytes.len() {
-            let rest = bytes.split_off(written).freeze();
-            pending.chunked += rest.len();
-            pending.chunks.push_front(rest);
-        } else if pending.buffer.capacity() == 0 {
-            // Nothing was queued meanwhile: the buffer serves the next frame.
-            bytes.clear();
-            pending.buffer = bytes;
+        } else {
+            let out = if sealing == Some(true) {
+                &sealed
+            } else {
+                &bytes
+            };
+            if written < out.len() {
+                if sealing == Some(true) {
+                    pending.presealed = Some(sealed.split().freeze().slice(written..));
+                } else {
+                    let rest = bytes.split_off(written).freeze();
+                    pending.chunked += rest.len();
+                    pending.chunks.push_front(rest);
+                }
+            } else if pending.buffer.capacity() == 0 {
+                // Nothing was queued meanwhile: the buffer serves the next frame.
+                bytes.clear();
+                pending.buffer = bytes;
+            }
+        }
+        if sealed.capacity() <= KEEP_CAPACITY {
+            pending.seal_buffer = sealed;
         }
         self.count(&pending);
         let wake = !pending.is_empty() || pending.closed;
@@ -535,14 +586,13 @@ pub(crate) async fn write_frame(socket: &mut Writer, frame: &Frame) -> std::io::
 }
 
 /// Writes what `outbox` receives until it is closed (or `closing` fires, which closes it),
-/// then writes what is left and shuts the socket's writing side. With a `sealer` (a shared
-/// secret), every batch goes out as encrypted records.
+/// then writes what is left and shuts the socket's writing side. With a sealer (a shared
+/// secret, given by [`Outbox::establish`]), every batch goes out as encrypted records.
 pub(crate) async fn write_loop(
     outbox: &Outbox,
     mut socket: Writer,
     closing: &CancellationToken,
     linger: Duration,
-    mut sealer: Option<Sealer>,
 ) -> Result<(), FrameError> {
     // Once the connection is closing, writes may take `linger` more, no longer.
     let given_up = async {
@@ -552,6 +602,9 @@ pub(crate) async fn write_loop(
     tokio::pin!(given_up);
     let mut spare = BytesMut::new();
     let mut sealed = BytesMut::new();
+    // The sealer (`Outbox::establish`) stays with the outbox while this task is not writing,
+    // so that a producer writing its own frame can seal it (see `Outbox::write_now`).
+    let mut sealer: Option<Sealer> = None;
     loop {
         let batch = {
             let mut pending = outbox.state();
@@ -566,17 +619,21 @@ pub(crate) async fn write_loop(
             } else {
                 pending.busy = true;
                 pending.chunked = 0;
+                sealer = pending.sealer.take();
+                let presealed = pending.presealed.take();
                 let chunks = std::mem::take(&mut pending.chunks);
                 let tail = std::mem::replace(&mut pending.buffer, std::mem::take(&mut spare));
-                let taken = chunks.iter().map(Bytes::len).sum::<usize>() + tail.len();
+                let taken = chunks.iter().map(Bytes::len).sum::<usize>()
+                    + tail.len()
+                    + presealed.as_ref().map_or(0, Bytes::len);
                 outbox.writing.store(taken, Ordering::Release);
                 outbox.count(&pending);
-                Some(Some((chunks, tail)))
+                Some(Some((presealed, chunks, tail)))
             }
         };
         match batch {
             Some(None) => outbox.wake.notified().await,
-            Some(Some((chunks, tail))) => {
+            Some(Some((presealed, chunks, tail))) => {
                 if let Some(sealer) = &mut sealer {
                     sealed.clear();
                     for chunk in &chunks {
@@ -585,6 +642,9 @@ pub(crate) async fn write_loop(
                     sealer.seal(&tail, &mut sealed)?;
                 }
                 let write = async {
+                    if let Some(presealed) = &presealed {
+                        socket.write_all(presealed).await?;
+                    }
                     if sealer.is_some() {
                         return socket.write_all(&sealed).await;
                     }
@@ -609,7 +669,11 @@ pub(crate) async fn write_loop(
                     }
                 }
                 // Written: room for more.
-                outbox.state().busy = false;
+                {
+                    let mut pending = outbox.state();
+                    pending.busy = false;
+                    pending.sealer = sealer.take();
+                }
                 outbox.writing.store(0, Ordering::Release);
                 outbox.room.notify_one();
                 outbox.drained.notify_waiters();
@@ -734,7 +798,11 @@ mod tests {
         let mut ids = Vec::new();
         while ids.len() < count {
             let next = tokio::time::timeout(std::time::Duration::from_secs(10), frames.next());
-            let frame = next.await.expect("in time").expect("a frame").expect("decoded");
+            let frame = next
+                .await
+                .expect("in time")
+                .expect("a frame")
+                .expect("decoded");
             assert_eq!(frame.kind, FrameKind::Request);
             ids.push(frame.request_id);
         }
@@ -745,7 +813,7 @@ mod tests {
     async fn an_ask_alone_on_an_idle_connection_is_written_by_its_caller() {
         let (write, peer) = tcp_pair().await;
         let outbox = Outbox::new(DEFAULT_MAX_FRAME, 1 << 20);
-        outbox.set_direct(write.direct());
+        outbox.establish(write.direct(), None);
         // No writer task runs: only the caller's own write can deliver it.
         call(&outbox, 1, 32, true);
         assert_eq!(read_ids(peer, 1).await, vec![1]);
@@ -756,7 +824,7 @@ mod tests {
     async fn what_the_socket_cannot_take_at_once_the_writer_sends_after_it_in_order() {
         let (write, peer) = tcp_pair().await;
         let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 64 << 20));
-        outbox.set_direct(write.direct());
+        outbox.establish(write.direct(), None);
         // The peer reads nothing yet: 400 frames of 16 KiB fill the socket's buffers, so a
         // direct write is cut short and everything after it queues.
         let count = 400;
@@ -768,7 +836,7 @@ mod tests {
         let writer = {
             let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
             tokio::spawn(async move {
-                write_loop(&outbox, write, &closing, Duration::from_secs(5), None).await
+                write_loop(&outbox, write, &closing, Duration::from_secs(5)).await
             })
         };
         let ids = read_ids(peer, count as usize).await;
@@ -781,19 +849,24 @@ mod tests {
     async fn frames_written_by_callers_and_by_the_writer_keep_their_order() {
         let (write, peer) = tcp_pair().await;
         let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 64 << 20));
-        outbox.set_direct(write.direct());
+        outbox.establish(write.direct(), None);
         let closing = CancellationToken::new();
         let writer = {
             let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
             tokio::spawn(async move {
-                write_loop(&outbox, write, &closing, Duration::from_secs(5), None).await
+                write_loop(&outbox, write, &closing, Duration::from_secs(5)).await
             })
         };
         let count = 2_000;
         let reading = tokio::spawn(read_ids(peer, count as usize));
         for id in 1..=count {
             // Alone or not, small or large: some go out directly, some through the writer.
-            call(&outbox, id, if id % 7 == 0 { 40_000 } else { 64 }, id % 3 != 0);
+            call(
+                &outbox,
+                id,
+                if id % 7 == 0 { 40_000 } else { 64 },
+                id % 3 != 0,
+            );
             if id % 5 == 0 {
                 tokio::task::yield_now().await;
             }
@@ -808,12 +881,12 @@ mod tests {
     async fn closing_gives_the_socket_up_so_the_peer_sees_the_end() {
         let (write, mut peer) = tcp_pair().await;
         let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 1 << 20));
-        outbox.set_direct(write.direct());
+        outbox.establish(write.direct(), None);
         let closing = CancellationToken::new();
         let writer = {
             let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
             tokio::spawn(async move {
-                write_loop(&outbox, write, &closing, Duration::from_secs(5), None).await
+                write_loop(&outbox, write, &closing, Duration::from_secs(5)).await
             })
         };
         call(&outbox, 1, 32, true);

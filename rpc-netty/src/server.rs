@@ -155,16 +155,14 @@ async fn serve(
     }
     let _open = metrics::established("inbound");
     let outbox = Arc::new(Outbox::new(config.max_frame_size, config.max_outbox_bytes));
-    // Plain TCP: the reply to a request alone on the connection is written by the endpoint's
-    // main thread itself (see `Outbox`).
-    if sealer.is_none() {
-        outbox.set_direct(write.direct());
-    }
+    // Plain TCP (sealed or not): the reply to a request alone on the connection is written
+    // by the endpoint's main thread itself (see `Outbox`).
+    outbox.establish(write.direct(), sealer);
     let linger = config.linger;
     let writer = tokio::spawn({
         let (outbox, closing) = (Arc::clone(&outbox), closing.clone());
         async move {
-            if let Err(error) = write_loop(&outbox, write, &closing, linger, sealer).await {
+            if let Err(error) = write_loop(&outbox, write, &closing, linger).await {
                 tracing::debug!(%peer, "writing to the connection failed: {error}");
                 outbox.close();
                 closing.cancel();
@@ -693,10 +691,10 @@ impl Replies {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request_id, Arc::clone(&credit));
-        if let Err(Overflow(held)) =
-            self.outbox
-                .push_reply(Frame::new(FrameKind::Response, request_id, Bytes::new()), false)
-        {
+        if let Err(Overflow(held)) = self.outbox.push_reply(
+            Frame::new(FrameKind::Response, request_id, Bytes::new()),
+            false,
+        ) {
             self.overflow(held);
         }
         let replies = Arc::clone(self);

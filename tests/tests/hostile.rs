@@ -439,11 +439,16 @@ async fn a_recording_of_an_authenticated_channel_holds_no_plaintext() {
             .unwrap();
         let canary = "PLAINTEXT-CANARY-0123456789";
         assert_eq!(proxy.echo(canary.into()).await.unwrap(), canary);
+        // Alone on its connection, this ask is written by its caller and its reply by the
+        // endpoint's main thread, not by the writer tasks: sealed all the same.
+        let alone = "PLAINTEXT-CANARY-ALONE-9876543210";
+        assert_eq!(proxy.echo(alone.into()).await.unwrap(), alone);
         client.shutdown().await.unwrap();
         let tape = tape.lock().unwrap().clone();
         assert!(tape.len() > 100, "the relay saw the traffic");
         for needle in [
             canary.as_bytes(),
+            alone.as_bytes(),
             b"target",
             TargetClient::NAME.as_bytes(),
             SECRET.as_bytes(),
