@@ -45,9 +45,11 @@ pub(crate) trait SocketWrite: AsyncWrite + Send + Unpin {
 /// The socket of a plain TCP connection, shared by its writer task and its outbox.
 pub(crate) type Direct = std::sync::Arc<tokio::net::tcp::OwnedWriteHalf>;
 
-/// Any writing half, without direct writes.
+/// Any writing half, without direct writes (TLS, simulated TCP).
+#[cfg(any(feature = "tls", feature = "sim"))]
 pub(crate) struct Wrapped<W>(pub(crate) W);
 
+#[cfg(any(feature = "tls", feature = "sim"))]
 impl<W: AsyncWrite + Unpin> AsyncWrite for Wrapped<W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -66,6 +68,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Wrapped<W> {
     }
 }
 
+#[cfg(any(feature = "tls", feature = "sim"))]
 impl<W: AsyncWrite + Send + Unpin> SocketWrite for Wrapped<W> {}
 
 /// Plain TCP's writing half, shared with the outbox. Its writing side is shut when the last
