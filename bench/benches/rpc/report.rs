@@ -613,14 +613,7 @@ pub fn svg(runs: &[Run], heading: &str) -> String {
         }
         y += 22.0;
     }
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{y}\" font-family=\"sans-serif\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"20\" font-size=\"14\">{}</text>\n\
-         <text x=\"10\" y=\"38\" font-size=\"12\">{}</text>\n{body}</svg>\n",
-        escape(heading.split(": ").next().unwrap_or(heading)),
-        escape(heading.split_once(": ").map_or("", |(_, rest)| rest))
-    )
+    document(width, y, heading, &body)
 }
 
 /// The seed's published figures (kraps-rpc, `say_bye("neo")`, 4-core VMs in one rack): calls
@@ -639,6 +632,7 @@ fn decades(low: f64, high: f64) -> (f64, f64) {
 /// The concurrency sweep as two panels over a log axis of callers: calls per second, and
 /// p50/p99 latency, one line per shape, with the seed's published figures.
 pub fn sweep_svg(runs: &[Run], heading: &str) -> String {
+    const HEIGHT: f64 = 220.0;
     let shapes = [
         (Shape::OneConnection, "#2b7bba"),
         (Shape::PerHundred, "#2ca25f"),
@@ -657,72 +651,79 @@ pub fn sweep_svg(runs: &[Run], heading: &str) -> String {
                 .filter_map(move |&c| sweep_point(runs, shape, c).map(|p| (shape, c, p)))
         })
         .collect();
-    let line = |values: &[(f64, f64)], color: &str, dash: &str| {
-        let path: Vec<String> = values
+    // One shape's line through `value` of each point, on the panel's scale `y`.
+    let line = |shape: Shape,
+                value: fn(&Medians) -> f64,
+                y: &dyn Fn(f64) -> f64,
+                color: &str,
+                dash: &str| {
+        let path: Vec<String> = points
             .iter()
-            .map(|(px, py)| format!("{px:.1},{py:.1}"))
+            .filter(|(s, _, _)| *s == shape)
+            .map(|(_, c, p)| format!("{:.1},{:.1}", x(*c), y(value(p))))
             .collect();
         format!(
             r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
             path.join(" ")
         )
     };
-    let axis = |body: &mut String, top: f64, height: f64| {
+    // A panel's title, frame, callers axis, decade ticks from `low` to `high` and legend;
+    // gives the panel's log scale.
+    let panel = |body: &mut String, title: &str, top: f64, low: f64, high: f64| {
+        let y = move |v: f64| top + HEIGHT - HEIGHT * (v.max(low) / low).ln() / (high / low).ln();
         let _ = writeln!(
             body,
-            r##"<rect x="{left}" y="{top}" width="{plot}" height="{height}" fill="none" stroke="#999"/>"##
+            r#"<text x="10" y="{}" font-size="13" font-weight="bold">{title}</text>"#,
+            top - 12.0
+        );
+        let _ = writeln!(
+            body,
+            r##"<rect x="{left}" y="{top}" width="{plot}" height="{HEIGHT}" fill="none" stroke="#999"/>"##
         );
         for c in [1, 10, 20, 50, 100, 200, 500, 1_000, 2_000] {
             let _ = writeln!(
                 body,
                 r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{}</text>"#,
                 x(c),
-                top + height + 14.0,
+                top + HEIGHT + 14.0,
                 grouped(c as u64)
             );
         }
+        let mut tick = low;
+        while tick <= high * 1.001 {
+            let _ = writeln!(
+                body,
+                r#"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
+                left - 4.0,
+                y(tick) + 3.0,
+                number(tick)
+            );
+            tick *= 10.0;
+        }
+        for (i, (shape, color)) in shapes.iter().enumerate() {
+            let _ = writeln!(
+                body,
+                r#"<text x="{}" y="{}" font-size="11" fill="{color}">ours, {}</text>"#,
+                left + plot + 8.0,
+                top + 14.0 + 16.0 * i as f64,
+                shape.label()
+            );
+        }
+        y
     };
 
-    // Panel 1: calls per second, log scale (the seed's figures are an order of magnitude
-    // below loopback on one host).
-    let (top, height) = (70.0, 220.0);
+    // Panel 1: calls per second (the seed's figures are an order of magnitude below
+    // loopback on one host).
+    let top = 70.0;
     let rates: Vec<f64> = points.iter().map(|(_, _, p)| p.0).collect();
     let (low, high) = decades(
         rates.iter().copied().fold(SEED_ONE_CALLER, f64::min),
         rates.iter().copied().fold(SEED_PEAK, f64::max),
     );
-    let y = |rate: f64| top + height - height * (rate.max(low) / low).ln() / (high / low).ln();
-    let _ = writeln!(
-        body,
-        r#"<text x="10" y="{}" font-size="13" font-weight="bold">calls/s by concurrent callers (log scales)</text>"#,
-        top - 12.0
-    );
-    axis(&mut body, top, height);
-    let mut tick = low;
-    while tick <= high * 1.001 {
-        let _ = writeln!(
-            body,
-            r#"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
-            left - 4.0,
-            y(tick) + 3.0,
-            number(tick)
-        );
-        tick *= 10.0;
-    }
-    for (i, &(shape, color)) in shapes.iter().enumerate() {
-        let values: Vec<(f64, f64)> = points
-            .iter()
-            .filter(|(s, _, _)| *s == shape)
-            .map(|(_, c, p)| (x(*c), y(p.0)))
-            .collect();
-        let _ = writeln!(body, "{}", line(&values, color, "none"));
-        let _ = writeln!(
-            body,
-            r#"<text x="{}" y="{}" font-size="11" fill="{color}">ours, {}</text>"#,
-            left + plot + 8.0,
-            top + 14.0 + 16.0 * i as f64,
-            shape.label()
-        );
+    let title = "calls/s by concurrent callers (log scales)";
+    let y = panel(&mut body, title, top, low, high);
+    for (shape, color) in shapes {
+        let _ = writeln!(body, "{}", line(shape, |p| p.0, &y, color, "none"));
     }
     let _ = writeln!(
         body,
@@ -755,8 +756,8 @@ pub fn sweep_svg(runs: &[Run], heading: &str) -> String {
         );
     }
 
-    // Panel 2: p50 and p99 latency, log scale.
-    let (top, height) = (top + height + 60.0, 220.0);
+    // Panel 2: p50 and p99 latency.
+    let top = top + HEIGHT + 60.0;
     let latencies: Vec<f64> = points
         .iter()
         .flat_map(|(_, _, p)| [p.1, p.2])
@@ -770,45 +771,20 @@ pub fn sweep_svg(runs: &[Run], heading: &str) -> String {
             .max(0.1),
         latencies.iter().copied().fold(1.0, f64::max),
     );
-    let y = |us: f64| top + height - height * (us.max(low) / low).ln() / (high / low).ln();
-    let _ = writeln!(
-        body,
-        r#"<text x="10" y="{}" font-size="13" font-weight="bold">latency µs by concurrent callers: p50 (solid), p99 (dashed), log scales</text>"#,
-        top - 12.0
-    );
-    axis(&mut body, top, height);
-    let mut tick = low;
-    while tick <= high * 1.001 {
-        let _ = writeln!(
-            body,
-            r#"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
-            left - 4.0,
-            y(tick) + 3.0,
-            number(tick)
-        );
-        tick *= 10.0;
+    let title = "latency µs by concurrent callers: p50 (solid), p99 (dashed), log scales";
+    let y = panel(&mut body, title, top, low, high);
+    for (shape, color) in shapes {
+        let _ = writeln!(body, "{}", line(shape, |p| p.1, &y, color, "none"));
+        let _ = writeln!(body, "{}", line(shape, |p| p.2, &y, color, "5 3"));
     }
-    for (i, &(shape, color)) in shapes.iter().enumerate() {
-        let of = |f: fn(&Medians) -> f64| -> Vec<(f64, f64)> {
-            points
-                .iter()
-                .filter(|(s, _, _)| *s == shape)
-                .map(|(_, c, p)| (x(*c), y(f(p))))
-                .collect()
-        };
-        let _ = writeln!(body, "{}", line(&of(|p| p.1), color, "none"));
-        let _ = writeln!(body, "{}", line(&of(|p| p.2), color, "5 3"));
-        let _ = writeln!(
-            body,
-            r#"<text x="{}" y="{}" font-size="11" fill="{color}">ours, {}</text>"#,
-            left + plot + 8.0,
-            top + 14.0 + 16.0 * i as f64,
-            shape.label()
-        );
-    }
-    let total = top + height + 30.0;
+    document(width, top + HEIGHT + 30.0, heading, &body)
+}
+
+/// An SVG document of `width` by `height` with `heading` (title, then what follows its first
+/// ": ") above `body`.
+fn document(width: f64, height: f64, heading: &str, body: &str) -> String {
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{total}\" font-family=\"sans-serif\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"10\" y=\"20\" font-size=\"14\">{}</text>\n\
          <text x=\"10\" y=\"38\" font-size=\"12\">{}</text>\n{body}</svg>\n",
