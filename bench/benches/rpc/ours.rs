@@ -9,7 +9,7 @@ use rpc_core::{
 };
 use serde_bytes::ByteBuf;
 
-use crate::stats::{Latencies, Sample, Unit, bulk, concurrent, sequential};
+use crate::stats::{Sample, Unit, bulk, concurrent, sequential};
 
 #[rpc_gateway]
 pub trait EchoBench {
@@ -255,8 +255,18 @@ async fn seq_with(
 
 pub async fn pipe64(id: &'static str, proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
     let proxy = proxy.clone();
+    pipe64_with(id, warmup, n, move |payload| proxy.echo(payload)).await
+}
+
+/// 64 callers, each making `echo` calls one after another.
+async fn pipe64_with(
+    id: &'static str,
+    warmup: usize,
+    n: usize,
+    echo: impl Fn(String) -> RpcCall<String> + Clone + Send + 'static,
+) -> Sample {
     concurrent(id, 64, warmup / 64, n / 64, move |_| {
-        let call = proxy.echo(payload());
+        let call = echo(payload());
         async move {
             call.await.expect("echo");
         }
@@ -280,11 +290,8 @@ pub async fn deadline_seq(proxy: &EchoBenchClient, warmup: usize, n: usize) -> S
 /// [`pipe64`] with a timeout of its own on every call.
 pub async fn deadline_pipe64(proxy: &EchoBenchClient, warmup: usize, n: usize) -> Sample {
     let proxy = proxy.clone();
-    concurrent("ours.deadline.pipe64", 64, warmup / 64, n / 64, move |_| {
-        let call = proxy.echo(payload()).with_timeout(DEADLINE);
-        async move {
-            call.await.expect("echo");
-        }
+    pipe64_with("ours.deadline.pipe64", warmup, n, move |payload| {
+        proxy.echo(payload).with_timeout(DEADLINE)
     })
     .await
 }
@@ -370,40 +377,15 @@ pub async fn fanin(address: &str, warmup: usize, per_task: usize) -> Sample {
     }
     let proxies: Arc<Vec<EchoBenchClient>> =
         Arc::new(clients.iter().map(|(_, p)| p.clone()).collect());
-    let run = |count: usize| {
-        let handles: Vec<_> = (0..800)
-            .map(|task| {
-                let proxy = proxies[task / 8].clone();
-                tokio::spawn(async move {
-                    let mut latencies = Latencies::with_capacity(count);
-                    for _ in 0..count {
-                        let start = Instant::now();
-                        proxy.echo(payload()).await.expect("echo");
-                        latencies.push(start.elapsed());
-                    }
-                    latencies
-                })
-            })
-            .collect();
+    let sample = concurrent("ours.fanin", 800, warmup, per_task, move |task| {
+        let call = proxies[task / 8].echo(payload());
         async move {
-            let mut all = Latencies::with_capacity(800 * count);
-            for handle in handles {
-                all.extend(handle.await.expect("fan-in task"));
-            }
-            all
+            call.await.expect("echo");
         }
-    };
-    run(warmup).await;
-    let start = Instant::now();
-    let latencies = run(per_task).await;
-    let elapsed = start.elapsed();
+    })
+    .await;
     for (client, _) in clients {
         client.shutdown().await.expect("shutdown");
     }
-    Sample {
-        id: "ours.fanin",
-        latency: Some(latencies.percentiles()),
-        rate: (800 * per_task) as f64 / elapsed.as_secs_f64(),
-        unit: Unit::CallsPerSec,
-    }
+    sample
 }

@@ -85,7 +85,8 @@ where
 }
 
 /// `tasks` concurrent tasks each making `per_task` calls one after another (so `tasks` calls
-/// are in flight); calls per second, and the latency of each call.
+/// are in flight); calls per second, and the latency of each call. `call` is given the
+/// number of the task making it.
 pub async fn concurrent<F, Fut>(
     id: &'static str,
     tasks: usize,
@@ -94,7 +95,7 @@ pub async fn concurrent<F, Fut>(
     call: F,
 ) -> Sample
 where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let run = |count: usize, timed: bool| {
@@ -103,9 +104,9 @@ where
                 let call = call.clone();
                 tokio::spawn(async move {
                     let mut latencies = Latencies::with_capacity(if timed { count } else { 0 });
-                    for i in 0..count {
+                    for _ in 0..count {
                         let start = Instant::now();
-                        call((t * count + i) as u64).await;
+                        call(t).await;
                         if timed {
                             latencies.push(start.elapsed());
                         }

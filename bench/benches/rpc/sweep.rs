@@ -2,11 +2,12 @@
 //! making one call after another, over one connection and over one connection per 100
 //! callers.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rpc_core::{RpcEndpoint, RpcService, rpc_gateway};
 
-use crate::stats::Latencies;
+use crate::stats::concurrent;
 
 /// The caller counts of the seed's published benchmark.
 pub const CALLERS: [usize; 12] = [1, 10, 20, 40, 50, 100, 200, 500, 800, 1_000, 1_500, 2_000];
@@ -98,42 +99,28 @@ async fn point(address: &str, shape: Shape, callers: usize, budget: &Budget) -> 
         clients.push((client, proxy));
     }
     let per_caller = (budget.calls / callers).max(20);
-    let run = |count: usize| {
-        let handles: Vec<_> = (0..callers)
-            .map(|caller| {
-                let proxy = clients[caller / 100 % connections].1.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Latencies::with_capacity(count);
-                    for _ in 0..count {
-                        let start = Instant::now();
-                        let bye = proxy.say_bye("neo".to_owned()).await.expect("say_bye");
-                        latencies.push(start.elapsed());
-                        assert_eq!(bye, "bye, neo");
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        async move {
-            let mut all = Latencies::with_capacity(callers * count);
-            for handle in handles {
-                all.extend(handle.await.expect("caller"));
+    let proxies: Arc<Vec<HelloClient>> = Arc::new(clients.iter().map(|(_, p)| p.clone()).collect());
+    let sample = concurrent(
+        "sweep",
+        callers,
+        (per_caller / 10).max(2),
+        per_caller,
+        move |caller| {
+            let call = proxies[caller / 100 % connections].say_bye("neo".to_owned());
+            async move {
+                assert_eq!(call.await.expect("say_bye"), "bye, neo");
             }
-            all
-        }
-    };
-    run((per_caller / 10).max(2)).await;
-    let start = Instant::now();
-    let latencies = run(per_caller).await;
-    let elapsed = start.elapsed();
+        },
+    )
+    .await;
     for (client, _) in clients {
         client.shutdown().await.expect("shutdown");
     }
-    let (p50, p99) = latencies.percentiles();
+    let (p50, p99) = sample.latency.unwrap_or_default();
     Point {
         shape,
         callers,
-        rate: (callers * per_caller) as f64 / elapsed.as_secs_f64(),
+        rate: sample.rate,
         p50,
         p99,
     }
