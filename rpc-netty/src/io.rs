@@ -415,9 +415,14 @@ impl Outbox {
             self.wake.notify_one();
         }
         if written > 0 {
-            self.room.notify_one();
-            self.drained.notify_waiters();
+            self.wrote();
         }
+    }
+
+    /// Bytes left for the socket: room for more, for whoever waits for it.
+    fn wrote(&self) {
+        self.room.notify_one();
+        self.drained.notify_waiters();
     }
 
     /// Queues a `Request` (with its time budget) or a `Tell` (`budget` `None`) whose
@@ -678,8 +683,7 @@ pub(crate) async fn write_loop(
                     pending.sealer = sealer.take();
                 }
                 outbox.writing.store(0, Ordering::Release);
-                outbox.room.notify_one();
-                outbox.drained.notify_waiters();
+                outbox.wrote();
                 spare = tail;
                 spare.clear();
                 if spare.capacity() > KEEP_CAPACITY {
@@ -785,6 +789,23 @@ mod tests {
         (write, theirs)
     }
 
+    /// The outbox's writer task on `write`.
+    fn spawn_writer(
+        outbox: &std::sync::Arc<Outbox>,
+        write: Writer,
+    ) -> tokio::task::JoinHandle<Result<(), FrameError>> {
+        let outbox = std::sync::Arc::clone(outbox);
+        tokio::spawn(async move {
+            write_loop(
+                &outbox,
+                write,
+                &CancellationToken::new(),
+                Duration::from_secs(5),
+            )
+            .await
+        })
+    }
+
     fn call(outbox: &Outbox, id: u64, size: usize, alone: bool) {
         let mut encode = |buffer: &mut BytesMut| {
             buffer.extend_from_slice(&id.to_be_bytes());
@@ -835,13 +856,7 @@ mod tests {
             call(&outbox, id, 16 * 1024, true);
         }
         assert!(outbox.held() > 0, "the socket could not take it all");
-        let closing = CancellationToken::new();
-        let writer = {
-            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
-            tokio::spawn(async move {
-                write_loop(&outbox, write, &closing, Duration::from_secs(5)).await
-            })
-        };
+        let writer = spawn_writer(&outbox, write);
         let ids = read_ids(peer, count as usize).await;
         assert_eq!(ids, (1..=count).collect::<Vec<_>>());
         outbox.close();
@@ -853,13 +868,7 @@ mod tests {
         let (write, peer) = tcp_pair().await;
         let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 64 << 20));
         outbox.establish(write.direct(), None);
-        let closing = CancellationToken::new();
-        let writer = {
-            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
-            tokio::spawn(async move {
-                write_loop(&outbox, write, &closing, Duration::from_secs(5)).await
-            })
-        };
+        let writer = spawn_writer(&outbox, write);
         let count = 2_000;
         let reading = tokio::spawn(read_ids(peer, count as usize));
         for id in 1..=count {
@@ -885,13 +894,7 @@ mod tests {
         let (write, mut peer) = tcp_pair().await;
         let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 1 << 20));
         outbox.establish(write.direct(), None);
-        let closing = CancellationToken::new();
-        let writer = {
-            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
-            tokio::spawn(async move {
-                write_loop(&outbox, write, &closing, Duration::from_secs(5)).await
-            })
-        };
+        let writer = spawn_writer(&outbox, write);
         call(&outbox, 1, 32, true);
         outbox.close();
         writer.await.expect("writer").expect("wrote all");
