@@ -593,6 +593,15 @@ pub(crate) async fn write_frame(socket: &mut Writer, frame: &Frame) -> std::io::
     socket.flush().await
 }
 
+/// What the writer task does next.
+enum Batch {
+    /// Write these: sealed bytes left by a direct write, large bodies, then the rest.
+    Write(Option<Bytes>, VecDeque<Bytes>, BytesMut),
+    /// Wait for frames, or for a producer writing directly to finish; `closed`: the outbox
+    /// accepts no more frames already.
+    Wait { closed: bool },
+}
+
 /// Writes what `outbox` receives until it is closed (or `closing` fires, which closes it),
 /// then writes what is left and shuts the socket's writing side. With a sealer (a shared
 /// secret, given by [`Outbox::establish`]), every batch goes out as encrypted records.
@@ -617,13 +626,16 @@ pub(crate) async fn write_loop(
         let batch = {
             let mut pending = outbox.state();
             if pending.busy {
-                // A producer is writing its frame itself; it wakes this task when done.
-                Some(None)
+                // A producer is writing its frame itself; it wakes this task when done (and
+                // always once the outbox is closed).
+                Batch::Wait {
+                    closed: pending.closed,
+                }
             } else if pending.is_empty() {
                 if pending.closed {
                     break;
                 }
-                None
+                Batch::Wait { closed: false }
             } else {
                 pending.busy = true;
                 pending.chunked = 0;
@@ -636,12 +648,11 @@ pub(crate) async fn write_loop(
                     + presealed.as_ref().map_or(0, Bytes::len);
                 outbox.writing.store(taken, Ordering::Release);
                 outbox.count(&pending);
-                Some(Some((presealed, chunks, tail)))
+                Batch::Write(presealed, chunks, tail)
             }
         };
         match batch {
-            Some(None) => outbox.wake.notified().await,
-            Some(Some((presealed, chunks, tail))) => {
+            Batch::Write(presealed, chunks, tail) => {
                 if let Some(sealer) = &mut sealer {
                     sealed.clear();
                     for chunk in &chunks {
@@ -693,10 +704,12 @@ pub(crate) async fn write_loop(
                     sealed = BytesMut::new();
                 }
             }
-            None => {
+            // Closing is watched while a producer writes too: an outbox left busy when the
+            // connection closes must still end this task.
+            Batch::Wait { closed } => {
                 tokio::select! {
                     () = outbox.wake.notified() => {}
-                    () = closing.cancelled() => outbox.close(),
+                    () = closing.cancelled(), if !closed => outbox.close(),
                 }
             }
         }
@@ -905,6 +918,39 @@ mod tests {
             .expect("the end of the stream, in time")
             .expect("read");
         assert!(!all.is_empty());
+    }
+
+    /// The writer found a producer writing directly and waited for it; that producer left
+    /// nothing queued (so it woke nobody), and then the connection closed: the writer still
+    /// ends.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_closing_while_a_direct_write_held_the_socket_ends_its_writer() {
+        let (write, mut peer) = tcp_pair().await;
+        let outbox = std::sync::Arc::new(Outbox::new(DEFAULT_MAX_FRAME, 1 << 20));
+        outbox.establish(write.direct(), None);
+        outbox.state().busy = true;
+        let closing = CancellationToken::new();
+        let writer = tokio::spawn({
+            let (outbox, closing) = (std::sync::Arc::clone(&outbox), closing.clone());
+            async move { write_loop(&outbox, write, &closing, Duration::from_secs(5)).await }
+        });
+        // On this one thread, the writer runs until it waits, finding the socket busy.
+        tokio::task::yield_now().await;
+        assert!(!writer.is_finished());
+        // The direct write is done, with nothing left behind it.
+        outbox.state().busy = false;
+        closing.cancel();
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ended, in time")
+            .expect("writer")
+            .expect("closed cleanly");
+        let mut all = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut all);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the end of the stream, in time")
+            .expect("read");
     }
 
     #[test]
